@@ -1,0 +1,118 @@
+"""Fashion-MNIST from the Debian package dataset-fashion-mnist (idx .gz files), held in memory as uint8."""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from data.transforms import eval_transform, train_transform
+from jepa.errors import ConfigError
+
+DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+MEAN, STD = (0.2860,), (0.3530,)
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+INSTALL_HINT = "install it with `apt-get update && apt-get install -y dataset-fashion-mnist` (as root), or pass --data.root DIR"
+
+
+def find_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding the four idx .gz files; a ConfigError naming the path and the fix otherwise."""
+    path = Path(root or os.environ.get("FASHION_MNIST_ROOT") or DEFAULT_ROOT)
+    missing = [f for pair in FILES.values() for f in pair if not (path / f).is_file()]
+    if missing:
+        raise ConfigError(f"Fashion-MNIST not found in {path} (missing {', '.join(missing)}): {INSTALL_HINT}")
+    return path
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ConfigError(f"{path} is not an unsigned-byte idx file (bad magic number)")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ConfigError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {data.size}")
+    return data.reshape(shape)
+
+
+def load_split(root: str | os.PathLike | None, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 [N, 1, 28, 28], labels int64 [N]) for split 'train' (60k) or 'test' (10k)."""
+    if split not in FILES:
+        raise ConfigError(f"unknown Fashion-MNIST split {split!r}: use 'train' or 'test'")
+    base = find_root(root)
+    images, labels = (_read_idx(base / f) for f in FILES[split])
+    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+class TensorImageDataset(Dataset):
+    """Images [N, C, H, W] uint8 with labels, transformed per sample; returns (image, label, index)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        x = self.images[i]
+        return (self.transform(x) if self.transform else x), self.labels[i], i
+
+
+class FashionMNISTDataModule(L.LightningDataModule):
+    """Fashion-MNIST 28x28 grey images: train split (60k) for training, test split (10k) for validation.
+
+    Args:
+        root: folder with the four idx .gz files (default: the Debian package's folder, or $FASHION_MNIST_ROOT).
+        batch_size: images per device and step.
+        num_workers: dataloader worker processes (0: load in the training process).
+        crop_scale: RandomResizedCrop area range of the training augmentation.
+        flip: random horizontal flip during training.
+        limit_train: use only the first N training images (0: all); for smoke tests.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        batch_size: int = 256,
+        num_workers: int = 1,
+        crop_scale: tuple[float, float] = (0.3, 1.0),
+        flip: bool = True,
+        limit_train: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = str(find_root(root))  # fail at construction, before any compute
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.batch_size, self.num_workers, self.limit_train = batch_size, num_workers, limit_train
+        self.train_tf = train_transform(28, crop_scale, flip, MEAN, STD)
+        self.eval_tf = eval_transform(MEAN, STD)
+
+    def setup(self, stage: str | None = None) -> None:
+        images, labels = load_split(self.root, "train")
+        if self.limit_train:
+            images, labels = images[: self.limit_train], labels[: self.limit_train]
+        self.train_set = TensorImageDataset(images, labels, self.train_tf)
+        self.val_set = TensorImageDataset(*load_split(self.root, "test"), self.eval_tf)
+
+    def _loader(self, dataset, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False, drop_last=False)

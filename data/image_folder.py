@@ -1,0 +1,67 @@
+"""Image folders in torchvision's ImageFolder layout (root/class_x/xxx.jpg), e.g. ImageNet."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
+
+from data.transforms import eval_transform, train_transform
+from jepa.errors import ConfigError
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """Training images from `train_dir`, optional validation images from `val_dir`.
+
+    Args:
+        train_dir: folder of class sub-folders with training images.
+        val_dir: same layout for validation (optional).
+        img_size: side of the square crops fed to the model.
+        batch_size: images per device and step.
+        num_workers: dataloader worker processes.
+        crop_scale: RandomResizedCrop area range (I-JEPA: 0.3-1.0).
+        flip: random horizontal flip during training.
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation std.
+    """
+
+    def __init__(
+        self,
+        train_dir: str,
+        val_dir: str | None = None,
+        img_size: int = 224,
+        batch_size: int = 128,
+        num_workers: int = 8,
+        crop_scale: tuple[float, float] = (0.3, 1.0),
+        flip: bool = True,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        for key, path in (("data.train_dir", train_dir), ("data.val_dir", val_dir)):
+            if path is not None and not Path(path).is_dir():
+                raise ConfigError(f"{key}: folder {path} does not exist; point it at a folder of class sub-folders")
+        self.train_dir, self.val_dir = train_dir, val_dir
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.train_tf = train_transform(img_size, crop_scale, flip, mean, std)
+        self.eval_tf = eval_transform(mean, std, size=img_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = ImageFolder(self.train_dir, transform=self.train_tf)
+        self.val_set = ImageFolder(self.val_dir, transform=self.eval_tf) if self.val_dir else None
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []

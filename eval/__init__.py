@@ -1,0 +1,1 @@
+"""Frozen-encoder evaluation: feature extraction, linear probes, probe tables."""

@@ -1,0 +1,54 @@
+"""Frozen-encoder features: encode images once, then pool the tokens per probe protocol."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+PROTOCOLS = {
+    "avg": "global average of the last layer's patch tokens (the I-JEPA literature's standard)",
+    "flat": "all patch tokens of the last layer, flattened (spatial)",
+    "avg+2x2": "global average concatenated with a 2x2 grid of average-pooled tokens (spatial, compact)",
+}
+
+
+@torch.no_grad()
+def encode_tokens(encoder: nn.Module, images: torch.Tensor, mean, std, batch_size: int = 1000,
+                  desc: str = "features") -> torch.Tensor:
+    """uint8 images [N, C, H, W] -> last-layer tokens [N, T, D] (float32, CPU), with a progress bar."""
+    encoder = encoder.eval()
+    device = next(encoder.parameters()).device
+    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    chunks = []
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
+        x = images[start : start + batch_size].to(device).float().div_(255).sub_(mean_t).div_(std_t)
+        chunks.append(encoder(x).float().cpu())
+    return torch.cat(chunks)
+
+
+def pixel_tokens(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Raw pixels cut into the encoder's patches: uint8 [N, C, H, W] -> [N, T, C*p*p] in [0, 1], so the pixel
+    baseline goes through exactly the same pooling and probe as an encoder."""
+    x = images.float().div(255)
+    n, c, h, w = x.shape
+    p = patch_size
+    x = x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(n, (h // p) * (w // p), c * p * p)
+
+
+def pool(tokens: torch.Tensor, protocol: str) -> torch.Tensor:
+    """[N, T, D] tokens on a square grid -> [N, F] features for one probe protocol."""
+    if protocol == "avg":
+        return tokens.mean(1)
+    if protocol == "flat":
+        return tokens.flatten(1)
+    if protocol == "avg+2x2":
+        n, t, d = tokens.shape
+        side = math.isqrt(t)
+        grid = tokens.transpose(1, 2).reshape(n, d, side, side)
+        quad = nn.functional.adaptive_avg_pool2d(grid, 2).flatten(1)
+        return torch.cat([tokens.mean(1), quad], dim=1)
+    raise ValueError(f"unknown probe protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")

@@ -1,0 +1,62 @@
+"""Loading our checkpoints safely: weights_only=True, wrapper prefixes stripped, every key accounted for."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from jepa.errors import ConfigError
+from jepa.vit import VisionTransformer
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+ENCODER_ARGS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove DDP (`module.`) and torch.compile (`_orig_mod.`) wrappers wherever they appear in a key."""
+    out = {}
+    for key, value in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            key = key.replace(prefix, "")
+        out[key] = value
+    return out
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which, not a pickle traceback
+        raise ConfigError(f"checkpoint {path} could not be read safely ({type(err).__name__}: {err})") from None
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """load_state_dict that names every missing and unexpected key instead of loading part of a model."""
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ConfigError(
+            f"{source} does not match the model: missing keys {result.missing_keys[:8]}"
+            f"{' ...' if len(result.missing_keys) > 8 else ''}, unexpected keys {result.unexpected_keys[:8]}"
+            f"{' ...' if len(result.unexpected_keys) > 8 else ''}"
+        )
+
+
+def load_encoder(path: str | os.PathLike, which: str = "target_encoder") -> tuple[VisionTransformer, dict]:
+    """The frozen encoder (`target_encoder` by default, or `encoder`) of a JEPA Lightning checkpoint,
+    rebuilt from the checkpoint's hyperparameters; returns (encoder, hyperparameters)."""
+    if which not in ("target_encoder", "encoder"):
+        raise ConfigError(f"which encoder: use 'target_encoder' or 'encoder', got {which!r}")
+    ckpt = load_checkpoint(path)
+    hparams = ckpt.get("hyper_parameters") or {}
+    missing = [k for k in ENCODER_ARGS if k not in hparams]
+    if "state_dict" not in ckpt or missing:
+        raise ConfigError(f"{path} is not a JEPA Lightning checkpoint (no state_dict or hyperparameters {missing})")
+    encoder = VisionTransformer(**{k: hparams[k] for k in ENCODER_ARGS})
+    prefix = which + "."
+    state = {k[len(prefix):]: v for k, v in strip_prefixes(ckpt["state_dict"]).items() if k.startswith(prefix)}
+    load_strict(encoder, state, f"{path} [{which}]")
+    return encoder.eval().requires_grad_(False), dict(hparams)

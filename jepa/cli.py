@@ -1,0 +1,109 @@
+"""The `jepa` command: LightningCLI for fit/validate/test/predict, plus the project's own subcommands.
+
+Models and datamodules are picked by class_path in the YAML config, so this core module never imports the
+packages that use it; the extra subcommands are imported lazily by name.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from jepa.errors import ConfigError
+
+# subcommand -> (module:function, one-line help). Each function takes argv and returns an exit code.
+EXTRA_COMMANDS = {
+    "probe": ("eval.probe_cli:main", "linear probes of a checkpoint's frozen encoder on Fashion-MNIST"),
+    "quickstart": ("ijepa.quickstart:main", "pretrain I-JEPA on Fashion-MNIST, probe it, print the results table"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _overview() -> str:
+    lines = ["usage: jepa {fit,validate,test,predict," + ",".join(EXTRA_COMMANDS) + "} [options]", "",
+             "JEPA pretraining, evaluation and planning.", "",
+             "  fit / validate / test / predict   LightningCLI: jepa fit --config configs/ijepa/<recipe>.yaml "
+             "[--trainer.devices N ...]; jepa fit --help lists every option"]
+    lines += [f"  {name:<33} {text}" for name, (_, text) in EXTRA_COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def build_cli(args: list[str], run: bool = True):
+    """The LightningCLI used by `jepa fit` and friends (also usable in-process, e.g. by the quickstart).
+
+    With run=False, `args` still starts with the subcommand it stands for ("fit"): the CLI then only
+    instantiates the trainer, model and datamodule and the caller runs them.
+    """
+    import warnings
+
+    import lightning as L
+    from lightning.pytorch.cli import LightningCLI
+
+    from jepa.run_record import RunRecord
+
+    class JepaCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_lightning_class_args(RunRecord, "run_record")
+
+        def before_instantiate_classes(self) -> None:
+            self._config_text = self.parser.dump(self.config, skip_none=False, skip_validation=True)
+
+        def instantiate_trainer(self, **kwargs):
+            trainer = super().instantiate_trainer(**kwargs)
+            for cb in trainer.callbacks:
+                if isinstance(cb, RunRecord):
+                    cb.config_text = getattr(self, "_config_text", None)
+            return trainer
+
+    if not run:
+        args = args[1:] if args and args[0] in LIGHTNING_COMMANDS else args
+    # We always pass the arguments explicitly, including when they are sys.argv's: that is not a mistake here.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    return JepaCLI(
+        L.LightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": _overview()} if run else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing downloads unless the user asks
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_overview())
+        return 0
+    try:
+        if argv[0] in EXTRA_COMMANDS:
+            module_name, func = EXTRA_COMMANDS[argv[0]][0].split(":")
+            return int(getattr(importlib.import_module(module_name), func)(argv[1:]) or 0)
+        if argv[0] not in LIGHTNING_COMMANDS:
+            print(f"jepa: error: unknown command {argv[0]!r}\n\n{_overview()}", file=sys.stderr)
+            return 2
+        build_cli(argv)
+    except Exception as err:  # noqa: BLE001 - user errors arrive wrapped by jsonargparse; others are re-raised
+        user_error = _find_config_error(err)
+        if user_error is None:
+            raise
+        print(f"jepa: error: {user_error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _find_config_error(err: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind an exception, if any: class instantiation wraps it in jsonargparse's errors."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ConfigError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""JEPAModule: the LightningModule that I-JEPA and V-JEPA specialise.
+
+It owns what every JEPA shares: context encoder, EMA target encoder, predictor, AdamW with no weight decay on
+biases and 1-D parameters, the schedules (in optimizer steps), the EMA update after each optimizer step,
+per-step mask keys and the collapse monitors. A subclass builds the networks and defines `jepa_loss`.
+"""
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import torch
+from torch import nn
+
+from jepa.ema import ema_update
+from jepa.errors import ConfigError
+from jepa.metrics import feature_std, rankme
+from jepa.schedules import JEPASchedule, linear
+
+
+def mask_key(seed: int, step: int, rank: int) -> int:
+    """A 63-bit seed from (seed, step, rank): any loader, any worker count, and resume give the same masks."""
+    h = 0x9E3779B97F4A7C15
+    for v in (seed, step, rank):
+        h = ((h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class JEPAModule(L.LightningModule):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        predictor: nn.Module,
+        lr: float = 1e-3,
+        start_lr: float = 2e-4,
+        final_lr: float = 1e-6,
+        warmup_fraction: float = 40 / 300,
+        weight_decay: float = 0.04,
+        final_weight_decay: float = 0.4,
+        ema_momentum: tuple[float, float] = (0.996, 1.0),
+        betas: tuple[float, float] = (0.9, 0.999),
+        mask_seed: int = 0,
+        monitor_every: int = 50,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ConfigError(f"model.warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        for name, value in (("lr", lr), ("start_lr", start_lr), ("final_lr", final_lr)):
+            if value < 0:
+                raise ConfigError(f"model.{name} must be >= 0, got {value}")
+        if not all(0.0 <= m <= 1.0 for m in ema_momentum):
+            raise ConfigError(f"model.ema_momentum must lie in [0, 1], got {list(ema_momentum)}")
+        self.encoder = encoder
+        self.predictor = predictor
+        self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self.lr, self.start_lr, self.final_lr, self.warmup_fraction = lr, start_lr, final_lr, warmup_fraction
+        self.weight_decay, self.final_weight_decay = weight_decay, final_weight_decay
+        self.ema_momentum, self.betas = tuple(ema_momentum), tuple(betas)
+        self.mask_seed, self.monitor_every = mask_seed, monitor_every
+
+    # ---- to be defined by the subclass -------------------------------------------------------------------------
+    def sample_masks(self, batch, generator: torch.Generator):
+        """Masks for one batch, drawn from `generator` (already keyed by seed, step and rank)."""
+        raise NotImplementedError
+
+    def jepa_loss(self, batch, masks) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, target-encoder tokens [B, N, D] of the full input, for the monitors)."""
+        raise NotImplementedError
+
+    # ---- masks: drawn on the device, keyed by (seed, micro-step, rank) -------------------------------------------
+    def masks_for(self, batch, step: int, rank: int):
+        device = (batch[0] if isinstance(batch, (tuple, list)) else batch).device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(mask_key(self.mask_seed, step, rank))
+        return self.sample_masks(batch, generator)
+
+    def micro_step(self, batch_idx: int) -> int:
+        """Counts micro-batches: optimizer step x accumulation + position inside the accumulation window."""
+        accumulate = self.trainer.accumulate_grad_batches
+        return self.trainer.global_step * accumulate + batch_idx % accumulate
+
+    # ---- steps --------------------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int):
+        masks = self.masks_for(batch, self.micro_step(batch_idx), self.global_rank)
+        loss, target_tokens = self.jepa_loss(batch, masks)
+        self.log("train/loss", loss, prog_bar=True)
+        step = self.trainer.global_step
+        if self.monitor_every and step % self.monitor_every == 0:
+            pooled = target_tokens.detach().float().mean(dim=1)
+            self.log("train/target_std", feature_std(pooled))
+            self.log("train/rankme", rankme(pooled))
+            self.log("train/ema_momentum", self.momentum_at(step))
+            self.log("train/weight_decay", self.optimizers().param_groups[0]["weight_decay"])
+        return loss
+
+    def validation_step(self, batch, batch_idx: int):
+        # Validation masks are keyed by the batch index only, so every validation pass scores the same masks.
+        loss, _ = self.jepa_loss(batch, self.masks_for(batch, batch_idx, rank=1 << 20))
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        t = self.trainer
+        loader = t.train_dataloader
+        per_device = getattr(loader, "batch_size", None) if loader is not None else None
+        if per_device:
+            global_batch = per_device * t.world_size * t.accumulate_grad_batches
+            self.log("train/global_batch", float(global_batch), rank_zero_only=True)
+            if t.is_global_zero:
+                print(
+                    f"global batch {global_batch} = {per_device} per device x {t.world_size} processes x "
+                    f"{t.accumulate_grad_batches} accumulation (no automatic LR scaling)"
+                )
+
+    # ---- optimiser, schedules, EMA --------------------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        total = self.trainer.estimated_stepping_batches
+        if total is None or total == float("inf"):
+            raise ConfigError("training length is unknown: set trainer.max_steps or trainer.max_epochs")
+        return int(total)
+
+    def momentum_at(self, step: int) -> float:
+        return linear(step, self.total_steps, *self.ema_momentum)
+
+    def param_groups(self) -> list[dict]:
+        decay, no_decay = [], []
+        for module in (self.encoder, self.predictor):
+            for name, p in module.named_parameters():
+                if p.requires_grad:
+                    (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.param_groups(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        total = self.total_steps
+        schedule = JEPASchedule(
+            optimizer,
+            total_steps=total,
+            warmup_steps=int(round(self.warmup_fraction * total)),
+            start_lr=self.start_lr,
+            lr=self.lr,
+            final_lr=self.final_lr,
+            weight_decay=self.weight_decay,
+            final_weight_decay=self.final_weight_decay,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        step = self.trainer.global_step  # optimizer steps taken before this one
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        ema_update(self.target_encoder, self.encoder, self.momentum_at(step))

@@ -1,0 +1,160 @@
+"""ViT context/target encoder and the narrow JEPA predictor, built on timm blocks (SDPA attention).
+
+Parameter names follow the official I-JEPA code (patch_embed.proj, blocks.N, norm, pos_embed;
+predictor_embed, mask_token, predictor_blocks.N, predictor_norm, predictor_proj), so imported
+checkpoints map one-to-one.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+from timm.layers import PatchEmbed, trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from jepa.errors import ConfigError
+from jepa.masking import apply_masks, repeat_batch
+from jepa.pos_embed import sincos_2d
+
+LayerNorm = partial(nn.LayerNorm, eps=1e-6)
+
+# (embed_dim, depth, num_heads) of the standard ViT sizes.
+VIT_SIZES = {
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+    "large": (1024, 24, 16),
+    "huge": (1280, 32, 16),
+    "giant": (1408, 40, 16),
+}
+
+
+def _blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path_rate: float) -> nn.ModuleList:
+    if dim % num_heads:
+        raise ConfigError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+    rates = torch.linspace(0, drop_path_rate, depth).tolist()
+    return nn.ModuleList(
+        Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=r, norm_layer=LayerNorm) for r in rates
+    )
+
+
+def _init_weights(module: nn.Module, blocks: nn.ModuleList, std: float = 0.02) -> None:
+    """Truncated-normal linear/conv weights, zero biases, unit LayerNorm; then each block's output
+    projections are divided by sqrt(2 * layer_id) so the residual stream does not grow with depth."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d)):
+            trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    with torch.no_grad():
+        for layer_id, block in enumerate(blocks, start=1):
+            block.attn.proj.weight.div_(math.sqrt(2.0 * layer_id))
+            block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer_id))
+
+
+def grid_size(img_size: int, patch_size: int, key: str = "img_size") -> int:
+    if patch_size <= 0 or img_size <= 0 or img_size % patch_size:
+        raise ConfigError(
+            f"patch_size {patch_size} does not divide {key} {img_size}: pick a patch size that divides the image size"
+        )
+    return img_size // patch_size
+
+
+class VisionTransformer(nn.Module):
+    """ViT encoder without CLS token: Conv2d patches + fixed 2-D sin-cos position embedding.
+
+    `forward(x, masks)` keeps only the token indices in `masks` (after the position embedding is added),
+    which is how the context encoder sees the context block.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.grid = grid_size(img_size, patch_size)
+        self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.register_buffer("pos_embed", sincos_2d(embed_dim, self.grid, self.grid)[None])
+        self.blocks = _blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
+        self.norm = LayerNorm(embed_dim)
+        _init_weights(self, self.blocks)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid * self.grid
+
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None, return_layers: list[int] | None = None):
+        """x: [B, C, H, W] -> [B, N or K, D]. With return_layers, also a list of those blocks' outputs
+        (each passed through the final norm, as the probes of the I-JEPA paper use them)."""
+        x = self.patch_embed(x) + self.pos_embed.to(x.dtype)
+        if masks is not None:
+            x = apply_masks(x, masks)
+        layers = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if return_layers is not None and i in return_layers:
+                layers.append(self.norm(x))
+        x = self.norm(x)
+        return (x, layers) if return_layers is not None else x
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """The project-wide encoder interface: frames [B, T, C, H, W] -> tokens [B, T, N, D] (per frame)."""
+        b, t = frames.shape[:2]
+        tokens = self(frames.flatten(0, 1))
+        return tokens.unflatten(0, (b, t))
+
+
+class Predictor(nn.Module):
+    """Narrow transformer that predicts target-block embeddings from context tokens.
+
+    Each target block is its own batch entry: the context is repeated once per block and attends only to that
+    block's mask tokens (sharing one sequence across blocks would let blocks see each other and change the maths).
+    """
+
+    def __init__(
+        self,
+        grid: int,
+        embed_dim: int = 768,
+        predictor_embed_dim: int = 384,
+        depth: int = 6,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, predictor_embed_dim))
+        self.register_buffer("predictor_pos_embed", sincos_2d(predictor_embed_dim, grid, grid)[None])
+        self.predictor_blocks = _blocks(predictor_embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
+        self.predictor_norm = LayerNorm(predictor_embed_dim)
+        self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
+        _init_weights(self, self.predictor_blocks)
+        trunc_normal_(self.mask_token, std=0.02)
+
+    def forward(self, ctx: torch.Tensor, ctx_masks: torch.Tensor, tgt_masks: list[torch.Tensor]) -> torch.Tensor:
+        """ctx: [B, Kc, D] context-encoder tokens at indices ctx_masks [B, Kc];
+        tgt_masks: list of [B, Kt] -> predictions [len(tgt_masks) * B, Kt, D], mask-major."""
+        b, n_ctx = ctx.shape[:2]
+        pos = self.predictor_pos_embed.expand(b, -1, -1).to(ctx.dtype)
+        x = self.predictor_embed(ctx) + apply_masks(pos, ctx_masks)
+        x = repeat_batch(x, len(tgt_masks))
+        queries = self.mask_token.to(x.dtype) + apply_masks(pos, tgt_masks)
+        x = torch.cat([x, queries], dim=1)
+        for block in self.predictor_blocks:
+            x = block(x)
+        x = self.predictor_norm(x[:, n_ctx:])
+        return self.predictor_proj(x)

@@ -1,0 +1,53 @@
+"""Tiny models and data shared by the tests (CPU, seconds)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from data.fashion_mnist import TensorImageDataset
+from ijepa import IJEPA, MultiBlockMaskSampler
+
+TINY = dict(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2,
+            predictor_embed_dim=16, predictor_depth=1)
+
+
+def tiny_model(seed: int = 0, cls: type[IJEPA] = IJEPA, **overrides) -> IJEPA:
+    torch.manual_seed(seed)
+    kwargs = {**TINY, "mask_sampler": MultiBlockMaskSampler(min_keep=2), "monitor_every": 1, **overrides}
+    return cls(**kwargs)
+
+
+def tiny_images(n: int = 32, seed: int = 0, size: int = 16) -> TensorImageDataset:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 1, size, size), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    return TensorImageDataset(images, labels, transform=lambda x: x.float() / 255)
+
+
+class TinyData(L.LightningDataModule):
+    def __init__(self, n: int = 32, batch_size: int = 8, shuffle: bool = False) -> None:
+        super().__init__()
+        self.dataset, self.batch_size, self.shuffle = tiny_images(n), batch_size, shuffle
+
+    def train_dataloader(self):
+        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, drop_last=True)
+
+
+def tiny_trainer(tmp_path, **kwargs) -> L.Trainer:
+    defaults = dict(accelerator="cpu", devices=1, precision="32-true", logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+                    log_every_n_steps=1)
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+@pytest.fixture
+def fmnist_root() -> str:
+    from data.fashion_mnist import find_root
+
+    return str(find_root(None))  # a ConfigError with the install hint if the Debian package is missing

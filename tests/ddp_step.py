@@ -1,0 +1,41 @@
+"""One I-JEPA DDP step on 2 gloo CPU processes (run as a script: Lightning re-executes it for rank 1).
+
+Writes <out>/rank<r>.pt with the sample indices and masks that rank used, and (rank 0) <out>/params.pt with the
+encoder, predictor and target-encoder weights after the step.
+"""
+import os
+import sys
+
+import torch
+
+torch.set_num_threads(1)  # two processes on two cores (DESIGN.md section 8)
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import lightning as L  # noqa: E402
+
+from tests.conftest import TinyData, tiny_model  # noqa: E402
+
+
+class Record(L.Callback):
+    def __init__(self, out):
+        self.out = out
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        masks = pl_module.masks_for(batch, pl_module.micro_step(batch_idx), pl_module.global_rank)
+        torch.save({"indices": batch[2].clone(), "context": masks.context, "targets": masks.targets},
+                   os.path.join(self.out, f"rank{trainer.global_rank}.pt"))
+
+
+def main(out: str) -> None:
+    model = tiny_model(seed=0, ema_momentum=(0.9, 0.95))
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=1, precision="32-true",
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Record(out)], default_root_dir=out)
+    trainer.fit(model, datamodule=TinyData(n=16, batch_size=4, shuffle=False))
+    if trainer.is_global_zero:
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out, "params.pt"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,79 @@
+"""The `jepa` command line: help, a 2-step fit, config round-trip, and clean one-line errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "configs" / "ijepa" / "fmnist_cpu.yaml"
+TINY_ARGS = ["--model.embed_dim=32", "--model.depth=2", "--model.num_heads=2", "--model.predictor_embed_dim=16",
+             "--model.predictor_depth=1", "--data.batch_size=8", "--data.limit_train=64", "--data.num_workers=0",
+             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def jepa(*args, cwd=None, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "jepa.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or ROOT, env=env)
+
+
+def test_top_level_help_lists_subcommands():
+    out = jepa("--help")
+    assert out.returncode == 0
+    for sub in ("fit", "validate", "probe", "quickstart"):
+        assert sub in out.stdout
+
+
+def test_fit_help_documents_model_options():
+    out = jepa("fit", "--model.help", "ijepa.IJEPA")
+    assert out.returncode == 0, out.stderr
+    assert "patch side in pixels" in out.stdout and "--model.mask_sampler" in out.stdout
+    out = jepa("fit", "--help")
+    assert out.returncode == 0 and "--trainer.devices" in out.stdout and "--trainer.num_nodes" in out.stdout
+
+
+def test_two_step_fit_through_cli(tmp_path, fmnist_root):
+    out = jepa("fit", "--config", str(CONFIG), *TINY_ARGS, "--trainer.max_steps=2", f"--data.root={fmnist_root}",
+               f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false", "--trainer.log_every_n_steps=1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["global_step"] == 2 and record["stage"] == "fit"
+    assert record["provenance"]["config_sha256_16"] and record["provenance"]["versions"]["torch"]
+    assert "train/loss" in record["metrics"]
+
+
+def test_print_config_round_trips(tmp_path, fmnist_root):
+    first = jepa("fit", "--config", str(CONFIG), f"--data.root={fmnist_root}", "--print_config")
+    assert first.returncode == 0, first.stderr
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(first.stdout)
+    second = jepa("fit", "--config", str(saved), "--print_config")
+    assert second.returncode == 0, second.stderr
+    assert first.stdout == second.stdout
+    assert "class_path: ijepa.MultiBlockMaskSampler" in first.stdout
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--model.bogus_option=1"], "bogus_option"),
+    (["--data.batch_size=abc"], "batch_size"),
+    (["--model.mask_sampler.init_args.target_scale=[0.1, 1.5]"], "target_scale"),
+    (["--model.patch_size=5"], "patch_size 5 does not divide img_size 28"),
+    (["--data.root=/nonexistent/fmnist"], "Fashion-MNIST not found in /nonexistent/fmnist"),
+    (["--model.warmup_fraction=1.5"], "warmup_fraction"),
+])
+def test_bad_input_fails_before_compute_with_a_named_error(tmp_path, args, expected):
+    out = jepa("fit", "--config", str(CONFIG), *TINY_ARGS, f"--trainer.default_root_dir={tmp_path}", *args, timeout=120)
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_unknown_key_in_yaml_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONFIG.read_text().replace("  max_epochs: 4\n", "  max_epochs: 4\n  max_epoch: 3\n"))
+    out = jepa("fit", "--config", str(bad), timeout=120)
+    assert out.returncode == 2 and "max_epoch" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from eval.features import pixel_tokens, pool
+from eval.linear_probe import linear_probe
+from jepa.checkpoint import load_strict, strip_prefixes
+from jepa.errors import ConfigError
+from jepa.vit import VisionTransformer
+
+
+def test_linear_probe_learns_separable_classes_and_picks_on_validation():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 20, generator=g) * 3
+    y = torch.randint(0, 4, (800,), generator=g)
+    x = centres[y] + torch.randn(800, 20, generator=g)
+    result = linear_probe(x[:600], y[:600], x[600:], y[600:], epochs=10)
+    assert result.test_acc > 0.95
+    assert set(result.val_acc) == {"0.0001", "0.001", "0.01"}
+    assert result.weight_decay in (1e-4, 1e-3, 1e-2)
+
+
+def test_linear_probe_on_noise_is_near_chance():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(1000, 10, generator=g), torch.randint(0, 5, (1000,), generator=g)
+    assert linear_probe(x[:800], y[:800], x[800:], y[800:], epochs=5).test_acc < 0.35
+
+
+def test_pixel_tokens_and_pooling():
+    images = torch.arange(2 * 8 * 8, dtype=torch.uint8).view(2, 1, 8, 8)
+    tokens = pixel_tokens(images, 4)
+    assert tokens.shape == (2, 4, 16)
+    assert torch.allclose(tokens[0, 1], images[0, 0, :4, 4:].flatten().float() / 255)
+    assert pool(tokens, "avg").shape == (2, 16)
+    assert pool(tokens, "flat").shape == (2, 64)
+    assert pool(tokens, "avg+2x2").shape == (2, 16 * 5)
+    with pytest.raises(ValueError, match="unknown probe protocol"):
+        pool(tokens, "cls")
+
+
+def test_loading_is_strict_and_strips_wrappers():
+    enc = VisionTransformer(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2)
+    wrapped = {f"module._orig_mod.{k}": v for k, v in enc.state_dict().items()}
+    fresh = VisionTransformer(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2)
+    load_strict(fresh, strip_prefixes(wrapped), "test")
+    assert torch.equal(fresh.blocks[0].mlp.fc1.weight, enc.blocks[0].mlp.fc1.weight)
+    partial = dict(strip_prefixes(wrapped))
+    partial.pop("norm.weight")
+    partial["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ConfigError, match=r"missing keys \['norm.weight'\].*unexpected keys \['extra.weight'\]"):
+        load_strict(fresh, partial, "test")

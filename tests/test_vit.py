@@ -1,0 +1,79 @@
+import math
+
+import pytest
+import torch
+
+from jepa.errors import ConfigError
+from jepa.masking import apply_masks
+from jepa.pos_embed import sincos_2d
+from jepa.vit import Predictor, VisionTransformer
+
+
+def test_encoder_shapes_no_cls_and_masking():
+    enc = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2)
+    x = torch.randn(3, 1, 16, 16)
+    assert enc(x).shape == (3, 16, 32)  # 4x4 patches, no CLS token
+    idx = torch.tensor([[0, 5, 15], [1, 2, 3], [4, 8, 12]])
+    assert enc(x, idx).shape == (3, 3, 32)
+    assert enc.encode(x[:, None].repeat(1, 2, 1, 1, 1)).shape == (3, 2, 16, 32)
+
+
+def test_masking_happens_after_position_embedding():
+    """Dropping tokens must not change where the kept ones are: with depth 0 the masked output equals a gather."""
+    enc = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=1, num_heads=2).eval()
+    enc.blocks = torch.nn.ModuleList()
+    x = torch.randn(2, 1, 16, 16)
+    idx = torch.tensor([[3, 7], [0, 15]])
+    assert torch.allclose(enc(x, idx), apply_masks(enc(x), idx))
+
+
+def test_apply_masks_is_a_gather_mask_major():
+    x = torch.arange(2 * 5 * 3, dtype=torch.float).view(2, 5, 3)
+    m1, m2 = torch.tensor([[0, 4], [1, 2]]), torch.tensor([[3, 3], [0, 1]])
+    out = apply_masks(x, [m1, m2])
+    assert out.shape == (4, 2, 3)
+    assert torch.equal(out[1, 0], x[1, 1]) and torch.equal(out[2, 0], x[0, 3]) and torch.equal(out[3, 1], x[1, 1])
+
+
+def test_sincos_matches_formula():
+    d, pe = 16, sincos_2d(16, 3, 5)
+    assert pe.shape == (15, 16)
+    row, col = 2, 3
+    k = 1  # the second frequency of each half-of-a-half
+    omega = 1.0 / 10000 ** (k / (d / 4))
+    v = pe[row * 5 + col]
+    assert math.isclose(float(v[k]), math.sin(col * omega), abs_tol=1e-6)           # width, sin
+    assert math.isclose(float(v[d // 4 + k]), math.cos(col * omega), abs_tol=1e-6)  # width, cos
+    assert math.isclose(float(v[d // 2 + k]), math.sin(row * omega), abs_tol=1e-6)  # height, sin
+
+
+def test_output_projection_rescaled_by_depth():
+    torch.manual_seed(0)
+    enc = VisionTransformer(img_size=32, patch_size=4, embed_dim=256, depth=4, num_heads=4)
+    for layer_id, block in enumerate(enc.blocks, start=1):
+        expected = 0.02 / math.sqrt(2 * layer_id)
+        assert abs(float(block.attn.proj.weight.std()) - expected) < 0.15 * expected
+        assert abs(float(block.mlp.fc2.weight.std()) - expected) < 0.15 * expected
+        assert abs(float(block.attn.qkv.weight.std()) - 0.02) < 0.003
+
+
+def test_patch_must_divide_image():
+    with pytest.raises(ConfigError, match="patch_size 5 does not divide img_size 28"):
+        VisionTransformer(img_size=28, patch_size=5)
+
+
+def test_predictor_each_target_block_is_its_own_sequence():
+    torch.manual_seed(0)
+    pred = Predictor(grid=4, embed_dim=32, predictor_embed_dim=16, depth=2, num_heads=2).eval()
+    ctx = torch.randn(2, 5, 32)
+    ctx_idx = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
+    t1, t2 = torch.tensor([[10, 11], [12, 13]]), torch.tensor([[14, 15], [10, 11]])
+    out = pred(ctx, ctx_idx, [t1, t2])
+    assert out.shape == (4, 2, 32)
+    # changing the second block must not change the first block's predictions
+    out2 = pred(ctx, ctx_idx, [t1, torch.tensor([[2, 3], [4, 5]])])
+    assert torch.allclose(out[:2], out2[:2], atol=1e-6)
+    assert not torch.allclose(out[2:], out2[2:])
+    # and the prediction depends on where the target is
+    out3 = pred(ctx, ctx_idx, [t2, t1])
+    assert not torch.allclose(out[:2], out3[:2])
