@@ -15,7 +15,7 @@ PROTOCOLS = {
 
 
 @torch.no_grad()
-def encode_tokens(encoder: nn.Module, images: torch.Tensor, mean, std, batch_size: int = 1000,
+def encode_tokens(encoder: nn.Module, images: torch.Tensor, mean, std, batch_size: int = 256,
                   desc: str = "features") -> torch.Tensor:
     """uint8 images [N, C, H, W] -> last-layer tokens [N, T, D] (float32, CPU), with a progress bar."""
     encoder = encoder.eval()

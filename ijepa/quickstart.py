@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max_epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--max_steps", type=int, default=None, help="stop pretraining after N optimizer steps")
     p.add_argument("--limit_train", type=int, default=0, help="pretrain on the first N images only (0: all)")
-    p.add_argument("--protocols", default="avg,avg+2x2,flat", help="probe protocols, comma-separated")
+    p.add_argument("--protocols", default="avg,flat", help="probe protocols, comma-separated (avg, avg+2x2, flat)")
     p.add_argument("--probe_train_limit", type=int, default=0, help="probe on N training images (0: all 60k)")
     p.add_argument("--probe_test_limit", type=int, default=0, help="score N test images (0: all 10k)")
     p.add_argument("--no_progress", action="store_true", help="hide the training progress bar")

@@ -74,6 +74,8 @@ def test_bad_input_fails_before_compute_with_a_named_error(tmp_path, args, expec
 
 def test_unknown_key_in_yaml_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(CONFIG.read_text().replace("  max_epochs: 4\n", "  max_epochs: 4\n  max_epoch: 3\n"))
+    text = CONFIG.read_text()
+    assert "  precision: 32-true\n" in text
+    bad.write_text(text.replace("  precision: 32-true\n", "  precision: 32-true\n  max_epoch: 3\n"))
     out = jepa("fit", "--config", str(bad), timeout=120)
     assert out.returncode == 2 and "max_epoch" in out.stderr and "Traceback" not in out.stderr
