@@ -76,10 +76,6 @@ class IJEPA(JEPAModule):
         # The sampler is rebuilt from the saved config.yaml, not pickled into checkpoints (weights_only loading).
         self.save_hyperparameters(ignore=["mask_sampler"])
 
-    @staticmethod
-    def images(batch) -> torch.Tensor:
-        return batch[0] if isinstance(batch, (tuple, list)) else batch
-
     def sample_masks(self, batch, generator: torch.Generator) -> Masks:
         x = self.images(batch)
         size = (self.hparams.img_size, self.hparams.img_size)

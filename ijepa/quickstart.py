@@ -18,6 +18,7 @@ from ijepa.mask_plot import plot_masks
 from jepa.cli import build_cli
 from jepa.io import write_json, write_text
 from jepa.provenance import provenance
+from jepa.run_record import RunRecord
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "configs" / "ijepa" / "fmnist_cpu.yaml"
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> int:
     t0 = time.time()
     trainer.fit(model, datamodule=datamodule)
     seconds["pretrain"] = round(time.time() - t0, 1)
-    record = next(cb for cb in trainer.callbacks if type(cb).__name__ == "RunRecord")
+    record = next(cb for cb in trainer.callbacks if isinstance(cb, RunRecord))
     fit_record = json.loads(record.path.read_text()) if record.path else {}
 
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]

@@ -69,8 +69,13 @@ class JEPAModule(L.LightningModule):
         raise NotImplementedError
 
     # ---- masks: drawn on the device, keyed by (seed, micro-step, rank) -------------------------------------------
+    @staticmethod
+    def images(batch) -> torch.Tensor:
+        """The input tensor of a batch that is either a tensor or (inputs, labels, ...)."""
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
+
     def masks_for(self, batch, step: int, rank: int):
-        device = (batch[0] if isinstance(batch, (tuple, list)) else batch).device
+        device = self.images(batch).device
         generator = torch.Generator(device=device)
         generator.manual_seed(mask_key(self.mask_seed, step, rank))
         return self.sample_masks(batch, generator)
