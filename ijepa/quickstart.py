@@ -29,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pretraining recipe (a `jepa fit` config)")
     p.add_argument("--out", default="runs/quickstart", help="output folder: logs, checkpoint, results, plots")
     p.add_argument("--data_root", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
-    p.add_argument("--max_epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--max_epochs", type=int, default=None,
+                   help="train for N epochs instead of the recipe's step count (lifts its max_steps)")
     p.add_argument("--max_steps", type=int, default=None, help="stop pretraining after N optimizer steps")
     p.add_argument("--limit_train", type=int, default=0, help="pretrain on the first N images only (0: all)")
     p.add_argument("--protocols", default="avg,flat", help="probe protocols, comma-separated (avg, avg+2x2, flat)")
@@ -47,8 +48,8 @@ def fit_args(args, out: Path) -> list[str]:
     argv = ["fit", "--config", args.config, f"--trainer.default_root_dir={out}", f"--trainer.logger={json.dumps(loggers)}"]
     if args.data_root:
         argv.append(f"--data.root={args.data_root}")
-    if args.max_epochs is not None:
-        argv.append(f"--trainer.max_epochs={args.max_epochs}")
+    if args.max_epochs is not None:  # the recipe caps by max_steps; an epoch count must lift that cap
+        argv += [f"--trainer.max_epochs={args.max_epochs}", "--trainer.max_steps=-1"]
     if args.max_steps is not None:
         argv.append(f"--trainer.max_steps={args.max_steps}")
     if args.limit_train:

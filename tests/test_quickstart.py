@@ -41,3 +41,13 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     probe = json.loads((probe_dir / "results.json").read_text())
     assert set(probe["rows"]) == {"jepa", "random init", "raw pixels"} and probe["encoder"] == "target_encoder"
     assert "| jepa |" in (probe_dir / "results.md").read_text()
+
+
+def test_max_epochs_lifts_the_recipes_step_cap(tmp_path):
+    """The recipe stops at max_steps; --max_epochs must replace that cap, and --max_steps still wins when given."""
+    from ijepa.quickstart import fit_args, parser
+
+    argv = fit_args(parser().parse_args(["--max_epochs", "2"]), tmp_path)
+    assert argv[-2:] == ["--trainer.max_epochs=2", "--trainer.max_steps=-1"]
+    argv = fit_args(parser().parse_args(["--max_epochs", "2", "--max_steps", "5"]), tmp_path)
+    assert argv.index("--trainer.max_steps=5") > argv.index("--trainer.max_steps=-1")
