@@ -49,6 +49,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.train_tf = train_transform(img_size, crop_scale, flip, mean, std)
         self.eval_tf = eval_transform(mean, std, size=img_size)
+        if val_dir is None:  # Lightning then skips validation quietly instead of warning about an empty loader
+            self.val_dataloader = L.LightningDataModule.val_dataloader.__get__(self)
 
     def setup(self, stage: str | None = None) -> None:
         self.train_set = ImageFolder(self.train_dir, transform=self.train_tf)
@@ -64,4 +66,4 @@ class ImageFolderDataModule(L.LightningDataModule):
         return self._loader(self.train_set, shuffle=True)
 
     def val_dataloader(self):
-        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+        return self._loader(self.val_set, shuffle=False)

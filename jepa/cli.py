@@ -14,6 +14,7 @@ from jepa.errors import ConfigError
 # subcommand -> (module:function, one-line help). Each function takes argv and returns an exit code.
 EXTRA_COMMANDS = {
     "probe": ("eval.probe_cli:main", "linear probes of a checkpoint's frozen encoder on Fashion-MNIST"),
+    "shards": ("data.shards_cli:main", "write WebDataset tar shards: jepa shards write SOURCE [INPUT] --out DIR"),
     "quickstart": ("ijepa.quickstart:main", "pretrain I-JEPA on Fashion-MNIST, probe it, print the results table"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

@@ -1,0 +1,43 @@
+"""`jepa shards write`: turn Fashion-MNIST, an image folder, a video folder or .npz trajectories into tar shards."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from data.shard_sources import SOURCES, FashionMNISTSource
+from data.shard_writer import INDEX_NAME, write_shards
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jepa shards", description=__doc__)
+    sub = p.add_subparsers(dest="action", required=True)
+    w = sub.add_parser("write", help="write NAME-%%06d.tar shards and index.json",
+                       description="Write NAME-%06d.tar shards (atomically) and an index.json into --out.")
+    w.add_argument("source", choices=sorted(SOURCES), help="what to read")
+    w.add_argument("input", nargs="?", default=None,
+                   help="folder to read (fashion_mnist: the idx folder, default the Debian package's)")
+    w.add_argument("--out", required=True, help="output folder")
+    w.add_argument("--name", default="shard", help="shard file-name prefix (default: shard)")
+    w.add_argument("--split", default="train", choices=["train", "test"], help="fashion_mnist split")
+    w.add_argument("--max_count", type=int, default=10_000, help="most samples per shard (default 10000)")
+    w.add_argument("--max_size", type=float, default=1e9, help="most bytes per shard, about (default 1e9)")
+    w.add_argument("--seed", type=int, default=0, help="seed of the sample order written (default 0)")
+    w.add_argument("--no_shuffle", action="store_true", help="keep the source's order")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    seed = None if args.no_shuffle else args.seed
+    if args.source == FashionMNISTSource.name:
+        source = FashionMNISTSource(args.input, args.split, seed)
+    elif args.input is None:
+        parser().error(f"{args.source} needs an input folder")
+    else:
+        source = SOURCES[args.source](args.input, seed)
+    index = write_shards(iter(source), args.out, source.name, args.name, args.max_count, int(args.max_size),
+                         total=len(source), extra=source.extra, progress=not args.quiet)
+    print(f"wrote {index['total']} samples into {len(index['shards'])} shards {args.out}/{index['pattern']} "
+          f"(index: {args.out}/{INDEX_NAME})", file=sys.stderr)
+    return 0
