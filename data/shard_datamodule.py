@@ -68,6 +68,14 @@ class FixedLengthLoader:
     def __len__(self) -> int:
         return self.batches if self.batches is not None else len(self.loader)
 
+    # Lightning asks loaders for these to know they resume mid-epoch; ours resumes from the datamodule's state,
+    # which records what was trained on (a loader's own state would count the batches its fetcher prefetched).
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def __iter__(self):
         if self.prepare is not None:
             self.prepare()

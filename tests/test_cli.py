@@ -79,3 +79,31 @@ def test_unknown_key_in_yaml_is_named(tmp_path):
     bad.write_text(text.replace("  precision: 32-true\n", "  precision: 32-true\n  max_epoch: 3\n"))
     out = jepa("fit", "--config", str(bad), timeout=120)
     assert out.returncode == 2 and "max_epoch" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_shards_write_then_fit_from_shards(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for label in range(2):
+        folder = tmp_path / "images" / f"class{label}"
+        folder.mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(np.full((28, 28), 20 * i + label, np.uint8)).save(folder / f"{i}.jpg")
+    out = jepa("shards", "write", "image_folder", str(tmp_path / "images"), "--out", str(tmp_path / "shards"),
+               "--max_count", "8", "--quiet")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "wrote 24 samples into 3 shards" in out.stderr
+
+    tiny = [a for a in TINY_ARGS if not a.startswith("--data.")]
+    out = jepa("fit", "--config", str(CONFIG), "--data", str(ROOT / "configs" / "data" / "fmnist_shards.yaml"),
+               *tiny, f"--data.train_urls={tmp_path / 'shards'}", "--data.val_urls=null", "--data.batch_size=8",
+               "--data.num_workers=0", "--trainer.max_steps=2", f"--trainer.default_root_dir={tmp_path / 'run'}",
+               "--trainer.logger=false")
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["global_step"] == 2 and record["metrics"]["data/skipped_decode"] == 0
+
+    out = jepa("fit", "--config", str(CONFIG), "--data", str(ROOT / "configs" / "data" / "fmnist_shards.yaml"),
+               f"--data.train_urls={tmp_path / 'nowhere' / 'shard-{000000..000003}.tar'}")
+    assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr

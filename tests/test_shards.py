@@ -232,3 +232,30 @@ def test_ddp_two_ranks_two_workers_uneven_shards(tmp_path):
         assert len(ids) == len(set(ids)), f"a sample repeated within pass {pass_}"
     state = torch.load(tmp_path / "last.ckpt", weights_only=True)["Recording"]
     assert sorted(state["positions"]) == ["0", "1", "2", "3"]  # every rank's workers are in the checkpoint
+
+
+def test_video_folder_to_shards_to_clips(tmp_path):
+    from data.shard_datamodule import ClipShardDataModule
+    from data.shards_cli import main as shards_main
+    from data.video import encode_mp4
+
+    rng = np.random.default_rng(0)
+    for label in ("left", "right"):
+        (tmp_path / "videos" / label).mkdir(parents=True)
+        for i in range(2):  # static clips: one crop for the whole clip keeps every frame identical
+            frame = rng.integers(0, 255, (1, 32, 32, 3), dtype=np.uint8)
+            (tmp_path / "videos" / label / f"{i}.mp4").write_bytes(encode_mp4(np.repeat(frame, 12, axis=0)))
+    (tmp_path / "videos" / "left" / "short.mp4").write_bytes(encode_mp4(np.zeros((3, 32, 32, 3), np.uint8)))
+    assert shards_main(["write", "videos", str(tmp_path / "videos"), "--out", str(tmp_path / "shards"),
+                        "--max_count", "2", "--quiet", "--no_shuffle"]) == 0
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    assert index["total"] == 5 and index["classes"] == ["left", "right"] and len(index["shards"]) == 3
+
+    dm = ClipShardDataModule(f"{tmp_path}/shards/{index['pattern']}", img_size=16, num_frames=4, frame_step=2,
+                             batch_size=2, num_workers=0, mean=(0.5,) * 3, std=(0.5,) * 3)
+    items = list(ShardStream(dm.train_list, dm.decoder(train=True), shuffle=False, repeat=False))
+    clips = torch.stack([clip for clip, _, _ in items])
+    assert clips.shape == (4, 4, 3, 16, 16)
+    assert (clips - clips[:, :1]).abs().max() < 0.05, "frames of one clip were cropped differently"
+    assert sorted({int(label) for _, label, _ in items}) == [0, 1]
+    assert items[-1][2][4 + REASONS.index("shape")] == 1  # the 3-frame video (3rd in file order) is too short
