@@ -5,11 +5,11 @@ import gzip
 import os
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from data.resumable import ResumableDataModule
 from data.transforms import eval_transform, train_transform
 from jepa.errors import ConfigError
 
@@ -68,7 +68,7 @@ class TensorImageDataset(Dataset):
         return (self.transform(x) if self.transform else x), self.labels[i], i
 
 
-class FashionMNISTDataModule(L.LightningDataModule):
+class FashionMNISTDataModule(ResumableDataModule):
     """Fashion-MNIST 28x28 grey images: train split (60k) for training, test split (10k) for validation.
 
     Args:
@@ -78,6 +78,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         crop_scale: RandomResizedCrop area range of the training augmentation.
         flip: random horizontal flip during training.
         limit_train: use only the first N training images (0: all); for smoke tests.
+        seed: epoch order and augmentation are drawn from it (and the epoch and image), so a resumed run sees
+            exactly the images and crops an uninterrupted one would.
     """
 
     def __init__(
@@ -88,12 +90,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
         crop_scale: tuple[float, float] = (0.3, 1.0),
         flip: bool = True,
         limit_train: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.root = str(find_root(root))  # fail at construction, before any compute
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        self.batch_size, self.num_workers, self.limit_train = batch_size, num_workers, limit_train
+        self.batch_size, self.num_workers, self.limit_train, self.seed = batch_size, num_workers, limit_train, seed
         self.train_tf = train_transform(28, crop_scale, flip, MEAN, STD)
         self.eval_tf = eval_transform(MEAN, STD)
 
@@ -101,18 +104,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
         images, labels = load_split(self.root, "train")
         if self.limit_train:
             images, labels = images[: self.limit_train], labels[: self.limit_train]
-        self.train_set = TensorImageDataset(images, labels, self.train_tf)
+        self.train_set = TensorImageDataset(images, labels)  # transformed by the resumable loader
         self.val_set = TensorImageDataset(*load_split(self.root, "test"), self.eval_tf)
 
-    def _loader(self, dataset, shuffle: bool, drop_last: bool) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=drop_last,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, drop_last=True)
+        return self.train_loader(self.train_set, self.train_tf, self.batch_size, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False, drop_last=False)
+        return self.eval_loader(self.val_set, self.batch_size, self.num_workers)

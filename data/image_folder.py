@@ -4,17 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
+from data.resumable import ResumableDataModule
 from data.transforms import eval_transform, train_transform
 from jepa.errors import ConfigError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-class ImageFolderDataModule(L.LightningDataModule):
+class ImageFolderDataModule(ResumableDataModule):
     """Training images from `train_dir`, optional validation images from `val_dir`.
 
     Args:
@@ -27,6 +27,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         flip: random horizontal flip during training.
         mean: per-channel normalisation mean.
         std: per-channel normalisation std.
+        seed: epoch order and augmentation are drawn from it (exact mid-epoch resume).
     """
 
     def __init__(
@@ -40,30 +41,25 @@ class ImageFolderDataModule(L.LightningDataModule):
         flip: bool = True,
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         for key, path in (("data.train_dir", train_dir), ("data.val_dir", val_dir)):
             if path is not None and not Path(path).is_dir():
                 raise ConfigError(f"{key}: folder {path} does not exist; point it at a folder of class sub-folders")
         self.train_dir, self.val_dir = train_dir, val_dir
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.train_tf = train_transform(img_size, crop_scale, flip, mean, std)
         self.eval_tf = eval_transform(mean, std, size=img_size)
         if val_dir is None:  # Lightning then skips validation quietly instead of warning about an empty loader
             self.val_dataloader = L.LightningDataModule.val_dataloader.__get__(self)
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = ImageFolder(self.train_dir, transform=self.train_tf)
+        self.train_set = ImageFolder(self.train_dir)  # transformed by the resumable loader
         self.val_set = ImageFolder(self.val_dir, transform=self.eval_tf) if self.val_dir else None
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-        )
-
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self.train_loader(self.train_set, self.train_tf, self.batch_size, self.num_workers)
 
     def val_dataloader(self):
-        return self._loader(self.val_set, shuffle=False)
+        return self.eval_loader(self.val_set, self.batch_size, self.num_workers)

@@ -35,6 +35,8 @@ class IJEPA(JEPAModule):
         betas: AdamW betas.
         mask_seed: seed of the mask generator; masks are keyed by (mask_seed, micro-step, rank).
         monitor_every: log RankMe and target-feature std every this many optimizer steps (0: never).
+        max_nonfinite_steps: skip a step whose loss or gradient is NaN/inf (no weight or EMA update); stop with
+            an error after this many such steps in a row.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class IJEPA(JEPAModule):
         betas: tuple[float, float] = (0.9, 0.999),
         mask_seed: int = 0,
         monitor_every: int = 50,
+        max_nonfinite_steps: int = 5,
     ) -> None:
         if predictor_embed_dim % num_heads:
             raise ConfigError(
@@ -70,7 +73,7 @@ class IJEPA(JEPAModule):
         super().__init__(
             encoder, predictor, lr=lr, start_lr=start_lr, final_lr=final_lr, warmup_fraction=warmup_fraction,
             weight_decay=weight_decay, final_weight_decay=final_weight_decay, ema_momentum=ema_momentum,
-            betas=betas, mask_seed=mask_seed, monitor_every=monitor_every,
+            betas=betas, mask_seed=mask_seed, monitor_every=monitor_every, max_nonfinite_steps=max_nonfinite_steps,
         )
         self.mask_sampler = mask_sampler if mask_sampler is not None else MultiBlockMaskSampler()
         # The sampler is rebuilt from the saved config.yaml, not pickled into checkpoints (weights_only loading).

@@ -49,6 +49,16 @@ def build_cli(args: list[str], run: bool = True):
         def before_instantiate_classes(self) -> None:
             self._config_text = self.parser.dump(self.config, skip_none=False, skip_validation=True)
 
+        def before_fit(self) -> None:
+            from jepa.preflight import check_checkpoint, preflight, resolve_auto_checkpoint
+
+            preflight(self.trainer, self.model)  # unwritable folders, no room for a checkpoint: fail before compute
+            config = self.config_init[self.subcommand]
+            if config.get("ckpt_path") == "auto":
+                config["ckpt_path"] = resolve_auto_checkpoint(self.trainer)
+            elif config.get("ckpt_path") not in (None, "last", "hpc", "best"):
+                check_checkpoint(config["ckpt_path"])
+
         def instantiate_trainer(self, **kwargs):
             trainer = super().instantiate_trainer(**kwargs)
             for cb in trainer.callbacks:
@@ -86,7 +96,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"jepa: error: unknown command {argv[0]!r}\n\n{_overview()}", file=sys.stderr)
             return 2
         build_cli(argv)
+    except SystemExit as exit_:
+        if type(exit_).__name__ == "SIGTERMException":  # Lightning's exit after SIGTERM; PeriodicCheckpoint saved
+            return 143  # 128 + SIGTERM: schedulers see an interrupted run, not a finished one
+        raise
     except Exception as err:  # noqa: BLE001 - user errors arrive wrapped by jsonargparse; others are re-raised
+        from jepa.module import NonFiniteTrainingError
+
+        if isinstance(err, NonFiniteTrainingError):
+            print(f"jepa: stopped: {err}", file=sys.stderr)
+            return 1
         user_error = _find_config_error(err)
         if user_error is None:
             raise

@@ -7,8 +7,10 @@ per-step mask keys and the collapse monitors. A subclass builds the networks and
 from __future__ import annotations
 
 import copy
+import random
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,6 +18,10 @@ from jepa.ema import ema_update
 from jepa.errors import ConfigError
 from jepa.metrics import feature_std, rankme
 from jepa.schedules import JEPASchedule, linear
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Too many consecutive steps had a NaN/inf loss or gradient; the message says what to do."""
 
 
 def mask_key(seed: int, step: int, rank: int) -> int:
@@ -42,8 +48,11 @@ class JEPAModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.999),
         mask_seed: int = 0,
         monitor_every: int = 50,
+        max_nonfinite_steps: int = 5,
     ) -> None:
         super().__init__()
+        if max_nonfinite_steps < 0:
+            raise ConfigError(f"model.max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
         if not 0.0 <= warmup_fraction < 1.0:
             raise ConfigError(f"model.warmup_fraction must be in [0, 1), got {warmup_fraction}")
         for name, value in (("lr", lr), ("start_lr", start_lr), ("final_lr", final_lr)):
@@ -58,6 +67,10 @@ class JEPAModule(L.LightningModule):
         self.weight_decay, self.final_weight_decay = weight_decay, final_weight_decay
         self.ema_momentum, self.betas = tuple(ema_momentum), tuple(betas)
         self.mask_seed, self.monitor_every = mask_seed, monitor_every
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.nonfinite_in_a_row = 0  # consecutive skipped steps
+        self.nonfinite_total = 0
+        self._skip_step = False
 
     # ---- to be defined by the subclass -------------------------------------------------------------------------
     def sample_masks(self, batch, generator: torch.Generator):
@@ -89,6 +102,11 @@ class JEPAModule(L.LightningModule):
     def training_step(self, batch, batch_idx: int):
         masks = self.masks_for(batch, self.micro_step(batch_idx), self.global_rank)
         loss, target_tokens = self.jepa_loss(batch, masks)
+        if not self.all_ranks_finite(loss.detach()):
+            self.note_nonfinite("loss")
+            # A zero loss with zero gradients keeps DDP's gradient all-reduce in step (Lightning refuses a None
+            # there); on_before_optimizer_step then drops the gradients so AdamW leaves every weight alone.
+            return sum(p.reshape(-1)[0] for p in self.parameters() if p.requires_grad) * 0.0
         self.log("train/loss", loss, prog_bar=True)
         step = self.trainer.global_step
         if self.monitor_every and step % self.monitor_every == 0:
@@ -154,5 +172,67 @@ class JEPAModule(L.LightningModule):
 
     def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
         step = self.trainer.global_step  # optimizer steps taken before this one
+        self._skip_step = False
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self._skip_step:
+            return  # a non-finite loss or gradient: weights, optimizer state and EMA stay as they were
+        self.nonfinite_in_a_row = 0
         ema_update(self.target_encoder, self.encoder, self.momentum_at(step))
+
+    # ---- non-finite losses and gradients --------------------------------------------------------------------------
+    def all_ranks_finite(self, value: torch.Tensor) -> bool:
+        """Whether value is finite on every rank (so all ranks skip together and DDP never waits on one)."""
+        bad = (~torch.isfinite(value)).any().float()
+        if self.trainer is not None and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="max")
+        return not bool(bad)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not self._skip_step and grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            self.note_nonfinite("gradient")  # DDP gradients are already reduced: every rank agrees
+        if self._skip_step:
+            optimizer.zero_grad(set_to_none=True)  # AdamW skips parameters without gradients
+
+    def note_nonfinite(self, what: str) -> None:
+        self._skip_step = True
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        step = self.trainer.global_step if self.trainer is not None else -1
+        if self.trainer is None or self.trainer.is_global_zero:
+            import warnings
+
+            warnings.warn(f"step {step}: non-finite {what}, step skipped ({self.nonfinite_in_a_row} in a row, "
+                          f"{self.nonfinite_total} in all)", stacklevel=2)
+        if self.nonfinite_in_a_row > self.max_nonfinite_steps:
+            raise NonFiniteTrainingError(
+                f"non-finite {what} for {self.nonfinite_in_a_row} steps in a row (up to step {step}), more than "
+                f"model.max_nonfinite_steps={self.max_nonfinite_steps}: training stopped; the last checkpoint holds "
+                "finite weights. Lower model.lr, check the data, or resume from an earlier checkpoint")
+
+    # ---- checkpoints carry the random states, so a resumed run draws what the uninterrupted one would -----------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # as tensors and ints, so the checkpoint still loads with torch.load(weights_only=True)
+        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [int(version), torch.tensor(internal, dtype=torch.int64), gauss_next],
+            "nonfinite_total": self.nonfinite_total,
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        keys, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = states["python"]
+        random.setstate((version, tuple(internal.tolist()), gauss_next))
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        self.nonfinite_total = int(states.get("nonfinite_total", 0))
