@@ -5,8 +5,10 @@ packages that use it; the extra subcommands are imported lazily by name.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
+import re
 import sys
 
 from jepa.errors import ConfigError
@@ -49,15 +51,24 @@ def build_cli(args: list[str], run: bool = True):
         def before_instantiate_classes(self) -> None:
             self._config_text = self.parser.dump(self.config, skip_none=False, skip_validation=True)
 
+        def _parse_ckpt_path(self) -> None:
+            # Lightning reads hyperparameters from a given checkpoint while parsing: check it is intact first
+            from jepa.preflight import check_checkpoint
+
+            subcommand = self.config.get("subcommand")
+            path = self.config[subcommand].get("ckpt_path") if subcommand else None
+            if path not in (None, "auto", "last", "hpc", "best"):
+                check_checkpoint(path)
+            super()._parse_ckpt_path()
+
         def before_fit(self) -> None:
-            from jepa.preflight import check_checkpoint, preflight, resolve_auto_checkpoint
+            from jepa.preflight import preflight, resolve_auto_checkpoint
 
             preflight(self.trainer, self.model)  # unwritable folders, no room for a checkpoint: fail before compute
             config = self.config_init[self.subcommand]
             if config.get("ckpt_path") == "auto":
                 config["ckpt_path"] = resolve_auto_checkpoint(self.trainer)
-            elif config.get("ckpt_path") not in (None, "last", "hpc", "best"):
-                check_checkpoint(config["ckpt_path"])
+
 
         def instantiate_trainer(self, **kwargs):
             trainer = super().instantiate_trainer(**kwargs)
@@ -78,7 +89,8 @@ def build_cli(args: list[str], run: bool = True):
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": _overview()} if run else None,
+        # parse errors raise instead of printing usage and exiting, so main() can print them in one line
+        parser_kwargs={"exit_on_error": False, **({"description": _overview()} if run else {})},
     )
 
 
@@ -95,11 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         if argv[0] not in LIGHTNING_COMMANDS:
             print(f"jepa: error: unknown command {argv[0]!r}\n\n{_overview()}", file=sys.stderr)
             return 2
+        _check_config_files(argv)
         build_cli(argv)
     except SystemExit as exit_:
         if type(exit_).__name__ == "SIGTERMException":  # Lightning's exit after SIGTERM; PeriodicCheckpoint saved
             return 143  # 128 + SIGTERM: schedulers see an interrupted run, not a finished one
         raise
+    except argparse.ArgumentError as err:  # a config or command line jsonargparse could not parse
+        print(f"jepa: error: {_one_line(str(err))}", file=sys.stderr)
+        return 2
     except Exception as err:  # noqa: BLE001 - user errors arrive wrapped by jsonargparse; others are re-raised
         from jepa.module import NonFiniteTrainingError
 
@@ -112,6 +128,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jepa: error: {user_error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_config_files(argv: list[str]) -> None:
+    """--config files must exist and be valid YAML (jsonargparse would otherwise read a broken file as a
+    string and report a misleading error further on)."""
+    import yaml
+
+    paths = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ConfigError(f"--config {path}: no such file")
+        try:
+            with open(path) as f:
+                yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"--config {path}: invalid YAML{where}: {problem}") from None
+
+
+_NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
+          "Expected a <class 'NoneType'>")
+
+
+def _one_line(message: str) -> str:
+    """jsonargparse's nested, multi-line parse error as one line: the key path and what is wrong."""
+    parts = []
+    for line in message.splitlines():
+        line = line.strip().removeprefix("- ").strip()
+        if not line or line.startswith(_NOISE):
+            continue
+        line = re.sub(r'^Parser key "([^"]+)":?$', r"\1", line)
+        line = re.sub(r"^Problem with given class_path '([^']+)':?$", r"\1", line)
+        parts.append(line.rstrip(":"))
+    return ": ".join(parts) or message
 
 
 def _find_config_error(err: BaseException | None) -> ConfigError | None:

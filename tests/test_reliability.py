@@ -132,6 +132,19 @@ def test_no_nonfinite_checkpoint_is_written(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_broken_yaml_and_damaged_checkpoints_are_named(tmp_path, capsys):
+    from jepa.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  class_path: ijepa.IJEPA\n   init_args: [unclosed\n")
+    assert main(["fit", "--config", str(bad)]) == 2
+    assert "invalid YAML at line 3" in capsys.readouterr().err
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint" * 64)
+    assert main(["fit", "--config", str(CONFIG), f"--ckpt_path={garbage}"]) == 2
+    assert "is damaged" in capsys.readouterr().err
+
+
 def test_too_little_disk_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not enough disk for a checkpoint"):
         check_free_space(tmp_path, 1 << 60, "a checkpoint")
@@ -145,6 +158,9 @@ MALFORMED = [
     (["--trainer.callbacks=" + json.dumps([{"class_path": "jepa.periodic_checkpoint.PeriodicCheckpoint",
                                              "init_args": {"every_n_steps": 0}}])], "every_n_steps"),
     (["--ckpt_path=/nonexistent/x.ckpt"], "x.ckpt"),
+    (["--model.bogus_option=1"], "bogus_option"),
+    (["--trainer.max_steps=many"], "trainer.max_steps"),
+    (["--model.num_heads=3"], "num_heads"),
 ]
 
 
