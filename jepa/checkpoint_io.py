@@ -88,7 +88,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_text(str(path) + SIDECAR, f"{sha256_of(path)}  {path.name}\n")
 
     def remove_checkpoint(self, path) -> None:
-        super().remove_checkpoint(path)
+        Path(path).unlink(missing_ok=True)
         Path(str(path) + SIDECAR).unlink(missing_ok=True)
 
 

@@ -36,7 +36,9 @@ class PeriodicCheckpoint(ModelCheckpoint):
                               f"{every_n_steps} and {keep_last}")
         super().__init__(dirpath=dirpath, filename="step{step:09d}", auto_insert_metric_name=False,
                          monitor="step", mode="max", save_top_k=keep_last, every_n_train_steps=every_n_steps,
-                         save_last=save_last, save_on_train_epoch_end=False)
+                         save_last=save_last, save_on_train_epoch_end=False,
+                         enable_version_counter=False)  # a resumed run overwrites last.ckpt, never adds last-v1
+        self.keep_last = keep_last
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.dirpath = str(periodic_dir(trainer))  # fixed before Lightning would derive it from a logger version
@@ -54,15 +56,43 @@ class PeriodicCheckpoint(ModelCheckpoint):
         self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # A preemption notice arrived during this step: save now, at a batch end, where Lightning's own resume
+        # logic is exact (it raises right after this hook). Any rank's notice counts, so all ranks save together.
+        preempted = trainer.received_sigterm
+        if trainer.world_size > 1:
+            preempted = trainer.strategy.reduce_boolean_decision(preempted, all=False)
+        if preempted:
+            self._save_now(trainer)
+            self._announce(trainer)
+        self._prune(trainer)
+
     def on_train_end(self, trainer, pl_module) -> None:
         self._save_now(trainer)  # the final step, when it falls between two periodic checkpoints
+        self._prune(trainer)
+
+    def _prune(self, trainer) -> None:
+        """Keep the newest keep_last step checkpoints on disk, including ones left by an interrupted run (a
+        checkpoint's own record of the top-k predates that checkpoint, so Lightning would not delete it)."""
+        if not trainer.is_global_zero or not self.dirpath:
+            return
+        steps = sorted(Path(self.dirpath).glob("step*.ckpt"))  # zero-padded step numbers sort in step order
+        for old in steps[: max(0, len(steps) - self.keep_last)]:
+            trainer.strategy.checkpoint_io.remove_checkpoint(old)
+            self.best_k_models.pop(str(old), None)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
+        # a notice that came after this step's on_train_batch_end: the state is one step later, still consistent
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and \
+                self._last_global_step_saved != trainer.global_step:
             self._save_now(trainer)
-            if trainer.is_global_zero:
-                print(f"preempted: saved step {trainer.global_step} in {self.dirpath}; run the same command with "
-                      "--ckpt_path auto to resume", flush=True)
+            self._announce(trainer)
+
+    def _announce(self, trainer) -> None:
+        if trainer.is_global_zero:
+            print(f"preempted: saved step {trainer.global_step} in {self.dirpath}; run the same command with "
+                  "--ckpt_path auto to resume", flush=True)
 
 
 def periodic_dir(trainer) -> Path | None:
