@@ -80,7 +80,7 @@ class ImageDecoder:
     def __init__(self, transform, channels: int = 3) -> None:
         self.transform, self.channels = transform, channels
 
-    def __call__(self, sample: dict, rng: np.random.Generator):
+    def __call__(self, sample: dict, seed: int):
         image = decode_image_member(sample, self.channels)
         return self.transform(image), label_of(sample)
 
@@ -95,10 +95,10 @@ class ClipDecoder:
     def __init__(self, transform, num_frames: int = 16, frame_step: int = 4) -> None:
         self.transform, self.num_frames, self.frame_step = transform, num_frames, frame_step
 
-    def __call__(self, sample: dict, rng: np.random.Generator):
+    def __call__(self, sample: dict, seed: int):
         key, data = member(sample, VIDEO_KEYS)
         try:
-            frames = decode_clip(data, self.num_frames, self.frame_step, rng)
+            frames = decode_clip(data, self.num_frames, self.frame_step, np.random.default_rng(seed))
         except ValueError as err:  # too short for num_frames x frame_step
             raise BadSample("shape", f".{key}: {err}") from err
         except Exception as err:  # noqa: BLE001 - PyAV raises many error types for broken streams
@@ -118,7 +118,7 @@ class TrajectoryDecoder:
     def __init__(self, transform, num_frames: int = 4) -> None:
         self.transform, self.num_frames = transform, num_frames
 
-    def __call__(self, sample: dict, rng: np.random.Generator):
+    def __call__(self, sample: dict, seed: int):
         frames, actions = load_npy(sample, "frames.npy"), load_npy(sample, "actions.npy")
         proprio = load_npy(sample, "proprio.npy", required=False)
         t = len(frames)
@@ -131,7 +131,7 @@ class TrajectoryDecoder:
         k = self.num_frames or t
         if t < k:
             raise BadSample("shape", f"trajectory has {t} frames, fewer than num_frames={k}")
-        start = int(rng.integers(0, t - k + 1))
+        start = int(np.random.default_rng(seed).integers(0, t - k + 1))
         window = torch.from_numpy(frames[start : start + k]).permute(0, 3, 1, 2)
         out = {
             "frames": self.transform(tv_tensors.Video(window)),

@@ -8,9 +8,10 @@ sample and draws the same crops: its weights end up bitwise equal to an uninterr
 from __future__ import annotations
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from jepa.seeding import key_seed, seeded_cpu_rng
 
 
 class KeyedDataset(Dataset):
@@ -26,9 +27,7 @@ class KeyedDataset(Dataset):
     def __getitem__(self, key):
         epoch, i = key
         x, *rest = self.base[i]
-        seed = int(np.random.default_rng([self.seed, epoch, i]).integers(1 << 62))
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)  # CPU generator only: cheap, and leaves CUDA's alone
+        with seeded_cpu_rng(key_seed(self.seed, epoch, i)):
             x = self.transform(x) if self.transform is not None else x
         return (x, *rest)
 

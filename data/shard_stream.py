@@ -25,6 +25,7 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 
 from data.decoders import REASONS, BadSample
+from jepa.seeding import key_seed, seeded_cpu_rng
 
 log = logging.getLogger(__name__)
 META_FIELDS = ("slot", "pass", "shard_pos", "next_offset", *REASONS)
@@ -55,7 +56,7 @@ class ShardStream(IterableDataset):
 
     Args:
         urls: expanded shard list.
-        decode: (raw sample dict, numpy Generator) -> tuple or dict of tensors; raises BadSample to skip.
+        decode: (raw sample dict, seed of this sample) -> tuple or dict of tensors; raises BadSample to skip.
         seed: seeds shard order, in-shard order and augmentation.
         shuffle: permute shards per pass and samples per shard (training); off: file order (validation).
         rank, world_size: this process's place in DDP.
@@ -91,12 +92,10 @@ class ShardStream(IterableDataset):
             while pos < len(shards):
                 shard = shards[pos]
                 for index, raw in self._raw_samples(shard, pass_, offset, skipped):
-                    rng = np.random.default_rng([self.seed, pass_, shard, index])
+                    seed = key_seed(self.seed, pass_, shard, index)
                     try:
-                        with torch.random.fork_rng(devices=[]):
-                            # the CPU generator only: torch.manual_seed also queues CUDA seeding (~1 ms a call)
-                            torch.default_generator.manual_seed(int(rng.integers(1 << 62)))
-                            item = self.decode(raw, rng)
+                        with seeded_cpu_rng(seed):
+                            item = self.decode(raw, seed)
                     except BadSample as err:
                         skipped[err.reason] += 1
                         log.warning("skipped sample %s in %s (%s)", raw.get("__key__"), self.urls[shard], err)

@@ -18,6 +18,7 @@ from jepa.ema import ema_update
 from jepa.errors import ConfigError
 from jepa.metrics import feature_std, rankme
 from jepa.schedules import JEPASchedule, linear
+from jepa.seeding import key_seed
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -26,11 +27,7 @@ class NonFiniteTrainingError(RuntimeError):
 
 def mask_key(seed: int, step: int, rank: int) -> int:
     """A 63-bit seed from (seed, step, rank): any loader, any worker count, and resume give the same masks."""
-    h = 0x9E3779B97F4A7C15
-    for v in (seed, step, rank):
-        h = ((h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
+    return key_seed(seed, step, rank)
 
 
 class JEPAModule(L.LightningModule):
