@@ -48,14 +48,20 @@ class ResumableSampler(DistributedSampler):
         return iter([(self.epoch, i) for i in indices[start:]])
 
 
-class StatefulLoader(DataLoader):
-    """A DataLoader that tells Lightning it resumes mid-epoch: its position lives in the datamodule's state."""
+class PositionInDataModule:
+    """Marks a loader as resumable mid-epoch for Lightning (which then stops warning that it is not): the position
+    lives in the datamodule's checkpointed state, recorded per trained batch (a loader's own state would also count
+    the batches Lightning's fetcher prefetched)."""
 
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class StatefulLoader(PositionInDataModule, DataLoader):
+    """The resumable map-style training loader."""
 
 
 class ResumableDataModule(L.LightningDataModule):

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from data.decoders import REASONS, ClipDecoder, ImageDecoder, TrajectoryDecoder
 from data.image_folder import IMAGENET_MEAN, IMAGENET_STD
+from data.resumable import PositionInDataModule
 from data.shard_stream import ShardStream, expand_urls
 from data.shard_writer import INDEX_NAME
 from data.transforms import eval_transform, train_transform
@@ -58,7 +59,7 @@ def index_total(urls: list[str]) -> int | None:
     return total
 
 
-class FixedLengthLoader:
+class FixedLengthLoader(PositionInDataModule):
     """Exactly `batches` batches per epoch from a fresh iterator of `loader` (so fresh workers), after calling
     `prepare()` (which tells the stream where to start)."""
 
@@ -67,14 +68,6 @@ class FixedLengthLoader:
 
     def __len__(self) -> int:
         return self.batches if self.batches is not None else len(self.loader)
-
-    # Lightning asks loaders for these to know they resume mid-epoch; ours resumes from the datamodule's state,
-    # which records what was trained on (a loader's own state would count the batches its fetcher prefetched).
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
     def __iter__(self):
         if self.prepare is not None:
