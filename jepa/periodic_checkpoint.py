@@ -66,7 +66,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
         if preempted:
             self._save_now(trainer)
             self._announce(trainer)
-        self._prune(trainer)
+        if self._last_global_step_saved == trainer.global_step:  # only after a save: no directory scan per step
+            self._prune(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._save_now(trainer)  # the final step, when it falls between two periodic checkpoints

@@ -14,6 +14,7 @@ from jepa.errors import ConfigError
 from jepa.module import NonFiniteTrainingError
 from tests.conftest import TinyData, tiny_model, tiny_trainer
 from tests.fault_hooks import InfGradientAt
+from tests.fault_injection import hook
 from tests.test_cli import CONFIG, TINY_ARGS, jepa
 
 STEPS = 14
@@ -30,10 +31,6 @@ def fit(out: Path, *extra: str, fmnist_root: str):
 
 def final_weights(out: Path) -> dict:
     return torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-
-
-def hook(name: str, **init_args) -> str:
-    return "--trainer.callbacks+=" + json.dumps({"class_path": f"tests.fault_hooks.{name}", "init_args": init_args})
 
 
 @pytest.fixture(scope="module")
