@@ -112,3 +112,13 @@ class FashionMNISTDataModule(ResumableDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader(self.val_set, self.batch_size, self.num_workers)
+
+    def monitor_data(self, n_fit: int, n_query: int, seed: int = 0):
+        """Two disjoint labelled subsets of the *training* split, normalised, for online monitors:
+        ((fit_x, fit_y), (query_x, query_y)). Test labels stay unseen."""
+        images, labels = load_split(self.root, "train")
+        perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        n_query = min(n_query, len(images) // 2)
+        parts = perm[n_query : n_query + n_fit], perm[:n_query]
+        mean, std = torch.tensor(MEAN).view(1, -1, 1, 1), torch.tensor(STD).view(1, -1, 1, 1)
+        return tuple(((images[i].float() / 255 - mean) / std, labels[i]) for i in parts)

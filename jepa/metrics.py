@@ -5,10 +5,13 @@ import torch
 
 
 @torch.no_grad()
-def rankme(z: torch.Tensor, eps: float = 1e-7) -> float:
+def rankme(z: torch.Tensor, eps: float = 1e-7, center: bool = False) -> float:
     """exp(entropy of the normalised singular values) (Garrido et al., 2023): 1 for a collapsed batch,
-    up to min(B, D) for full-rank embeddings."""
-    s = torch.linalg.svdvals(z.float())
+    up to min(B, D) for full-rank embeddings. center=True first removes the batch mean: average-pooled ViT
+    features share one large mean direction (uncentred RankMe ~1.7 for random and trained encoders alike), so only
+    the centred value tells a collapsing encoder from a healthy one."""
+    z = z.float()
+    s = torch.linalg.svdvals(z - z.mean(0) if center else z)
     p = s / (s.sum() + eps) + eps
     return float(torch.exp(-(p * p.log()).sum()))
 
