@@ -8,24 +8,35 @@ from torch import nn
 from tqdm.auto import tqdm
 
 PROTOCOLS = {
-    "avg": "global average of the last layer's patch tokens (the I-JEPA literature's standard)",
-    "flat": "all patch tokens of the last layer, flattened (spatial)",
+    "avg": "global average of the patch tokens (the I-JEPA literature's standard)",
+    "flat": "all patch tokens, flattened (spatial)",
     "avg+2x2": "global average concatenated with a 2x2 grid of average-pooled tokens (spatial, compact)",
 }
 
 
 @torch.no_grad()
-def encode_tokens(encoder: nn.Module, images: torch.Tensor, mean, std, batch_size: int = 256,
+def encode_tokens(encoder: nn.Module, images: torch.Tensor, mean, std, batch_size: int = 256, layers: int = 1,
                   desc: str = "features") -> torch.Tensor:
-    """uint8 images [N, C, H, W] -> last-layer tokens [N, T, D] (float32, CPU), with a progress bar."""
+    """uint8 images [N, C, H, W] -> tokens [N, T, layers * D] (float32, CPU), with a progress bar.
+
+    layers=1: the last block's output after the final norm; layers=k: the last k blocks' outputs, each through the
+    final norm, concatenated along the feature axis (the I-JEPA paper's last-4 probe)."""
+    depth = len(encoder.blocks)
+    if not 1 <= layers <= depth:
+        raise ValueError(f"layers must be between 1 and the encoder's depth {depth}, got {layers}")
     encoder = encoder.eval()
     device = next(encoder.parameters()).device
     mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    wanted = list(range(depth - layers, depth))
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
         x = images[start : start + batch_size].to(device).float().div_(255).sub_(mean_t).div_(std_t)
-        chunks.append(encoder(x).float().cpu())
+        if layers == 1:
+            chunks.append(encoder(x).float().cpu())
+        else:
+            _, outs = encoder(x, return_layers=wanted)
+            chunks.append(torch.cat(outs, dim=-1).float().cpu())
     return torch.cat(chunks)
 
 

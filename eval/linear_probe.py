@@ -1,9 +1,10 @@
-"""Linear probe on frozen features: multinomial logistic regression, weight decay chosen on held-out train data.
+"""Linear probe on frozen features: multinomial logistic regression, learning rate and weight decay chosen on a
+held-out part of the training set.
 
-Protocol: features are standardised with training statistics; for each weight decay a probe is trained (AdamW,
-cosine LR, 10 epochs) on 90 % of the training set and scored on the other 10 %; the best weight decay is retrained
-for 30 epochs on the whole training set and the test set is scored once. (15 epochs at LR 2e-3 under-fitted: 64.0 % vs 70.4 % at 40
-epochs / 1e-2 on the same frozen features.)
+Protocol: features are standardised with training statistics; every (lr, weight decay) pair of the sweep is
+trained (AdamW, cosine LR, `sweep_epochs`) on 90 % of the training set and scored on the other 10 %; the best pair
+is retrained for `epochs` on the whole training set and the test set is scored once. Test labels take no part in
+any choice. (15 epochs at LR 2e-3 under-fitted: 64.0 % vs 70.4 % at 40 epochs / 1e-2 on the same features.)
 """
 from __future__ import annotations
 
@@ -14,14 +15,30 @@ import torch.nn.functional as F
 
 
 @dataclass
+class LinearProbeConfig:
+    """Settings of the linear probe (the sweep is over every lr x weight decay pair)."""
+
+    lrs: tuple[float, ...] = (1e-2,)
+    weight_decays: tuple[float, ...] = (1e-4, 1e-3)
+    epochs: int = 30
+    sweep_epochs: int = 10
+    batch_size: int = 1024
+    val_fraction: float = 0.1
+
+
+@dataclass
 class ProbeResult:
     test_acc: float
+    lr: float
     weight_decay: float
     val_acc: dict[str, float] = field(default_factory=dict)
     features: int = 0
+    test_pred: torch.Tensor | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("test_pred")
+        return out
 
 
 def _train(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, epochs: int, lr: float,
@@ -32,7 +49,7 @@ def _train(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: flo
     torch.nn.init.zeros_(head.bias)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
             loss = F.cross_entropy(head(x[idx]), y[idx]) + 0.5 * weight_decay * head.weight.pow(2).sum()
@@ -44,9 +61,8 @@ def _train(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: flo
 
 
 @torch.no_grad()
-def _accuracy(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
-    correct = sum(int((head(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(8192), y.split(8192)))
-    return correct / len(y)
+def _predict(head: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([head(xb).argmax(1) for xb in x.split(8192)])
 
 
 def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
@@ -54,21 +70,37 @@ def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor
     return [(t - mean) / std for t in (train, *others)]
 
 
+def holdout_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit indices, validation indices) of a seeded split of the training set."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, int(n * val_fraction))
+    return perm[n_val:], perm[:n_val]
+
+
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 weight_decays=(1e-4, 1e-3), epochs: int = 30, sweep_epochs: int = 10, lr: float = 1e-2,
-                 batch_size: int = 1024, val_fraction: float = 0.1, seed: int = 0) -> ProbeResult:
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
+                 config: LinearProbeConfig | None = None, seed: int = 0, **overrides) -> ProbeResult:
+    """Sweep on a held-out part of the training set, retrain the chosen setting on all of it, score test once."""
+    cfg = config or LinearProbeConfig()
+    if overrides:
+        cfg = LinearProbeConfig(**{**asdict(cfg), **overrides})
+    num_classes = int(train_y.max()) + 1
     with torch.no_grad():
         train_x, test_x = standardise(train_x.float(), test_x.float())
-    perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
-    n_val = int(len(train_x) * val_fraction)
-    val_idx, fit_idx = perm[:n_val], perm[n_val:]
+    fit_idx, val_idx = holdout_split(len(train_x), cfg.val_fraction, seed)
+    settings = [(lr, wd) for lr in cfg.lrs for wd in cfg.weight_decays]
     val_acc = {}
     with torch.enable_grad():
-        for wd in weight_decays:
-            head = _train(train_x[fit_idx], train_y[fit_idx], num_classes, wd, sweep_epochs, lr, batch_size, seed)
-            val_acc[f"{wd:g}"] = _accuracy(head, train_x[val_idx], train_y[val_idx])
-        best = max(weight_decays, key=lambda wd: val_acc[f"{wd:g}"])
-        head = _train(train_x, train_y, num_classes, best, epochs, lr, batch_size, seed)
-    return ProbeResult(test_acc=_accuracy(head, test_x, test_y), weight_decay=best, val_acc=val_acc,
-                       features=train_x.shape[1])
+        if len(settings) > 1:
+            for lr, wd in settings:
+                head = _train(train_x[fit_idx], train_y[fit_idx], num_classes, wd, cfg.sweep_epochs, lr,
+                              cfg.batch_size, seed)
+                val_acc[f"lr={lr:g},wd={wd:g}"] = float((_predict(head, train_x[val_idx]) == train_y[val_idx]).float().mean())
+            lr, wd = max(settings, key=lambda s: val_acc[f"lr={s[0]:g},wd={s[1]:g}"])
+        else:
+            lr, wd = settings[0]
+        head = _train(train_x, train_y, num_classes, wd, cfg.epochs, lr, cfg.batch_size, seed)
+    pred = _predict(head, test_x)
+    return ProbeResult(test_acc=float((pred == test_y).float().mean()), lr=lr, weight_decay=wd, val_acc=val_acc,
+                       features=train_x.shape[1], test_pred=pred)

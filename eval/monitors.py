@@ -85,7 +85,7 @@ class OnlineProbe(L.Callback):
         encoder.train(was_training)
         with torch.random.fork_rng(devices=[]):  # the probe's own seeded generator; training RNG untouched
             linear = linear_probe(fit_f, fit_y, query_f, query_y, weight_decays=(1e-4,), epochs=self.linear_epochs,
-                                  sweep_epochs=1, batch_size=256, seed=self.seed).test_acc
+                                  batch_size=256, seed=self.seed).test_acc
         row = {
             "step": trainer.global_step,
             "knn_acc": knn_accuracy(fit_f, fit_y, query_f, query_y, self.k, self.temperature),

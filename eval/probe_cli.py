@@ -1,49 +1,122 @@
-"""`jepa probe`: linear probes of a checkpoint's frozen encoder beside random init and raw pixels."""
+"""`jepa probe`: linear, kNN and attentive probes of a checkpoint's frozen encoder, beside random init, raw pixels
+and any reference encoders (e.g. the supervised baseline), under identical protocols.
+
+    jepa probe --ckpt runs/fmnist_full/checkpoints/last.ckpt --config configs/probe/fmnist.yaml
+
+Writes results.json (every number, the settings, provenance), results.md (the table), confusion_matrix.png and
+pca.png (test embeddings of the checkpoint's encoder) to --out (default: <run>/probe/).
+"""
 from __future__ import annotations
 
-import argparse
+import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
-from eval.features import PROTOCOLS
-from eval.probe import frozen_copy, markdown_table, probe_encoders
+from eval.feature_cache import FeatureCache
+from eval.linear_probe import LinearProbeConfig
+from eval.plots import plot_confusion, plot_pca
+from eval.probe import (DATASETS, AttentiveConfig, KnnConfig, Row, check_compatible, checkpoint_row, frozen_copy,
+                        markdown_table, probe_rows, public, settings)
 from jepa.checkpoint import ENCODER_ARGS, load_encoder
+from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
 from jepa.provenance import provenance
 from jepa.vit import VisionTransformer
 
+DEFAULT_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "jepa", "features")
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jepa probe", description=__doc__)
-    p.add_argument("--ckpt", required=True, help="JEPA Lightning checkpoint (.ckpt) to probe")
-    p.add_argument("--which", default="target_encoder", choices=["target_encoder", "encoder"],
-                   help="which encoder of the checkpoint to freeze (default: the EMA target encoder)")
-    p.add_argument("--protocols", default="avg,flat", help=f"comma-separated, from: {', '.join(PROTOCOLS)}")
-    p.add_argument("--data_root", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
-    p.add_argument("--train_limit", type=int, default=0, help="probe on the first N training images (0: all 60k)")
-    p.add_argument("--test_limit", type=int, default=0, help="score the first N test images (0: all 10k)")
-    p.add_argument("--out", default=None, help="folder for results.json and results.md (default: beside the ckpt)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-init row's weights")
+
+def parser():
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    p = ArgumentParser(prog="jepa probe", description=__doc__)
+    p.add_argument("--config", action=ActionConfigFile, help="a probe config, e.g. configs/probe/fmnist.yaml")
+    p.add_argument("--ckpt", type=str, required=True, help="JEPA Lightning checkpoint (.ckpt) whose encoder to probe")
+    p.add_argument("--which", type=str, default="target_encoder",
+                   help="which encoder of the checkpoint: target_encoder (the EMA one, default) or encoder")
+    p.add_argument("--data", type=str, default="fashion_mnist", help=f"probe dataset: {', '.join(DATASETS)}")
+    p.add_argument("--data_root", type=Optional[str], default=None, help="dataset folder (default: the Debian package's)")
+    p.add_argument("--train_limit", type=int, default=0, help="probe on the first N training images (0: all)")
+    p.add_argument("--test_limit", type=int, default=0, help="score the first N test images (0: all)")
+    p.add_argument("--protocols", type=list[str], default=["avg", "flat"],
+                   help="pooling protocols of the linear probe: avg, avg+2x2, flat")
+    p.add_argument("--layers", type=int, default=1, help="probe the last N layers concatenated (paper: 4)")
+    p.add_class_arguments(LinearProbeConfig, "linear", help="linear probe settings")
+    p.add_class_arguments(KnnConfig, "knn", help="kNN settings")
+    p.add_class_arguments(AttentiveConfig, "attentive", help="attentive probe settings")
+    p.add_argument("--random_init", type=bool, default=True, help="add a row with the same architecture at random init")
+    p.add_argument("--pixels", type=bool, default=True, help="add a raw-pixel row (pixels cut into the same patches)")
+    p.add_argument("--references", type=dict[str, str], default={},
+                   help="more rows: name -> checkpoint, e.g. {supervised: runs/supervised_fmnist/checkpoints/last.ckpt}")
+    p.add_argument("--cache_dir", type=Optional[str], default=DEFAULT_CACHE, help="feature cache folder (null: off)")
+    p.add_argument("--out", type=Optional[str], default=None, help="output folder (default: <run folder>/probe)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-init weights and of the probes")
+    p.add_argument("--batch_size", type=int, default=256, help="images per batch during feature extraction")
+    p.add_argument("--plots", type=bool, default=True, help="write confusion_matrix.png and pca.png")
     return p
 
 
+def default_out(ckpt: Path) -> Path:
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run / "probe"
+
+
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    cfg = p.parse_args(argv)
+    init = p.instantiate_classes(cfg)
     started = time.time()
-    encoder, hparams = load_encoder(args.ckpt, args.which)
-    torch.manual_seed(args.seed)
-    random_init = VisionTransformer(**{k: hparams[k] for k in ENCODER_ARGS})
-    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    rows = probe_encoders(
-        {"jepa": frozen_copy(encoder), "random init": frozen_copy(random_init), "raw pixels": None},
-        hparams["patch_size"], protocols, args.data_root, args.train_limit, args.test_limit,
-    )
-    out = Path(args.out or Path(args.ckpt).parent)
-    table = markdown_table(rows, protocols)
+    if cfg.data not in DATASETS:
+        raise ConfigError(f"--data {cfg.data!r} is not a probe dataset: choose one of {', '.join(DATASETS)}")
+    if cfg.which not in ("target_encoder", "encoder"):
+        raise ConfigError(f"--which must be target_encoder or encoder, got {cfg.which!r}")
+    ckpt = Path(cfg.ckpt)
+    data = DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit)
+
+    encoder, hparams = load_encoder(ckpt, cfg.which)
+    check_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
+    rows = [checkpoint_row("jepa", ckpt, encoder, cfg.which)]
+    for name, path in cfg.references.items():
+        ref, _ = load_encoder(path, "auto")
+        check_compatible(ref, data, f"reference {name!r} ({path})")
+        rows.append(checkpoint_row(name, path, ref, "auto"))
+    if cfg.random_init:
+        torch.manual_seed(cfg.seed)
+        arch = {k: hparams[k] for k in ENCODER_ARGS}
+        rows.append(Row("random init", frozen_copy(VisionTransformer(**arch)), {"random_init": arch, "seed": cfg.seed},
+                        hparams["patch_size"]))
+    if cfg.pixels:
+        rows.append(Row("raw pixels", None, {"pixels": True}, hparams["patch_size"]))
+
+    cache = FeatureCache(cfg.cache_dir)
+    results = probe_rows(rows, data, cfg.protocols, cfg.layers, init.linear, init.knn, init.attentive, cache,
+                         cfg.batch_size, cfg.seed)
+    out = Path(cfg.out) if cfg.out else default_out(ckpt)
+    table = markdown_table(results, cfg.protocols, init.knn, cfg.layers)
+    plots = {}
+    if cfg.plots:
+        main_row = results["jepa"]
+        key = f"linear/{cfg.protocols[0]}"
+        plots["confusion_matrix"] = str(plot_confusion(
+            main_row["_predictions"][key], data.test_y, data.classes, out / "confusion_matrix.png",
+            f"{ckpt.name}: linear probe ({cfg.protocols[0]}), test set"))
+        plots["pca"] = str(plot_pca(main_row["_embeddings"], data.test_y, data.classes, out / "pca.png",
+                                    f"{ckpt.name}: test embeddings ({cfg.protocols[0]}), 2-D PCA"))
+    record = {
+        "checkpoint": str(ckpt), "encoder": cfg.which, "data": cfg.data,
+        "n_train": len(data.train_y), "n_test": len(data.test_y),
+        "protocols": cfg.protocols, "layers": cfg.layers,
+        "settings": settings(linear=init.linear, knn=init.knn, attentive=init.attentive),
+        "rows": public(results), "table": table, "plots": plots,
+        "feature_cache": {"dir": cfg.cache_dir, "hits": cache.hits, "misses": cache.misses},
+        "wall_time_s": round(time.time() - started, 1), "provenance": provenance(),
+    }
     write_text(out / "results.md", table + "\n")
-    write_json(out / "results.json", {"checkpoint": str(args.ckpt), "encoder": args.which, "rows": rows,
-                                      "wall_time_s": round(time.time() - started, 1), "provenance": provenance()})
-    print(table)
+    write_json(out / "results.json", record)
+    print(f"\n{table}\n\nfeature cache: {cache.hits} hits, {cache.misses} misses; "
+          f"{record['wall_time_s']} s; wrote {out / 'results.json'}, {out / 'results.md'}"
+          + (f", {', '.join(Path(v).name for v in plots.values())}" if plots else ""))
     return 0

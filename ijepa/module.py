@@ -8,6 +8,8 @@ from ijepa.masks import Masks, MultiBlockMaskSampler
 from jepa.errors import ConfigError
 from jepa.masking import apply_masks
 from jepa.module import JEPAModule
+from jepa.seeding import key_seed
+from jepa.sigreg import sigreg
 from jepa.vit import Predictor, VisionTransformer
 
 
@@ -37,6 +39,9 @@ class IJEPA(JEPAModule):
         monitor_every: log RankMe and target-feature std every this many optimizer steps (0: never).
         max_nonfinite_steps: skip a step whose loss or gradient is NaN/inf (no weight or EMA update); stop with
             an error after this many such steps in a row.
+        sigreg_weight: add this times SIGReg (LeJEPA) of the context encoder's average-pooled embeddings to the
+            loss (0: off, the I-JEPA recipe). Its directions are keyed by (mask_seed, step), like the masks.
+        sigreg_slices: random directions of SIGReg.
     """
 
     def __init__(
@@ -62,7 +67,12 @@ class IJEPA(JEPAModule):
         mask_seed: int = 0,
         monitor_every: int = 50,
         max_nonfinite_steps: int = 5,
+        sigreg_weight: float = 0.0,
+        sigreg_slices: int = 256,
     ) -> None:
+        if sigreg_weight < 0 or sigreg_slices < 1:
+            raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got "
+                              f"{sigreg_weight} and {sigreg_slices}")
         if predictor_embed_dim % num_heads:
             raise ConfigError(
                 f"model.predictor_embed_dim {predictor_embed_dim} must be divisible by model.num_heads {num_heads} "
@@ -98,4 +108,12 @@ class IJEPA(JEPAModule):
             h = apply_masks(h, targets)
         z = self.encoder(x, masks.context)
         pred = self.predictor(z, masks.context, targets)
-        return F.smooth_l1_loss(pred.float(), h.float()), full
+        loss = F.smooth_l1_loss(pred.float(), h.float())
+        if self.hparams.sigreg_weight > 0:
+            step = self.trainer.global_step if self._trainer is not None else 0
+            g = torch.Generator().manual_seed(key_seed(self.mask_seed, step, 0x5167))  # same directions on every rank
+            reg = sigreg(z.mean(1), self.hparams.sigreg_slices, g)
+            if self._trainer is not None and self.training:
+                self.log("train/sigreg", reg)
+            loss = loss + self.hparams.sigreg_weight * reg
+        return loss, full

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from data.fashion_mnist import find_root, load_split
-from eval.probe import frozen_copy, markdown_table, probe_encoders
+from eval.probe import KnnConfig, Row, fashion_mnist, frozen_copy, markdown_table, probe_rows, public
 from ijepa.mask_plot import plot_masks
 from jepa.cli import build_cli
 from jepa.io import write_json, write_text
@@ -84,14 +84,16 @@ def main(argv: list[str]) -> int:
 
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
     t0 = time.time()
-    rows = probe_encoders(
-        {"I-JEPA": frozen_copy(model.target_encoder), "random init": random_init, "raw pixels": None},
-        model.hparams.patch_size, protocols, args.data_root, args.probe_train_limit, args.probe_test_limit,
-    )
+    patch = model.hparams.patch_size
+    rows = [Row("I-JEPA", frozen_copy(model.target_encoder), {}, patch), Row("random init", random_init, {}, patch),
+            Row("raw pixels", None, {}, patch)]
+    knn = KnnConfig(protocols=("avg",))
+    data = fashion_mnist(args.data_root, args.probe_train_limit, args.probe_test_limit)
+    rows = public(probe_rows(rows, data, protocols, knn=knn))  # linear + kNN; `jepa probe` adds the attentive probe
     seconds["probe"] = round(time.time() - t0, 1)
     seconds["total"] = round(time.time() - started, 1)
 
-    table = markdown_table(rows, protocols)
+    table = markdown_table(rows, protocols, knn)
     checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
     results = {
         "rows": rows,

@@ -46,15 +46,24 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
 
 
 def load_encoder(path: str | os.PathLike, which: str = "target_encoder") -> tuple[VisionTransformer, dict]:
-    """The frozen encoder (`target_encoder` by default, or `encoder`) of a JEPA Lightning checkpoint,
-    rebuilt from the checkpoint's hyperparameters; returns (encoder, hyperparameters)."""
-    if which not in ("target_encoder", "encoder"):
-        raise ConfigError(f"which encoder: use 'target_encoder' or 'encoder', got {which!r}")
+    """The frozen encoder (`target_encoder` by default, or `encoder`; `auto`: the target encoder if there is one)
+    of a Lightning checkpoint of this project (JEPA or supervised), rebuilt from the checkpoint's hyperparameters;
+    returns (encoder, hyperparameters)."""
+    if which not in ("target_encoder", "encoder", "auto"):
+        raise ConfigError(f"which encoder: use 'target_encoder', 'encoder' or 'auto', got {which!r}")
     ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict):
+        raise ConfigError(f"{path} is not a Lightning checkpoint of this project (it holds a {type(ckpt).__name__})")
     hparams = ckpt.get("hyper_parameters") or {}
     missing = [k for k in ENCODER_ARGS if k not in hparams]
     if "state_dict" not in ckpt or missing:
-        raise ConfigError(f"{path} is not a JEPA Lightning checkpoint (no state_dict or hyperparameters {missing})")
+        raise ConfigError(
+            f"{path} is not a Lightning checkpoint of this project: "
+            + ("no state_dict" if "state_dict" not in ckpt else f"its hyper_parameters lack {missing}")
+        )
+    if which == "auto":
+        has_target = any(k.startswith("target_encoder.") for k in strip_prefixes(ckpt["state_dict"]))
+        which = "target_encoder" if has_target else "encoder"
     encoder = VisionTransformer(**{k: hparams[k] for k in ENCODER_ARGS})
     prefix = which + "."
     state = {k[len(prefix):]: v for k, v in strip_prefixes(ckpt["state_dict"]).items() if k.startswith(prefix)}

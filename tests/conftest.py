@@ -4,6 +4,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "PYTEST_XDG_CACHE_HOME" not in os.environ:  # feature caches of `jepa probe` go to a throwaway folder, not ~/.cache
+    import tempfile
+
+    os.environ["XDG_CACHE_HOME"] = os.environ["PYTEST_XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="jepa-test-cache-")
 
 import lightning as L
 import pytest

@@ -15,7 +15,7 @@ def test_linear_probe_learns_separable_classes_and_picks_on_validation():
     x = centres[y] + torch.randn(800, 20, generator=g)
     result = linear_probe(x[:600], y[:600], x[600:], y[600:], epochs=10)
     assert result.test_acc > 0.95
-    assert set(result.val_acc) == {"0.0001", "0.001"}
+    assert set(result.val_acc) == {"lr=0.01,wd=0.0001", "lr=0.01,wd=0.001"}
     assert result.weight_decay in (1e-4, 1e-3)
 
 

@@ -20,9 +20,10 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     assert set(results["rows"]) == {"I-JEPA", "random init", "raw pixels"}
     for row in results["rows"].values():
         for protocol in ("avg", "flat"):
-            assert 0.0 <= row[protocol]["test_acc"] <= 1.0
+            assert 0.0 <= row["linear"][protocol]["test_acc"] <= 1.0
+        assert 0.0 <= row["knn"]["avg"] <= 1.0
     # 10 classes: flattened raw pixels on 1000 images are far above chance; the probe really trains
-    assert results["rows"]["raw pixels"]["flat"]["test_acc"] > 0.6
+    assert results["rows"]["raw pixels"]["linear"]["flat"]["test_acc"] > 0.6
     assert results["pretrain"]["optimizer_steps"] == 3
     assert set(results["seconds"]) >= {"pretrain", "probe", "total"}
     assert results["provenance"]["git_sha"]
@@ -35,12 +36,28 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     probe_dir = tmp_path / "probe"
     out = subprocess.run(
         [sys.executable, "-m", "jepa.cli", "probe", "--ckpt", results["pretrain"]["checkpoint"], "--data_root",
-         fmnist_root, "--train_limit", "500", "--test_limit", "200", "--protocols", "avg", "--out", str(probe_dir)],
+         fmnist_root, "--config", str(ROOT / "configs/probe/fmnist.yaml"), "--train_limit", "500", "--test_limit", "200",
+         "--protocols", "[avg]", "--linear.epochs", "3", "--attentive.epochs", "1", "--out", str(probe_dir)],
         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     probe = json.loads((probe_dir / "results.json").read_text())
     assert set(probe["rows"]) == {"jepa", "random init", "raw pixels"} and probe["encoder"] == "target_encoder"
+    for row in probe["rows"].values():
+        assert set(row) >= {"linear", "knn", "attentive"} and 0.0 <= row["attentive"]["test_acc"] <= 1.0
+    assert probe["settings"]["linear"]["lrs"] == [0.003, 0.01]  # from the config file
     assert "| jepa |" in (probe_dir / "results.md").read_text()
+    assert (probe_dir / "confusion_matrix.png").stat().st_size > 1000 and (probe_dir / "pca.png").stat().st_size > 1000
+    assert probe["feature_cache"]["misses"] > 0
+    # a second run reads every feature from the cache
+    out = subprocess.run(
+        [sys.executable, "-m", "jepa.cli", "probe", "--ckpt", results["pretrain"]["checkpoint"], "--data_root",
+         fmnist_root, "--train_limit", "500", "--test_limit", "200", "--protocols", "[avg]", "--attentive.enabled",
+         "false", "--out", str(probe_dir)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    again = json.loads((probe_dir / "results.json").read_text())
+    assert again["feature_cache"]["misses"] == 0 and again["feature_cache"]["hits"] > 0
+    assert again["rows"]["jepa"]["knn"] == probe["rows"]["jepa"]["knn"]
 
 
 def test_max_epochs_lifts_the_recipes_step_cap(tmp_path):

@@ -1,0 +1,42 @@
+import torch
+
+from jepa.sigreg import epps_pulley, sigreg
+from tests.conftest import tiny_model
+
+
+def test_epps_pulley_is_small_for_gaussians_and_large_otherwise():
+    g = torch.Generator().manual_seed(0)
+    gaussian = torch.randn(2000, 4, generator=g)
+    uniform = (torch.rand(2000, 4, generator=g) - 0.5) * 3.46  # unit variance, not Gaussian
+    shifted = gaussian + 1.0
+    assert epps_pulley(gaussian).max() < 5.0  # N x squared error: O(1) for samples of the null
+    assert epps_pulley(uniform).min() > 10 * epps_pulley(gaussian).mean()
+    assert epps_pulley(shifted).min() > 50
+
+
+def test_sigreg_ranks_collapse_worst_and_its_gradient_spreads_embeddings():
+    g = torch.Generator().manual_seed(1)
+    healthy = torch.randn(512, 16, generator=g)
+    collapsed = torch.randn(512, 1, generator=g) * torch.ones(1, 16)  # every dimension the same number
+    assert sigreg(collapsed, 64, torch.Generator().manual_seed(0)) > 10 * sigreg(healthy, 64, torch.Generator().manual_seed(0))
+    z = (0.1 * torch.randn(512, 16, generator=g) + 2.0).requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    first = None
+    for step in range(60):
+        loss = sigreg(z, 64, torch.Generator().manual_seed(step))
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1 * first
+
+
+def test_ijepa_adds_sigreg_only_when_asked():
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 16, 16)
+    plain, reg = tiny_model(), tiny_model(sigreg_weight=0.5, sigreg_slices=32)
+    reg.load_state_dict(plain.state_dict())
+    masks = plain.sample_masks(x, torch.Generator().manual_seed(0))
+    base, _ = plain.jepa_loss(x, masks)
+    with_reg, _ = reg.jepa_loss(x, masks)
+    assert with_reg > base + 0.1  # a freshly initialised encoder is far from an isotropic Gaussian
