@@ -39,17 +39,19 @@ class OnlineProbe(L.Callback):
         collapse_fraction: warn when RankMe falls below this fraction of the best RankMe seen so far.
         min_rankme: warn when RankMe falls below this value (1 = every image maps to one direction).
         plot: write monitors.png (curves over steps and RankMe against probe accuracy) at the end of fit.
+        at_start: also measure before the first step (the curves' starting point).
         seed: which images form the subset.
     """
 
     def __init__(self, every_n_steps: int = 500, fit_samples: int = 2000, query_samples: int = 1000, k: int = 20,
                  temperature: float = 0.07, linear_epochs: int = 30, collapse_fraction: float = 0.25,
-                 min_rankme: float = 1.5, plot: bool = True, seed: int = 0) -> None:
+                 min_rankme: float = 1.5, plot: bool = True, at_start: bool = True, seed: int = 0) -> None:
         if every_n_steps < 1 or fit_samples < 1 or query_samples < 2:
             raise ValueError("OnlineProbe needs every_n_steps >= 1, fit_samples >= 1 and query_samples >= 2")
         self.every_n_steps, self.fit_samples, self.query_samples = every_n_steps, fit_samples, query_samples
         self.k, self.temperature, self.linear_epochs = k, temperature, linear_epochs
         self.collapse_fraction, self.min_rankme, self.plot, self.seed = collapse_fraction, min_rankme, plot, seed
+        self.at_start = at_start
         self.history: list[dict] = []
         self._data = None
         self._disabled = False
@@ -116,7 +118,8 @@ class OnlineProbe(L.Callback):
                 logger.log_metrics(metrics, step=trainer.global_step)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._run(trainer, pl_module)  # step 0: the random-init (or resumed) starting point of the curves
+        if self.at_start:
+            self._run(trainer, pl_module)  # step 0: the random-init (or resumed) starting point of the curves
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step

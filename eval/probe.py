@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from eval.attentive_probe import AttentiveProbeConfig, attentive_probe
-from eval.feature_cache import FeatureCache, file_sha256
+from eval.feature_cache import FeatureCache
 from eval.features import PROTOCOLS, encode_tokens, pixel_tokens, pool
 from eval.knn import knn_accuracy
 from eval.linear_probe import LinearProbeConfig, linear_probe
+from jepa.checkpoint_io import sha256_of
 from jepa.errors import ConfigError
 
 
@@ -81,7 +82,7 @@ class Row:
 
 
 def checkpoint_row(name: str, path: str | os.PathLike, encoder: nn.Module, which: str) -> Row:
-    return Row(name, frozen_copy(encoder), {"checkpoint_sha256": file_sha256(path), "which": which},
+    return Row(name, frozen_copy(encoder), {"checkpoint_sha256": sha256_of(path), "which": which},
                encoder.patch_size)
 
 

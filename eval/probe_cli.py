@@ -11,15 +11,25 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 
 from eval.feature_cache import FeatureCache
 from eval.linear_probe import LinearProbeConfig
 from eval.plots import plot_confusion, plot_pca
-from eval.probe import (DATASETS, AttentiveConfig, KnnConfig, Row, check_compatible, checkpoint_row, frozen_copy,
-                        markdown_table, probe_rows, public, settings)
+from eval.probe import (
+    DATASETS,
+    AttentiveConfig,
+    KnnConfig,
+    Row,
+    check_compatible,
+    checkpoint_row,
+    frozen_copy,
+    markdown_table,
+    probe_rows,
+    public,
+    settings,
+)
 from jepa.checkpoint import ENCODER_ARGS, load_encoder
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
@@ -38,7 +48,7 @@ def parser():
     p.add_argument("--which", type=str, default="target_encoder",
                    help="which encoder of the checkpoint: target_encoder (the EMA one, default) or encoder")
     p.add_argument("--data", type=str, default="fashion_mnist", help=f"probe dataset: {', '.join(DATASETS)}")
-    p.add_argument("--data_root", type=Optional[str], default=None, help="dataset folder (default: the Debian package's)")
+    p.add_argument("--data_root", type=str | None, default=None, help="dataset folder (default: the Debian package's)")
     p.add_argument("--train_limit", type=int, default=0, help="probe on the first N training images (0: all)")
     p.add_argument("--test_limit", type=int, default=0, help="score the first N test images (0: all)")
     p.add_argument("--protocols", type=list[str], default=["avg", "flat"],
@@ -51,8 +61,8 @@ def parser():
     p.add_argument("--pixels", type=bool, default=True, help="add a raw-pixel row (pixels cut into the same patches)")
     p.add_argument("--references", type=dict[str, str], default={},
                    help="more rows: name -> checkpoint, e.g. {supervised: runs/supervised_fmnist/checkpoints/last.ckpt}")
-    p.add_argument("--cache_dir", type=Optional[str], default=DEFAULT_CACHE, help="feature cache folder (null: off)")
-    p.add_argument("--out", type=Optional[str], default=None, help="output folder (default: <run folder>/probe)")
+    p.add_argument("--cache_dir", type=str | None, default=DEFAULT_CACHE, help="feature cache folder (null: off)")
+    p.add_argument("--out", type=str | None, default=None, help="output folder (default: <run folder>/probe)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-init weights and of the probes")
     p.add_argument("--batch_size", type=int, default=256, help="images per batch during feature extraction")
     p.add_argument("--plots", type=bool, default=True, help="write confusion_matrix.png and pca.png")

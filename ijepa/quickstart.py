@@ -13,7 +13,15 @@ from pathlib import Path
 import torch
 
 from data.fashion_mnist import find_root, load_split
-from eval.probe import KnnConfig, Row, fashion_mnist, frozen_copy, markdown_table, probe_rows, public
+from eval.probe import (
+    KnnConfig,
+    Row,
+    fashion_mnist,
+    frozen_copy,
+    markdown_table,
+    probe_rows,
+    public,
+)
 from ijepa.mask_plot import plot_masks
 from jepa.cli import build_cli
 from jepa.io import write_json, write_text

@@ -218,3 +218,18 @@ def test_supervised_reference_learns_and_its_encoder_loads_for_probes(tmp_path):
     assert hparams["num_classes"] == 2
     assert torch.equal(encoder.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
     assert isinstance(trainer, L.Trainer)
+
+
+def test_probe_command_names_a_foreign_checkpoint_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    foreign = tmp_path / "official.pth.tar"
+    torch.save({"encoder": {"module.pos_embed": torch.zeros(1)}, "epoch": 1}, foreign)
+    out = subprocess.run([sys.executable, "-m", "jepa.cli", "probe", "--ckpt", str(foreign)], capture_output=True,
+                         text=True, timeout=120, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith(f"jepa: error: {foreign} is not a Lightning checkpoint")
