@@ -19,8 +19,8 @@ from eval.feature_cache import FeatureCache
 from eval.features import PROTOCOLS, encode_tokens, pixel_tokens, pool
 from eval.knn import knn_accuracy
 from eval.linear_probe import LinearProbeConfig, linear_probe
-from jepa.checkpoint_io import sha256_of
 from jepa.errors import ConfigError
+from jepa.io import sha256_of
 
 
 @dataclass
@@ -82,7 +82,8 @@ class Row:
 
 
 def checkpoint_row(name: str, path: str | os.PathLike, encoder: nn.Module, which: str) -> Row:
-    return Row(name, frozen_copy(encoder), {"checkpoint_sha256": sha256_of(path), "which": which},
+    weights = Path(path) / "encoder.safetensors" if Path(path).is_dir() else Path(path)  # a `jepa export` folder
+    return Row(name, frozen_copy(encoder), {"checkpoint_sha256": sha256_of(weights), "which": which},
                encoder.patch_size)
 
 

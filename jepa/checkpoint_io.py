@@ -8,7 +8,6 @@ passes over.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -20,21 +19,13 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from jepa.errors import ConfigError
-from jepa.io import atomic_write, write_text
+from jepa.io import atomic_write, sha256_of, write_text
 
 SIDECAR = ".sha256"
 
 
 class NonFiniteCheckpointError(RuntimeError):
     """A checkpoint about to be written holds NaN or inf values."""
-
-
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def nonfinite_tensors(obj, prefix: str = "") -> list[str]:

@@ -15,7 +15,9 @@ from jepa.errors import ConfigError
 
 # subcommand -> (module:function, one-line help). Each function takes argv and returns an exit code.
 EXTRA_COMMANDS = {
-    "probe": ("eval.probe_cli:main", "linear probes of a checkpoint's frozen encoder on Fashion-MNIST"),
+    "probe": ("eval.probe_cli:main", "linear, kNN and attentive probes of a checkpoint's frozen encoder"),
+    "import": ("jepa.interop_cli:import_main", "convert an official I-JEPA checkpoint: jepa import SRC --out CKPT"),
+    "export": ("jepa.interop_cli:export_main", "encoder -> safetensors + config.json: jepa export --ckpt CKPT --out DIR"),
     "shards": ("data.shards_cli:main", "write WebDataset tar shards: jepa shards write SOURCE [INPUT] --out DIR"),
     "quickstart": ("ijepa.quickstart:main", "pretrain I-JEPA on Fashion-MNIST, probe it, print the results table"),
 }

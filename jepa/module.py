@@ -109,7 +109,7 @@ class JEPAModule(L.LightningModule):
         if self.monitor_every and step % self.monitor_every == 0:
             pooled = target_tokens.detach().float().mean(dim=1)
             self.log("train/target_std", feature_std(pooled))
-            self.log("train/rankme", rankme(pooled))
+            self.log("train/rankme", rankme(pooled, center=True))
             self.log("train/ema_momentum", self.momentum_at(step))
             self.log("train/weight_decay", self.optimizers().param_groups[0]["weight_decay"])
         return loss

@@ -1,0 +1,81 @@
+"""Official I-JEPA checkpoints in, our checkpoints out.
+
+The official training script saves {encoder, predictor, target_encoder, opt, scaler, epoch, loss, batch_size,
+world_size, lr}, each model's keys prefixed `module.` (DDP). Its ViT and predictor parameter names are ours
+(jepa/vit.py follows them), so the mapping is: strip the wrappers, infer the architecture from the shapes, and
+load every module strictly: a missing or unexpected key is an error, never a partial load. The heads of a
+non-standard width / depth cannot be read from the weights and must be given.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from jepa.checkpoint import load_checkpoint, load_strict, strip_prefixes
+from jepa.errors import ConfigError
+from jepa.io import atomic_write, sha256_of
+from jepa.vit import VIT_SIZES, Predictor, VisionTransformer
+
+OFFICIAL_KEYS = ("encoder", "predictor", "target_encoder")
+LICENCE = "CC-BY-NC-4.0 (official I-JEPA weights and code, facebookresearch/ijepa)"
+
+
+def _count_blocks(state: dict, prefix: str) -> int:
+    ids = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
+    if ids != set(range(len(ids))):
+        raise ConfigError(f"block indices under {prefix!r} are not 0..N-1: {sorted(ids)}")
+    return len(ids)
+
+
+def infer_ijepa_hparams(encoder: dict, predictor: dict, num_heads: int | None = None) -> dict:
+    """Architecture of an official encoder / predictor pair from tensor shapes (heads from the standard sizes)."""
+    try:
+        dim, chans, patch, _ = encoder["patch_embed.proj.weight"].shape
+        tokens = encoder["pos_embed"].shape[1]
+        pred_dim = predictor["predictor_embed.weight"].shape[0]
+    except KeyError as err:
+        raise ConfigError(f"not an official I-JEPA ViT: no {err.args[0]!r} in its weights") from None
+    grid = math.isqrt(tokens)
+    if grid * grid != tokens:
+        raise ConfigError(f"pos_embed has {tokens} tokens, not a square grid")
+    depth = _count_blocks(encoder, "blocks.")
+    if num_heads is None:
+        known = {(d, n): h for d, n, h in VIT_SIZES.values()}
+        if (dim, depth) not in known:
+            raise ConfigError(f"encoder width {dim} x depth {depth} is not a standard ViT size: pass num_heads")
+        num_heads = known[(dim, depth)]
+    return {"img_size": grid * patch, "patch_size": patch, "in_chans": chans, "embed_dim": dim, "depth": depth,
+            "num_heads": num_heads, "predictor_embed_dim": pred_dim,
+            "predictor_depth": _count_blocks(predictor, "predictor_blocks.")}
+
+
+def import_official_ijepa(path: str | os.PathLike, num_heads: int | None = None) -> dict:
+    """Read an official I-JEPA checkpoint into our checkpoint layout: {"state_dict": {encoder., target_encoder.,
+    predictor. keys}, "hyper_parameters": {...}, "imported_from": {...}}, every module loaded strictly."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in OFFICIAL_KEYS):
+        found = sorted(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ConfigError(f"{path} is not an official I-JEPA checkpoint: it needs the keys {list(OFFICIAL_KEYS)}, "
+                          f"found {found}")
+    states = {k: strip_prefixes(ckpt[k]) for k in OFFICIAL_KEYS}
+    hp = infer_ijepa_hparams(states["encoder"], states["predictor"], num_heads)
+    enc_args = {k: hp[k] for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")}
+    state_dict = {}
+    for key in ("encoder", "target_encoder"):
+        module = VisionTransformer(**enc_args)
+        load_strict(module, states[key], f"{path} [{key}]")
+        state_dict.update({f"{key}.{k}": v for k, v in module.state_dict().items()})
+    predictor = Predictor(hp["img_size"] // hp["patch_size"], hp["embed_dim"], hp["predictor_embed_dim"],
+                          hp["predictor_depth"], hp["num_heads"])
+    load_strict(predictor, states["predictor"], f"{path} [predictor]")
+    state_dict.update({f"predictor.{k}": v for k, v in predictor.state_dict().items()})
+    return {"state_dict": state_dict, "hyper_parameters": hp,
+            "imported_from": {"path": str(path), "sha256": sha256_of(path), "format": "official I-JEPA",
+                              "epoch": ckpt.get("epoch"), "licence": LICENCE}}
+
+
+def write_checkpoint(ckpt: dict, out: str | os.PathLike) -> Path:
+    return atomic_write(out, lambda tmp: torch.save(ckpt, tmp))
