@@ -1,9 +1,11 @@
 """Image folders in torchvision's ImageFolder layout (root/class_x/xxx.jpg), e.g. ImageNet."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
@@ -63,3 +65,27 @@ class ImageFolderDataModule(ResumableDataModule):
 
     def val_dataloader(self):
         return self.eval_loader(self.val_set, self.batch_size, self.num_workers)
+
+    def monitor_data(self, n_fit: int, n_query: int, seed: int = 0):
+        """Two disjoint labelled subsets of the *training* folder (eval transform) for online monitors:
+        ((fit_x, fit_y), (query_x, query_y)). Unreadable images are skipped and counted in a warning."""
+        folder = ImageFolder(self.train_dir, transform=self.eval_tf)
+        order = torch.randperm(len(folder), generator=torch.Generator().manual_seed(seed)).tolist()
+        images, labels, bad = [], [], 0
+        for i in order:
+            if len(images) == n_fit + n_query:
+                break
+            try:
+                x, y = folder[i]
+            except (OSError, ValueError):
+                bad += 1
+                continue
+            images.append(x)
+            labels.append(y)
+        if bad:
+            warnings.warn(f"monitor_data: skipped {bad} unreadable images in {self.train_dir}")
+        if len(images) < 4:
+            raise ConfigError(f"data.train_dir {self.train_dir}: too few readable images for the online monitors")
+        x, y = torch.stack(images), torch.tensor(labels)
+        n_query = min(n_query, len(x) // 2)
+        return (x[n_query:], y[n_query:]), (x[:n_query], y[:n_query])

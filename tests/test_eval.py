@@ -233,3 +233,36 @@ def test_probe_command_names_a_foreign_checkpoint_in_one_line(tmp_path):
                          text=True, timeout=120, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith(f"jepa: error: {foreign} is not a Lightning checkpoint")
+
+
+def test_monitor_data_is_disjoint_training_images_and_skips_unreadable_files(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from data.image_folder import ImageFolderDataModule
+
+    for label in range(2):
+        folder = tmp_path / f"class{label}"
+        folder.mkdir()
+        for i in range(6):
+            Image.fromarray(np.full((12, 12, 3), 40 * i + label, np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "class0" / "broken.png").write_bytes(b"not a png")
+    dm = ImageFolderDataModule(str(tmp_path), img_size=8, batch_size=2, num_workers=0)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        (fit_x, fit_y), (query_x, query_y) = dm.monitor_data(8, 4, seed=0)
+    assert fit_x.shape == (8, 3, 8, 8) and query_x.shape == (4, 3, 8, 8)
+    pixels = {float(x[0, 0, 0]) for x in torch.cat([fit_x, query_x])}
+    assert len(pixels) == 12  # 12 different images: the two parts never share one
+    assert set(fit_y.tolist()) | set(query_y.tolist()) == {0, 1}
+
+
+def test_fashion_mnist_monitor_data_comes_from_the_training_split(fmnist_root):
+    from data.fashion_mnist import FashionMNISTDataModule, load_split
+
+    (fit_x, fit_y), (query_x, query_y) = FashionMNISTDataModule(fmnist_root).monitor_data(50, 30, seed=3)
+    assert fit_x.shape == (50, 1, 28, 28) and query_x.shape == (30, 1, 28, 28)
+    train = load_split(fmnist_root, "train")[0].float().flatten(1)
+    raw = (torch.cat([fit_x, query_x]).flatten(1) * 0.3530 + 0.2860) * 255
+    nearest = torch.cdist(raw, train, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+    assert nearest.max() < 0.1  # every monitor image is a training image
+    assert len({tuple(r.round().tolist()) for r in raw}) == 80
