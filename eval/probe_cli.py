@@ -30,7 +30,7 @@ from eval.probe import (
     public,
     settings,
 )
-from jepa.checkpoint import ENCODER_ARGS, load_encoder
+from jepa.checkpoint import encoder_args, load_encoder
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
 from jepa.provenance import provenance
@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
         rows.append(checkpoint_row(name, path, ref, "auto"))
     if cfg.random_init:
         torch.manual_seed(cfg.seed)
-        arch = {k: hparams[k] for k in ENCODER_ARGS}
+        arch = encoder_args(hparams)
         rows.append(Row("random init", frozen_copy(VisionTransformer(**arch)), {"random_init": arch, "seed": cfg.seed},
                         hparams["patch_size"]))
     if cfg.pixels:

@@ -12,6 +12,12 @@ from jepa.vit import VisionTransformer
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 ENCODER_ARGS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
+VIDEO_ARGS = ("num_frames", "tubelet_size", "uniform_power")  # absent from image checkpoints
+
+
+def encoder_args(hparams: dict) -> dict:
+    """The VisionTransformer arguments held in a checkpoint's hyperparameters (video ones only when present)."""
+    return {k: hparams[k] for k in ENCODER_ARGS + VIDEO_ARGS if k in hparams}
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -69,7 +75,7 @@ def load_encoder(path: str | os.PathLike, which: str = "target_encoder") -> tupl
     if which == "auto":
         has_target = any(k.startswith("target_encoder.") for k in strip_prefixes(ckpt["state_dict"]))
         which = "target_encoder" if has_target else "encoder"
-    encoder = VisionTransformer(**{k: hparams[k] for k in ENCODER_ARGS})
+    encoder = VisionTransformer(**encoder_args(hparams))
     prefix = which + "."
     state = {k[len(prefix):]: v for k, v in strip_prefixes(ckpt["state_dict"]).items() if k.startswith(prefix)}
     load_strict(encoder, state, f"{path} [{which}]")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from jepa.checkpoint import ENCODER_ARGS
+from jepa.checkpoint import ENCODER_ARGS, VIDEO_ARGS, encoder_args
 from jepa.errors import ConfigError
 from jepa.io import atomic_write, write_json
 from jepa.vit import VisionTransformer
@@ -32,7 +32,8 @@ def export_encoder(encoder: VisionTransformer, out_dir: str | os.PathLike, sourc
     config = {
         "format": FORMAT,
         "architecture": "VisionTransformer (no CLS token, fixed 2-D sin-cos pos_embed, pre-norm blocks, LayerNorm eps 1e-6)",
-        "args": {**{k: getattr(encoder, k) for k in ENCODER_ARGS if k != "depth"}, "depth": len(encoder.blocks)},
+        "args": {**{k: getattr(encoder, k) for k in ENCODER_ARGS + VIDEO_ARGS if k != "depth"},
+                 "depth": len(encoder.blocks)},
         "pooling": pooling,
         "normalisation": {"mean": list(mean), "std": list(std)} if mean is not None and std is not None else None,
         "source": source,
@@ -54,10 +55,10 @@ def load_exported(path: str | os.PathLike) -> tuple[VisionTransformer, dict]:
     config = json.loads(config_path.read_text())
     if config.get("format") != FORMAT:
         raise ConfigError(f"{config_path}: format {config.get('format')!r} is not {FORMAT!r}")
-    try:
-        encoder = VisionTransformer(**{k: config["args"][k] for k in ENCODER_ARGS})
-    except KeyError as err:
-        raise ConfigError(f"{config_path}: args lack {err.args[0]!r}") from None
+    missing = [k for k in ENCODER_ARGS if k not in config.get("args", {})]
+    if missing:
+        raise ConfigError(f"{config_path}: args lack {missing}")
+    encoder = VisionTransformer(**encoder_args(config["args"]))
     result = encoder.load_state_dict(load_file(str(weights)), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ConfigError(f"{weights} does not match its config: missing {result.missing_keys[:8]}, "
@@ -67,9 +68,11 @@ def load_exported(path: str | os.PathLike) -> tuple[VisionTransformer, dict]:
 
 def to_timm(encoder: VisionTransformer) -> nn.Module:
     """The same network as a timm VisionTransformer (class_token=False, average pooling, fc_norm=False, no head):
-    forward_features gives our tokens, forward their average."""
+    forward_features gives our tokens, forward their average. Image encoders only (timm has no tubelets)."""
     import timm.models.vision_transformer as tv
 
+    if encoder.is_video:
+        raise ConfigError("a video (tubelet) encoder has no timm VisionTransformer equivalent; use load_encoder")
     model = tv.VisionTransformer(
         img_size=encoder.img_size, patch_size=encoder.patch_size, in_chans=encoder.in_chans, num_classes=0,
         embed_dim=encoder.embed_dim, depth=len(encoder.blocks), num_heads=encoder.num_heads, mlp_ratio=4.0,

@@ -1,5 +1,8 @@
-"""Fixed sin-cos position embeddings (MAE / I-JEPA convention: half the channels for each axis)."""
+"""Fixed sin-cos position embeddings: 2-D (MAE / I-JEPA convention: half the channels for each axis) and 3-D
+(V-JEPA convention: time, then rows, then columns)."""
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -21,3 +24,21 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
     rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
     emb = torch.cat([sincos_1d(dim // 2, cols.flatten()), sincos_1d(dim // 2, rows.flatten())], dim=-1)
     return emb.float()
+
+
+def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int, uniform_power: bool = False) -> torch.Tensor:
+    """[grid_t * grid_h * grid_w, dim], ordered (t, h, w) row-major; channels [time | rows | columns].
+
+    Default split: half the channels for time, a quarter each for rows and columns. uniform_power=True (the
+    official V-JEPA pretraining configs) gives each axis the same 2 * ceil(dim / 6) channels, truncated to dim."""
+    if uniform_power:
+        dt = dh = dw = 2 * math.ceil(dim / 6)
+    else:
+        if dim % 4:
+            raise ValueError(f"3-D sin-cos embedding needs a dimension divisible by 4, got {dim}")
+        dt, dh, dw = dim // 2, dim // 4, dim // 4
+    if dh % 2 or dt % 2:
+        raise ValueError(f"3-D sin-cos embedding: dimension {dim} gives odd per-axis widths")
+    t, h, w = torch.meshgrid(torch.arange(grid_t), torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
+    emb = torch.cat([sincos_1d(dt, t.flatten()), sincos_1d(dh, h.flatten()), sincos_1d(dw, w.flatten())], dim=-1)
+    return emb[:, :dim].float()

@@ -16,7 +16,7 @@ from torch import nn
 
 from jepa.errors import ConfigError
 from jepa.masking import apply_masks, repeat_batch
-from jepa.pos_embed import sincos_2d
+from jepa.pos_embed import sincos_2d, sincos_3d
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
 
@@ -65,8 +65,22 @@ def grid_size(img_size: int, patch_size: int, key: str = "img_size") -> int:
     return img_size // patch_size
 
 
+class TubeletEmbed(nn.Module):
+    """Video [B, C, T, H, W] -> tokens [B, T/t * H/p * W/p, D] by a Conv3d with kernel = stride = (t, p, p)."""
+
+    def __init__(self, patch_size: int, tubelet_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv3d(in_chans, embed_dim, (tubelet_size, patch_size, patch_size),
+                              stride=(tubelet_size, patch_size, patch_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
 class VisionTransformer(nn.Module):
-    """ViT encoder without CLS token: Conv2d patches + fixed 2-D sin-cos position embedding.
+    """ViT encoder without CLS token: Conv2d patches + fixed 2-D sin-cos position embedding for images, or (with
+    num_frames > 1) Conv3d tubelets + fixed 3-D sin-cos embedding for videos [B, C, T, H, W]. I-JEPA and V-JEPA
+    share it: the blocks, norms and masking are the same.
 
     `forward(x, masks)` keeps only the token indices in `masks` (after the position embedding is added),
     which is how the context encoder sees the context block.
@@ -82,24 +96,42 @@ class VisionTransformer(nn.Module):
         num_heads: int = 12,
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
+        num_frames: int = 1,
+        tubelet_size: int = 2,
+        uniform_power: bool = False,
     ) -> None:
         super().__init__()
         self.grid = grid_size(img_size, patch_size)
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
-        self.register_buffer("pos_embed", sincos_2d(embed_dim, self.grid, self.grid)[None])
+        self.num_frames, self.tubelet_size, self.uniform_power = num_frames, tubelet_size, uniform_power
+        if num_frames > 1:
+            if tubelet_size < 1 or num_frames % tubelet_size:
+                raise ConfigError(f"tubelet_size {tubelet_size} does not divide num_frames {num_frames}")
+            self.grid_t = num_frames // tubelet_size
+            self.patch_embed = TubeletEmbed(patch_size, tubelet_size, in_chans, embed_dim)
+            pos = sincos_3d(embed_dim, self.grid_t, self.grid, self.grid, uniform_power)
+        else:
+            self.grid_t = 1
+            self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+            pos = sincos_2d(embed_dim, self.grid, self.grid)
+        self.register_buffer("pos_embed", pos[None])
         self.blocks = _blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
         self.norm = LayerNorm(embed_dim)
         _init_weights(self, self.blocks)
 
     @property
+    def is_video(self) -> bool:
+        return self.num_frames > 1
+
+    @property
     def num_patches(self) -> int:
-        return self.grid * self.grid
+        return self.grid_t * self.grid * self.grid
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None, return_layers: list[int] | None = None):
-        """x: [B, C, H, W] -> [B, N or K, D]. With return_layers, also a list of those blocks' outputs
-        (each passed through the final norm, as the probes of the I-JEPA paper use them)."""
+        """x: [B, C, H, W] (or [B, C, T, H, W] for a video encoder) -> [B, N or K, D]. With return_layers, also a
+        list of those blocks' outputs (each passed through the final norm, as the probes of the I-JEPA paper use
+        them)."""
         x = self.patch_embed(x) + self.pos_embed.to(x.dtype)
         if masks is not None:
             x = apply_masks(x, masks)
@@ -112,10 +144,19 @@ class VisionTransformer(nn.Module):
         return (x, layers) if return_layers is not None else x
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """The project-wide encoder interface: frames [B, T, C, H, W] -> tokens [B, T, N, D] (per frame)."""
+        """The project-wide encoder interface: frames [B, T, C, H, W] -> tokens [B, T', N, D].
+
+        An image encoder embeds each frame (T' = T). A video encoder embeds the clip (T' = T / tubelet_size); a
+        single frame is repeated to the encoder's num_frames, as V-JEPA 2 does for images."""
         b, t = frames.shape[:2]
-        tokens = self(frames.flatten(0, 1))
-        return tokens.unflatten(0, (b, t))
+        if not self.is_video:
+            return self(frames.flatten(0, 1)).unflatten(0, (b, t))
+        if t == 1:
+            frames = frames.expand(-1, self.num_frames, -1, -1, -1)
+        elif t != self.num_frames:
+            raise ConfigError(f"this video encoder takes {self.num_frames} frames (or 1), got {t}")
+        tokens = self(frames.transpose(1, 2))  # [B, C, T, H, W]
+        return tokens.unflatten(1, (self.grid_t, self.grid * self.grid))
 
 
 class Predictor(nn.Module):
