@@ -15,18 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from jepa.errors import ConfigError
-
-
-def _check_range(name: str, value, low: float, high: float, low_open: bool = True) -> tuple[float, float]:
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"model.mask_sampler.{name} must be a pair [min, max], got {value!r}") from None
-    bad_low = a <= low if low_open else a < low
-    if bad_low or b > high or a > b:
-        interval = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
-        raise ConfigError(f"model.mask_sampler.{name} = {[a, b]} must satisfy min <= max within {interval}")
-    return a, b
+from jepa.errors import check_range as _check_range
 
 
 @dataclass
