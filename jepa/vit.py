@@ -160,10 +160,14 @@ class VisionTransformer(nn.Module):
 
 
 class Predictor(nn.Module):
-    """Narrow transformer that predicts target-block embeddings from context tokens.
+    """Narrow transformer that predicts target-token embeddings from context tokens.
 
-    Each target block is its own batch entry: the context is repeated once per block and attends only to that
+    Each target set is its own batch entry: the context is repeated once per target block and attends only to that
     block's mask tokens (sharing one sequence across blocks would let blocks see each other and change the maths).
+
+    I-JEPA: 2-D position embedding, one learned `mask_token`. V-JEPA (grid_t > 1 and/or num_mask_tokens >= 1):
+    3-D position embedding and one zero-initialised token per mask configuration (`mask_tokens.i`), chosen by
+    `mask_index` in forward.
     """
 
     def __init__(
@@ -175,25 +179,37 @@ class Predictor(nn.Module):
         num_heads: int = 12,
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
+        grid_t: int = 1,
+        uniform_power: bool = False,
+        num_mask_tokens: int = 0,
     ) -> None:
         super().__init__()
         self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, predictor_embed_dim))
-        self.register_buffer("predictor_pos_embed", sincos_2d(predictor_embed_dim, grid, grid)[None])
+        if num_mask_tokens:
+            self.mask_tokens = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, predictor_embed_dim))
+                                                for _ in range(num_mask_tokens))
+        else:
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, predictor_embed_dim))
+        pos = (sincos_3d(predictor_embed_dim, grid_t, grid, grid, uniform_power) if grid_t > 1
+               else sincos_2d(predictor_embed_dim, grid, grid))
+        self.register_buffer("predictor_pos_embed", pos[None])
         self.predictor_blocks = _blocks(predictor_embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
         self.predictor_norm = LayerNorm(predictor_embed_dim)
         self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
         _init_weights(self, self.predictor_blocks)
-        trunc_normal_(self.mask_token, std=0.02)
+        if not num_mask_tokens:
+            trunc_normal_(self.mask_token, std=0.02)
 
-    def forward(self, ctx: torch.Tensor, ctx_masks: torch.Tensor, tgt_masks: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, ctx: torch.Tensor, ctx_masks: torch.Tensor, tgt_masks: list[torch.Tensor],
+                mask_index: int = 0) -> torch.Tensor:
         """ctx: [B, Kc, D] context-encoder tokens at indices ctx_masks [B, Kc];
         tgt_masks: list of [B, Kt] -> predictions [len(tgt_masks) * B, Kt, D], mask-major."""
         b, n_ctx = ctx.shape[:2]
         pos = self.predictor_pos_embed.expand(b, -1, -1).to(ctx.dtype)
         x = self.predictor_embed(ctx) + apply_masks(pos, ctx_masks)
         x = repeat_batch(x, len(tgt_masks))
-        queries = self.mask_token.to(x.dtype) + apply_masks(pos, tgt_masks)
+        token = self.mask_tokens[mask_index % len(self.mask_tokens)] if hasattr(self, "mask_tokens") else self.mask_token
+        queries = token.to(x.dtype) + apply_masks(pos, tgt_masks)
         x = torch.cat([x, queries], dim=1)
         for block in self.predictor_blocks:
             x = block(x)

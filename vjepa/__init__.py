@@ -1,2 +1,6 @@
-"""Video JEPA: 3-D multi-block masks (vjepa.masks); the tubelet encoder is the shared jepa.vit.VisionTransformer.
-The VJEPA module, video data and clip probes are not built yet: see issue 5 and DESIGN.md section 5."""
+"""Video JEPA: 3-D multi-block masks and the VJEPA LightningModule (the tubelet encoder is the shared
+jepa.vit.VisionTransformer). Video data and clip probes: see issue 5 and DESIGN.md section 5."""
+from vjepa.masks import MultiBlock3DMaskSampler, VideoMasks
+from vjepa.module import VJEPA
+
+__all__ = ["VJEPA", "MultiBlock3DMaskSampler", "VideoMasks"]
