@@ -146,4 +146,37 @@ def trajectory_sample(key: str, frames: np.ndarray, actions: np.ndarray, proprio
     return sample
 
 
-SOURCES = {s.name: s for s in (FashionMNISTSource, ImageFolderSource, VideoFolderSource, TrajectorySource)}
+class MovingFashionMNISTSource(Source):
+    """Moving Fashion-MNIST clips (data/moving_fmnist.py) as H.264 mp4 (grey in RGB), class in .cls and, for eval
+    clips, the direction (0-7) in .dir. The clips are already random: the write order is their index order."""
+
+    name = "moving_fmnist"
+
+    def __init__(self, root: str | None, split: str = "train", seed: int | None = 0, count: int = 10_000,
+                 num_frames: int = 16) -> None:
+        from data.fashion_mnist import load_split
+        from data.moving_fmnist import DIRECTIONS, MovingFashionMNIST
+
+        super().__init__(None)
+        images, labels = load_split(root, "train" if split == "train" else "test")
+        self.data = MovingFashionMNIST(images, labels, split, count, num_frames, seed=seed or 0)
+        self.split = split
+        self.extra = {"split": split, "num_frames": num_frames, "directions": list(DIRECTIONS)}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __iter__(self):
+        from data.video import encode_mp4
+
+        for i in range(len(self)):
+            frames, info = self.data.clip(i)
+            sample = {"__key__": f"{self.split}_{i:07d}", "mp4": encode_mp4(np.repeat(frames[..., None], 3, -1)),
+                      "cls": str(info["label"]).encode()}
+            if info["direction"] >= 0:
+                sample["dir"] = str(info["direction"]).encode()
+            yield sample
+
+
+SOURCES = {s.name: s for s in (FashionMNISTSource, ImageFolderSource, VideoFolderSource, TrajectorySource,
+                               MovingFashionMNISTSource)}

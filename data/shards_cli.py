@@ -1,10 +1,11 @@
-"""`jepa shards write`: turn Fashion-MNIST, an image folder, a video folder or .npz trajectories into tar shards."""
+"""`jepa shards write`: turn Fashion-MNIST, moving Fashion-MNIST clips, an image folder, a video folder or .npz
+trajectories into tar shards."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from data.shard_sources import SOURCES, FashionMNISTSource
+from data.shard_sources import SOURCES, FashionMNISTSource, MovingFashionMNISTSource
 from data.shard_writer import INDEX_NAME, write_shards
 
 
@@ -18,7 +19,10 @@ def parser() -> argparse.ArgumentParser:
                    help="folder to read (fashion_mnist: the idx folder, default the Debian package's)")
     w.add_argument("--out", required=True, help="output folder")
     w.add_argument("--name", default="shard", help="shard file-name prefix (default: shard)")
-    w.add_argument("--split", default="train", choices=["train", "test"], help="fashion_mnist split")
+    w.add_argument("--split", default="train", choices=["train", "test", "eval"],
+                   help="fashion_mnist: train or test; moving_fmnist: train (bouncing) or eval (8 labelled directions)")
+    w.add_argument("--count", type=int, default=10_000, help="moving_fmnist: clips to write (default 10000)")
+    w.add_argument("--num_frames", type=int, default=16, help="moving_fmnist: frames per clip (default 16)")
     w.add_argument("--max_count", type=int, default=10_000, help="most samples per shard (default 10000)")
     w.add_argument("--max_size", type=float, default=1e9, help="most bytes per shard, about (default 1e9)")
     w.add_argument("--seed", type=int, default=0, help="seed of the sample order written (default 0)")
@@ -32,6 +36,10 @@ def main(argv: list[str]) -> int:
     seed = None if args.no_shuffle else args.seed
     if args.source == FashionMNISTSource.name:
         source = FashionMNISTSource(args.input, args.split, seed)
+    elif args.source == MovingFashionMNISTSource.name:
+        if args.split not in ("train", "eval"):
+            parser().error("moving_fmnist --split must be train or eval")
+        source = MovingFashionMNISTSource(args.input, args.split, args.seed, args.count, args.num_frames)
     elif args.input is None:
         parser().error(f"{args.source} needs an input folder")
     else:

@@ -61,3 +61,33 @@ def test_masks_are_keyed_by_step_and_rank():
     c = model.masks_for(batch, 3, 1)
     assert all(torch.equal(x.target, y.target) for x, y in zip(a, b))
     assert not all(torch.equal(x.target, y.target) for x, y in zip(a, c))
+
+
+def test_cpu_recipe_trains_from_the_command_line(tmp_path, fmnist_root):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        [sys.executable, "-m", "jepa.cli", "fit", "--config", str(root / "configs/vjepa/moving_fmnist_cpu.yaml"),
+         "--trainer.max_steps=2", "--data.train_clips=32", "--data.batch_size=8", f"--data.root={fmnist_root}",
+         f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false", "--trainer.enable_progress_bar=false"],
+        capture_output=True, text=True, timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    encoder, hp = load_encoder(tmp_path / "checkpoints" / "last.ckpt")
+    assert encoder.is_video and hp["num_frames"] == 8 and hp["in_chans"] == 1
+
+
+def test_moving_fmnist_shards_decode_as_clips(tmp_path, fmnist_root):
+    from data.shard_datamodule import ClipShardDataModule
+    from jepa.cli import main as jepa
+
+    assert jepa(["shards", "write", "moving_fmnist", fmnist_root, "--split", "eval", "--count", "6", "--num_frames",
+                 "8", "--out", str(tmp_path), "--quiet"]) == 0
+    dm = ClipShardDataModule(str(tmp_path), img_size=64, num_frames=8, frame_step=1, crop_scale=(1.0, 1.0),
+                             mean=(0.5,) * 3, std=(0.5,) * 3, batch_size=2, num_workers=0)
+    dm.setup("fit")
+    (clips, labels), _ = dm.strip(next(iter(dm.train_dataloader())))
+    assert clips.shape == (2, 8, 3, 64, 64) and labels.shape == (2,)
