@@ -7,21 +7,23 @@ from pathlib import Path
 
 def import_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="jepa import", description=(
-        "Convert an official I-JEPA checkpoint (facebookresearch/ijepa: encoder, predictor, target_encoder, ...) into "
-        "a checkpoint of this project that `jepa probe` and `jepa export` read. Every key must map: a missing or "
-        "unexpected key is an error. Official weights are CC-BY-NC 4.0; the licence travels with the checkpoint."))
-    p.add_argument("source", help="official checkpoint, e.g. IN1K-vit.h.14-300e.pth.tar")
+        "Convert an official I-JEPA or V-JEPA checkpoint (facebookresearch/ijepa, facebookresearch/jepa: encoder, "
+        "predictor, target_encoder, ...) into a checkpoint of this project that `jepa probe` and `jepa export` read. "
+        "Every key must map: a missing or unexpected key is an error. Official weights are CC-BY-NC 4.0; the "
+        "licence travels with the checkpoint."))
+    p.add_argument("source", help="official checkpoint, e.g. IN1K-vit.h.14-300e.pth.tar or vitl16.pth.tar")
     p.add_argument("--out", required=True, help="checkpoint to write (.ckpt)")
     p.add_argument("--num_heads", type=int, default=None,
                    help="attention heads (read from the standard ViT sizes when omitted; needed for others)")
     args = p.parse_args(argv)
-    from jepa.interop import import_official_ijepa, write_checkpoint
+    from jepa.interop import import_official, write_checkpoint
 
-    ckpt = import_official_ijepa(args.source, args.num_heads)
+    ckpt = import_official(args.source, args.num_heads)
     out = write_checkpoint(ckpt, args.out)
     hp = ckpt["hyper_parameters"]
-    print(f"imported {args.source}: ViT {hp['embed_dim']} x {hp['depth']} ({hp['num_heads']} heads, patch "
-          f"{hp['patch_size']}, {hp['img_size']} px), predictor {hp['predictor_embed_dim']} x {hp['predictor_depth']}; "
+    video = f", {hp['num_frames']} frames, tubelet {hp['tubelet_size']}" if "num_frames" in hp else ""
+    print(f"imported {ckpt['imported_from']['format']} {args.source}: ViT {hp['embed_dim']} x {hp['depth']} "
+          f"({hp['num_heads']} heads, patch {hp['patch_size']}, {hp['img_size']} px{video}), predictor {hp['predictor_embed_dim']} x {hp['predictor_depth']}; "
           f"encoder, target_encoder and predictor loaded strictly -> {out}\nlicence: {ckpt['imported_from']['licence']}")
     return 0
 

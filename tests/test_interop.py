@@ -66,7 +66,7 @@ def test_import_refuses_missing_unexpected_and_foreign_keys(tmp_path):
         import_official_ijepa(tmp_path / "extra.pth.tar", num_heads=2)
 
     torch.save({"state_dict": {}}, tmp_path / "ours.ckpt")
-    with pytest.raises(ConfigError, match="not an official I-JEPA checkpoint: it needs the keys"):
+    with pytest.raises(ConfigError, match="not an official I-JEPA / V-JEPA checkpoint: it needs the keys"):
         import_official_ijepa(tmp_path / "ours.ckpt")
     with pytest.raises(ConfigError, match="not a standard ViT size: pass num_heads"):
         import_official_ijepa(OFFICIAL)
@@ -122,3 +122,32 @@ def test_export_loads_without_lightning_and_as_timm(tmp_path):
     with torch.no_grad():
         assert (timm_vit.forward_features(x) - tokens).abs().max() < 1e-6
         assert (timm_vit(x) - tokens.mean(1)).abs().max() < 1e-6
+
+
+def test_imported_v_jepa_modules_match_the_official_code(tmp_path):
+    reference = torch.load(FIXTURES / "official_vjepa_tiny_io.pt", weights_only=True)
+    out = tmp_path / "vjepa.ckpt"
+    assert jepa(["import", str(FIXTURES / "official_vjepa_tiny.pth.tar"), "--out", str(out), "--num_heads", "2"]) == 0
+    ckpt = torch.load(out, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert {k: hp[k] for k in reference["hparams"]} == reference["hparams"]
+    assert hp["uniform_power"] is True and hp["num_mask_tokens"] == 2  # read off the stored sin-cos table
+    assert ckpt["imported_from"]["format"] == "official V-JEPA" and "CC-BY-NC" in ckpt["imported_from"]["licence"]
+    encoder, _ = load_encoder(out, "encoder")
+    target, _ = load_encoder(out)
+    predictor = Predictor(hp["img_size"] // hp["patch_size"], hp["embed_dim"], hp["predictor_embed_dim"],
+                          hp["predictor_depth"], hp["num_heads"], grid_t=hp["num_frames"] // hp["tubelet_size"],
+                          uniform_power=True, num_mask_tokens=2).eval()
+    predictor.load_state_dict({k[len("predictor."):]: v for k, v in ckpt["state_dict"].items()
+                               if k.startswith("predictor.")})
+    x, ctx, tgt, want = reference["inputs"], reference["context"], reference["target"], reference["outputs"]
+    with torch.no_grad():
+        diffs = {
+            "encoder_full": (encoder(x) - want["encoder_full"]).abs().max(),
+            "target_encoder_full": (target(x) - want["target_encoder_full"]).abs().max(),
+            "encoder_context": (encoder(x, ctx) - want["encoder_context"]).abs().max(),
+            **{f"predictor_{i}": (predictor(want["encoder_context"], ctx, [tgt], mask_index=i)
+                                  - want[f"predictor_{i}"]).abs().max() for i in range(2)},
+        }
+    assert all(d <= 1e-5 for d in diffs.values()), diffs
+    assert (want["predictor_0"] - want["predictor_1"]).abs().max() > 1e-3  # the two mask tokens differ
