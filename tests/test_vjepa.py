@@ -1,4 +1,5 @@
 """The VJEPA module: a few training steps reduce the loss, masks are keyed, checkpoints round-trip."""
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -91,3 +92,50 @@ def test_moving_fmnist_shards_decode_as_clips(tmp_path, fmnist_root):
     dm.setup("fit")
     (clips, labels), _ = dm.strip(next(iter(dm.train_dataloader())))
     assert clips.shape == (2, 8, 3, 64, 64) and labels.shape == (2,)
+
+
+def _direction_clips(n, seed):
+    """4-frame clips of a square crossing one 4-px patch per frame, left to right (0) or right to left (1): both
+    directions show the same frames, only their order differs."""
+    g = torch.Generator().manual_seed(seed)
+    clips = torch.zeros(n, 4, 1, 16, 16, dtype=torch.uint8)
+    y = torch.randint(0, 2, (n,), generator=g)
+    for i in range(n):
+        r = int(torch.randint(0, 12, (1,), generator=g))
+        for t in range(4):
+            c = 4 * t if y[i] == 0 else 12 - 4 * t
+            clips[i, t, 0, r : r + 4, c : c + 4] = 255
+    return clips, y
+
+
+def test_clip_probes_see_frame_order_for_framewise_image_encoders():
+    from eval.attentive_probe import AttentiveProbeConfig
+    from eval.clip_probe import ClipProbeData, check_clip_compatible, clip_table, clip_tokens, probe_clip_rows
+    from eval.probe import Row
+    from jepa.errors import ConfigError
+    from jepa.vit import VisionTransformer
+
+    x, y = _direction_clips(400, 0)
+    data = ClipProbeData("toy", x[:320], {"direction": y[:320]}, x[320:], {"direction": y[320:]}, (0.5,), (0.5,),
+                         {"dataset": "toy"})
+    video = _model().target_encoder
+    torch.manual_seed(0)
+    image = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=1, num_heads=2)
+    for enc in (video, image):
+        check_clip_compatible(enc, data, "test")
+    assert clip_tokens(video, x[:2], (0.5,), (0.5,)).shape == (2, 2 * 16, 32)  # T / tubelet x 16 patches
+    cfg = AttentiveProbeConfig(lrs=(1e-2,), epochs=60, batch_size=32, num_heads=2)
+    results = probe_clip_rows([Row("frame-wise", image, {"i": 1}, 4)], data, cfg, log=lambda *_: None)
+    assert results["frame-wise"]["tokens"] == [4 * 16, 32]
+    assert results["frame-wise"]["direction"]["test_acc"] > 0.9  # frame order reaches the probe
+    assert "| frame-wise |" in clip_table(results, ["direction"])
+    # without the frame embedding a clip and the same clip played backwards give the same multiset of tokens, which
+    # an attentive probe (permutation invariant) cannot tell apart; with it they differ
+    clip, backwards = x[:1], x[:1].flip(1)
+    def rows(t):
+        return sorted(map(tuple, t[0].round(decimals=4).tolist()))
+    blind = [clip_tokens(image, c, (0.5,), (0.5,), frame_positions=False) for c in (clip, backwards)]
+    seen = [clip_tokens(image, c, (0.5,), (0.5,)) for c in (clip, backwards)]
+    assert rows(blind[0]) == rows(blind[1]) and rows(seen[0]) != rows(seen[1])
+    with pytest.raises(ConfigError, match="takes 4 frames"):
+        check_clip_compatible(video, ClipProbeData("short", x[:2, :2], {}, x[:2, :2], {}, (0.5,), (0.5,), {}), "v")
