@@ -14,6 +14,12 @@ from pathlib import Path
 
 import torch
 
+from eval.clip_probe import (
+    CLIP_DATASETS,
+    check_clip_compatible,
+    clip_table,
+    probe_clip_rows,
+)
 from eval.feature_cache import FeatureCache
 from eval.linear_probe import LinearProbeConfig
 from eval.plots import plot_confusion, plot_pca
@@ -47,7 +53,9 @@ def parser():
     p.add_argument("--ckpt", type=str, required=True, help="JEPA Lightning checkpoint (.ckpt) whose encoder to probe")
     p.add_argument("--which", type=str, default="target_encoder",
                    help="which encoder of the checkpoint: target_encoder (the EMA one, default) or encoder")
-    p.add_argument("--data", type=str, default="fashion_mnist", help=f"probe dataset: {', '.join(DATASETS)}")
+    p.add_argument("--data", type=str, default="fashion_mnist",
+                   help=f"probe dataset: {', '.join(DATASETS)} (images), {', '.join(CLIP_DATASETS)} (clips: attentive "
+                        "probes on every label)")
     p.add_argument("--data_root", type=str | None, default=None, help="dataset folder (default: the Debian package's)")
     p.add_argument("--train_limit", type=int, default=0, help="probe on the first N training images (0: all)")
     p.add_argument("--test_limit", type=int, default=0, help="score the first N test images (0: all)")
@@ -79,11 +87,14 @@ def main(argv: list[str]) -> int:
     cfg = p.parse_args(argv)
     init = p.instantiate_classes(cfg)
     started = time.time()
-    if cfg.data not in DATASETS:
-        raise ConfigError(f"--data {cfg.data!r} is not a probe dataset: choose one of {', '.join(DATASETS)}")
+    if cfg.data not in DATASETS and cfg.data not in CLIP_DATASETS:
+        raise ConfigError(f"--data {cfg.data!r} is not a probe dataset: choose one of "
+                          f"{', '.join([*DATASETS, *CLIP_DATASETS])}")
     if cfg.which not in ("target_encoder", "encoder"):
         raise ConfigError(f"--which must be target_encoder or encoder, got {cfg.which!r}")
     ckpt = Path(cfg.ckpt)
+    if cfg.data in CLIP_DATASETS:
+        return clip_main(cfg, init, ckpt, started)
     data = DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit)
 
     encoder, hparams = load_encoder(ckpt, cfg.which)
@@ -129,4 +140,38 @@ def main(argv: list[str]) -> int:
     print(f"\n{table}\n\nfeature cache: {cache.hits} hits, {cache.misses} misses; "
           f"{record['wall_time_s']} s; wrote {out / 'results.json'}, {out / 'results.md'}"
           + (f", {', '.join(Path(v).name for v in plots.values())}" if plots else ""))
+    return 0
+
+
+def clip_main(cfg, init, ckpt: Path, started: float) -> int:
+    """`jepa probe --data <clip dataset>`: attentive probes on clip tokens for every label; rows: the checkpoint's
+    encoder, --references (e.g. an image encoder applied frame by frame) and the same architecture at random init."""
+    encoder, hparams = load_encoder(ckpt, cfg.which)
+    num_frames = encoder.num_frames if encoder.is_video else 8
+    data = CLIP_DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
+                                   size=encoder.img_size, seed=cfg.seed)
+    check_clip_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
+    rows = [checkpoint_row("jepa", ckpt, encoder, cfg.which)]
+    for name, path in cfg.references.items():
+        ref, _ = load_encoder(path, "auto")
+        check_clip_compatible(ref, data, f"reference {name!r} ({path})")
+        rows.append(checkpoint_row(name, path, ref, "auto"))
+    if cfg.random_init:
+        torch.manual_seed(cfg.seed)
+        arch = encoder_args(hparams)
+        rows.append(Row("random init", frozen_copy(VisionTransformer(**arch)), {"random_init": arch, "seed": cfg.seed},
+                        hparams["patch_size"]))
+    cache = FeatureCache(cfg.cache_dir)
+    results = probe_clip_rows(rows, data, init.attentive, cache, cfg.seed)
+    labels = list(data.train_labels)
+    table = clip_table(results, labels)
+    out = Path(cfg.out) if cfg.out else default_out(ckpt)
+    record = {"checkpoint": str(ckpt), "encoder": cfg.which, "data": cfg.data, "labels": labels,
+              "n_train": len(data.train_x), "n_test": len(data.test_x), "settings": settings(attentive=init.attentive),
+              "rows": results, "table": table,
+              "feature_cache": {"dir": cfg.cache_dir, "hits": cache.hits, "misses": cache.misses},
+              "wall_time_s": round(time.time() - started, 1), "provenance": provenance()}
+    write_text(out / "results.md", table + "\n")
+    write_json(out / "results.json", record)
+    print(f"\n{table}\n\n{record['wall_time_s']} s; wrote {out / 'results.json'}, {out / 'results.md'}")
     return 0

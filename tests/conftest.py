@@ -34,10 +34,27 @@ def tiny_images(n: int = 32, seed: int = 0, size: int = 16) -> TensorImageDatase
     return TensorImageDataset(images, labels, transform=lambda x: x.float() / 255)
 
 
+def tiny_vjepa(seed: int = 0, cls=None, **overrides):
+    from vjepa import VJEPA, MultiBlock3DMaskSampler
+
+    torch.manual_seed(seed)
+    kwargs = {**TINY, "num_frames": 4, "tubelet_size": 2, "mask_sampler": MultiBlock3DMaskSampler(),
+              "monitor_every": 1, **overrides}
+    return (cls or VJEPA)(**kwargs)
+
+
+def tiny_clips(n: int = 16, seed: int = 0) -> TensorImageDataset:
+    """Random 4-frame 16x16 grey clips [T, C, H, W] with labels and indices."""
+    g = torch.Generator().manual_seed(seed)
+    clips = torch.randint(0, 256, (n, 4, 1, 16, 16), generator=g, dtype=torch.uint8)
+    return TensorImageDataset(clips, torch.randint(0, 10, (n,), generator=g), transform=lambda x: x.float() / 255)
+
+
 class TinyData(L.LightningDataModule):
-    def __init__(self, n: int = 32, batch_size: int = 8, shuffle: bool = False) -> None:
+    def __init__(self, n: int = 32, batch_size: int = 8, shuffle: bool = False, clips: bool = False) -> None:
         super().__init__()
-        self.dataset, self.batch_size, self.shuffle = tiny_images(n), batch_size, shuffle
+        self.dataset = tiny_clips(n) if clips else tiny_images(n)
+        self.batch_size, self.shuffle = batch_size, shuffle
 
     def train_dataloader(self):
         return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, drop_last=True)

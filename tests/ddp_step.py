@@ -1,4 +1,5 @@
-"""One I-JEPA DDP step on 2 gloo CPU processes (run as a script: Lightning re-executes it for rank 1).
+"""One I-JEPA or V-JEPA DDP step on 2 gloo CPU processes (run as a script: Lightning re-executes it for rank 1).
+Usage: ddp_step.py OUT [ijepa|vjepa]
 
 Writes <out>/rank<r>.pt with the sample indices and masks that rank used, and (rank 0) <out>/params.pt with the
 encoder, predictor and target-encoder weights after the step.
@@ -14,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lightning as L  # noqa: E402
 
-from tests.conftest import TinyData, tiny_model  # noqa: E402
+from tests.conftest import TinyData, tiny_model, tiny_vjepa  # noqa: E402
 
 
 class Record(L.Callback):
@@ -23,19 +24,24 @@ class Record(L.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         masks = pl_module.masks_for(batch, pl_module.micro_step(batch_idx), pl_module.global_rank)
-        torch.save({"indices": batch[2].clone(), "context": masks.context, "targets": masks.targets},
+        if isinstance(masks, list):  # V-JEPA: one (context, target) pair per mask configuration
+            context, targets = torch.cat([m.context for m in masks], 1), torch.cat([m.target for m in masks], 1)
+        else:
+            context, targets = masks.context, masks.targets
+        torch.save({"indices": batch[2].clone(), "context": context, "targets": targets},
                    os.path.join(self.out, f"rank{trainer.global_rank}.pt"))
 
 
-def main(out: str) -> None:
-    model = tiny_model(seed=0, ema_momentum=(0.9, 0.95))
+def main(out: str, family: str = "ijepa") -> None:
+    build = tiny_vjepa if family == "vjepa" else tiny_model
+    model = build(seed=0, ema_momentum=(0.9, 0.95))
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=1, precision="32-true",
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[Record(out)], default_root_dir=out)
-    trainer.fit(model, datamodule=TinyData(n=16, batch_size=4, shuffle=False))
+    trainer.fit(model, datamodule=TinyData(n=16, batch_size=4, shuffle=False, clips=family == "vjepa"))
     if trainer.is_global_zero:
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, os.path.join(out, "params.pt"))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], *sys.argv[2:3])

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from ijepa import IJEPA
-from tests.conftest import TinyData, tiny_model, tiny_trainer
+from tests.conftest import TinyData, tiny_model, tiny_trainer, tiny_vjepa
+from vjepa import VJEPA
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +22,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class TwoRanksInOne(IJEPA):
+class TwoRanksInOneMixin:
     """Single process: the batch holds rank 0's samples then rank 1's; each half gets that rank's masks."""
 
     def training_step(self, batch, batch_idx):
@@ -33,11 +35,20 @@ class TwoRanksInOne(IJEPA):
         return (losses[0] + losses[1]) / 2
 
 
-def test_ddp_step_equals_single_process_mean(tmp_path):
+class TwoRanksInOne(TwoRanksInOneMixin, IJEPA):
+    pass
+
+
+class TwoRanksInOneVideo(TwoRanksInOneMixin, VJEPA):
+    pass
+
+
+@pytest.mark.parametrize("family", ["ijepa", "vjepa"])
+def test_ddp_step_equals_single_process_mean(tmp_path, family):
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT)}
     env.pop("LOCAL_RANK", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_step.py"), str(tmp_path)], env=env,
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_step.py"), str(tmp_path), family], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -48,15 +59,18 @@ def test_ddp_step_equals_single_process_mean(tmp_path):
 
     # Single process: the same 2 x B samples in one batch (rank 0's, then rank 1's), same masks, mean loss.
     order = torch.cat([r0["indices"], r1["indices"]]).tolist()
-    data = TinyData(n=16, batch_size=len(order))
+    video = family == "vjepa"
+    data = TinyData(n=16, batch_size=len(order), clips=video)
     data.dataset = torch.utils.data.Subset(data.dataset, order)
-    model = tiny_model(seed=0, cls=TwoRanksInOne, ema_momentum=(0.9, 0.95))
+    build = (lambda **kw: tiny_vjepa(cls=TwoRanksInOneVideo, **kw)) if video else (lambda **kw: tiny_model(cls=TwoRanksInOne, **kw))
+    model = build(seed=0, ema_momentum=(0.9, 0.95))
     tiny_trainer(tmp_path / "single", max_steps=1).fit(model, datamodule=data)
 
     single = model.state_dict()
     assert set(single) == set(ddp)
     for key, value in ddp.items():
         assert torch.allclose(value, single[key], atol=1e-6, rtol=0), key
-    changed = [k for k in ddp if k.startswith("target_encoder.") and not torch.equal(ddp[k], tiny_model(seed=0).state_dict()[k])]
+    start = (tiny_vjepa if video else tiny_model)(seed=0).state_dict()
+    changed = [k for k in ddp if k.startswith("target_encoder.") and not torch.equal(ddp[k], start[k])]
     assert changed, "the EMA did not move the target encoder"
 

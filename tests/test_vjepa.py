@@ -79,6 +79,18 @@ def test_cpu_recipe_trains_from_the_command_line(tmp_path, fmnist_root):
     assert run.returncode == 0, run.stderr[-3000:]
     encoder, hp = load_encoder(tmp_path / "checkpoints" / "last.ckpt")
     assert encoder.is_video and hp["num_frames"] == 8 and hp["in_chans"] == 1
+    # ... and its clip probe: attentive probes on both labels of moving Fashion-MNIST, beside random init
+    run = subprocess.run(
+        [sys.executable, "-m", "jepa.cli", "probe", "--ckpt", str(tmp_path / "checkpoints" / "last.ckpt"), "--data",
+         "moving_fmnist", f"--data_root={fmnist_root}", "--train_limit=40", "--test_limit=16",
+         "--attentive.epochs=1", "--attentive.batch_size=8", f"--out={tmp_path / 'probe'}"],
+        capture_output=True, text=True, timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    probe = json.loads((tmp_path / "probe" / "results.json").read_text())
+    assert set(probe["rows"]) == {"jepa", "random init"} and probe["labels"] == ["class", "direction"]
+    assert probe["rows"]["jepa"]["tokens"] == [4 * 64, 96]
 
 
 def test_moving_fmnist_shards_decode_as_clips(tmp_path, fmnist_root):
