@@ -151,3 +151,17 @@ def test_imported_v_jepa_modules_match_the_official_code(tmp_path):
         }
     assert all(d <= 1e-5 for d in diffs.values()), diffs
     assert (want["predictor_0"] - want["predictor_1"]).abs().max() > 1e-3  # the two mask tokens differ
+
+
+def test_video_encoder_exports_and_reloads(tmp_path):
+    ckpt = tmp_path / "vjepa.ckpt"
+    assert jepa(["import", str(FIXTURES / "official_vjepa_tiny.pth.tar"), "--out", str(ckpt), "--num_heads", "2"]) == 0
+    assert jepa(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "export")]) == 0
+    encoder, _ = load_encoder(ckpt)
+    again, args = load_encoder(tmp_path / "export")
+    assert args["num_frames"] == 4 and args["uniform_power"] is True and again.is_video
+    clip = torch.randn(1, 3, 4, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(again(clip), encoder(clip))
+    with pytest.raises(ConfigError, match="no timm VisionTransformer equivalent"):
+        to_timm(encoder)
