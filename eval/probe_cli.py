@@ -77,6 +77,22 @@ def parser():
     return p
 
 
+def encoder_rows(cfg, ckpt: Path, encoder, hparams: dict, check) -> list[Row]:
+    """The checkpoint's encoder, each --references encoder (checked against the data) and, with --random_init,
+    the same architecture at random init."""
+    rows = [checkpoint_row("jepa", ckpt, encoder, cfg.which)]
+    for name, path in cfg.references.items():
+        ref, _ = load_encoder(path, "auto")
+        check(ref, f"reference {name!r} ({path})")
+        rows.append(checkpoint_row(name, path, ref, "auto"))
+    if cfg.random_init:
+        torch.manual_seed(cfg.seed)
+        arch = encoder_args(hparams)
+        rows.append(Row("random init", frozen_copy(VisionTransformer(**arch)), {"random_init": arch, "seed": cfg.seed},
+                        hparams["patch_size"]))
+    return rows
+
+
 def default_out(ckpt: Path) -> Path:
     run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     return run / "probe"
@@ -99,16 +115,7 @@ def main(argv: list[str]) -> int:
 
     encoder, hparams = load_encoder(ckpt, cfg.which)
     check_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
-    rows = [checkpoint_row("jepa", ckpt, encoder, cfg.which)]
-    for name, path in cfg.references.items():
-        ref, _ = load_encoder(path, "auto")
-        check_compatible(ref, data, f"reference {name!r} ({path})")
-        rows.append(checkpoint_row(name, path, ref, "auto"))
-    if cfg.random_init:
-        torch.manual_seed(cfg.seed)
-        arch = encoder_args(hparams)
-        rows.append(Row("random init", frozen_copy(VisionTransformer(**arch)), {"random_init": arch, "seed": cfg.seed},
-                        hparams["patch_size"]))
+    rows = encoder_rows(cfg, ckpt, encoder, hparams, lambda enc, src: check_compatible(enc, data, src))
     if cfg.pixels:
         rows.append(Row("raw pixels", None, {"pixels": True}, hparams["patch_size"]))
 
@@ -151,16 +158,7 @@ def clip_main(cfg, init, ckpt: Path, started: float) -> int:
     data = CLIP_DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
                                    size=encoder.img_size, seed=cfg.seed)
     check_clip_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
-    rows = [checkpoint_row("jepa", ckpt, encoder, cfg.which)]
-    for name, path in cfg.references.items():
-        ref, _ = load_encoder(path, "auto")
-        check_clip_compatible(ref, data, f"reference {name!r} ({path})")
-        rows.append(checkpoint_row(name, path, ref, "auto"))
-    if cfg.random_init:
-        torch.manual_seed(cfg.seed)
-        arch = encoder_args(hparams)
-        rows.append(Row("random init", frozen_copy(VisionTransformer(**arch)), {"random_init": arch, "seed": cfg.seed},
-                        hparams["patch_size"]))
+    rows = encoder_rows(cfg, ckpt, encoder, hparams, lambda enc, src: check_clip_compatible(enc, data, src))
     cache = FeatureCache(cfg.cache_dir)
     results = probe_clip_rows(rows, data, init.attentive, cache, cfg.seed)
     labels = list(data.train_labels)

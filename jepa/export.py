@@ -10,7 +10,6 @@ import os
 from functools import partial
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from jepa.checkpoint import ENCODER_ARGS, VIDEO_ARGS, encoder_args

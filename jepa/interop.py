@@ -106,6 +106,16 @@ def _official_states(path, ckpt) -> dict:
     return states
 
 
+def _strict_encoders(path, states: dict, enc_args: dict) -> dict:
+    """encoder.* and target_encoder.* of our layout, each official state loaded strictly into our ViT."""
+    state_dict = {}
+    for key in ("encoder", "target_encoder"):
+        module = VisionTransformer(**enc_args)
+        load_strict(module, states[key], f"{path} [{key}]")
+        state_dict.update({f"{key}.{k}": v for k, v in module.state_dict().items()})
+    return state_dict
+
+
 def import_official(path: str | os.PathLike, num_heads: int | None = None) -> dict:
     """An official I-JEPA or V-JEPA checkpoint (told apart by its Conv2d / Conv3d patch embedding) in our layout."""
     ckpt = load_checkpoint(path)
@@ -123,11 +133,7 @@ def import_official_vjepa(path: str | os.PathLike, num_heads: int | None = None,
     hp = infer_vjepa_hparams(states["encoder"], states["predictor"], num_heads)
     enc_args = {k: hp[k] for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads",
                                    "num_frames", "tubelet_size", "uniform_power")}
-    state_dict = {}
-    for key in ("encoder", "target_encoder"):
-        module = VisionTransformer(**enc_args)
-        load_strict(module, states[key], f"{path} [{key}]")
-        state_dict.update({f"{key}.{k}": v for k, v in module.state_dict().items()})
+    state_dict = _strict_encoders(path, states, enc_args)
     predictor = Predictor(hp["img_size"] // hp["patch_size"], hp["embed_dim"], hp["predictor_embed_dim"],
                           hp["predictor_depth"], hp["num_heads"], grid_t=hp["num_frames"] // hp["tubelet_size"],
                           uniform_power=hp["uniform_power"], num_mask_tokens=hp["num_mask_tokens"])
@@ -145,11 +151,7 @@ def import_official_ijepa(path: str | os.PathLike, num_heads: int | None = None,
     states = _official_states(path, ckpt)
     hp = infer_ijepa_hparams(states["encoder"], states["predictor"], num_heads)
     enc_args = {k: hp[k] for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")}
-    state_dict = {}
-    for key in ("encoder", "target_encoder"):
-        module = VisionTransformer(**enc_args)
-        load_strict(module, states[key], f"{path} [{key}]")
-        state_dict.update({f"{key}.{k}": v for k, v in module.state_dict().items()})
+    state_dict = _strict_encoders(path, states, enc_args)
     predictor = Predictor(hp["img_size"] // hp["patch_size"], hp["embed_dim"], hp["predictor_embed_dim"],
                           hp["predictor_depth"], hp["num_heads"])
     load_strict(predictor, states["predictor"], f"{path} [predictor]")
