@@ -88,12 +88,13 @@ def attentive_probe(train_tokens: torch.Tensor, train_y: torch.Tensor, test_toke
         cfg = AttentiveProbeConfig(**{**asdict(cfg), **overrides})
     num_classes = int(train_y.max()) + 1
     fit_idx, val_idx = holdout_split(len(train_tokens), cfg.val_fraction, seed)
+    fit_x, fit_y, val_x, val_y = train_tokens[fit_idx], train_y[fit_idx], train_tokens[val_idx], train_y[val_idx]
     with torch.random.fork_rng(devices=[]):
         best, val_acc = None, {}
         for lr in cfg.lrs:
             with torch.enable_grad():
-                model = _train(train_tokens[fit_idx], train_y[fit_idx], num_classes, lr, cfg, seed)
-            val_acc[f"lr={lr:g}"] = float((_predict(model, train_tokens[val_idx]) == train_y[val_idx]).float().mean())
+                model = _train(fit_x, fit_y, num_classes, lr, cfg, seed)
+            val_acc[f"lr={lr:g}"] = float((_predict(model, val_x) == val_y).float().mean())
             if best is None or val_acc[f"lr={lr:g}"] > val_acc[f"lr={best[0]:g}"]:
                 best = (lr, model)
     pred = _predict(best[1], test_tokens)

@@ -41,14 +41,31 @@ class ProbeResult:
         return out
 
 
-def _train(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, epochs: int, lr: float,
-           batch_size: int, seed: int) -> torch.nn.Linear:
-    """AdamW on cross-entropy + L2. The rows are shuffled once and each epoch visits contiguous blocks of them in a
-    new random order: the matmuls of a wide probe (e.g. 6,272 flattened features) are memory-bound, and gathering
-    random rows for every batch cost as much again as the matmuls themselves."""
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(x), generator=g)
-    x, y = x[order], y[order]
+@dataclass
+class _Shuffled:
+    """Training rows in a seeded random order, gathered once, and the generator state after drawing that order:
+    every setting of a sweep trains on the same shuffled copy instead of gathering its own."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    rng_state: torch.Tensor
+
+    @classmethod
+    def of(cls, x: torch.Tensor, y: torch.Tensor, seed: int, rows: torch.Tensor | None = None) -> _Shuffled:
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(x) if rows is None else len(rows), generator=g)
+        index = order if rows is None else rows[order]
+        return cls(x[index], y[index], g.get_state())
+
+
+def _train(data: _Shuffled, num_classes: int, weight_decay: float, epochs: int, lr: float,
+           batch_size: int) -> torch.nn.Linear:
+    """AdamW on cross-entropy + L2 over contiguous blocks of the shuffled rows, visited in a new random order each
+    epoch: the matmuls of a wide probe (e.g. 6,272 flattened features) are memory-bound, and gathering random rows
+    for every batch cost as much again as the matmuls themselves."""
+    g = torch.Generator()
+    g.set_state(data.rng_state)
+    x, y = data.x, data.y
     head = torch.nn.Linear(x.shape[1], num_classes)
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
@@ -99,15 +116,15 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     val_acc = {}
     with torch.enable_grad():
         if len(settings) > 1:
-            fit_x, fit_y, val_x, val_y = train_x[fit_idx], train_y[fit_idx], train_x[val_idx], train_y[val_idx]
+            fit, val_x, val_y = _Shuffled.of(train_x, train_y, seed, fit_idx), train_x[val_idx], train_y[val_idx]
             for lr, wd in settings:
-                head = _train(fit_x, fit_y, num_classes, wd, cfg.sweep_epochs, lr, cfg.batch_size, seed)
+                head = _train(fit, num_classes, wd, cfg.sweep_epochs, lr, cfg.batch_size)
                 val_acc[f"lr={lr:g},wd={wd:g}"] = float((_predict(head, val_x) == val_y).float().mean())
-            del fit_x, val_x
+            del fit, val_x
             lr, wd = max(settings, key=lambda s: val_acc[f"lr={s[0]:g},wd={s[1]:g}"])
         else:
             lr, wd = settings[0]
-        head = _train(train_x, train_y, num_classes, wd, cfg.epochs, lr, cfg.batch_size, seed)
+        head = _train(_Shuffled.of(train_x, train_y, seed), num_classes, wd, cfg.epochs, lr, cfg.batch_size)
     pred = _predict(head, test_x)
     return ProbeResult(test_acc=float((pred == test_y).float().mean()), lr=lr, weight_decay=wd, val_acc=val_acc,
                        features=train_x.shape[1], test_pred=pred)

@@ -153,6 +153,8 @@ def probe_rows(rows: list[Row], data: ProbeData, protocols=("avg", "flat"), laye
         for protocol in protocols:
             t1 = time.time()
             x_tr, x_te = tr.get(protocol), te.get(protocol)
+            if protocol == protocols[0] and row.encoder is not None:
+                out["_embeddings"] = x_te  # for the PCA plot, without reading the features again
             res = linear_probe(x_tr, data.train_y, x_te, data.test_y, linear, seed=seed)
             out["linear"][protocol] = res.as_dict()
             out["_predictions"][f"linear/{protocol}"] = res.test_pred
@@ -170,8 +172,6 @@ def probe_rows(rows: list[Row], data: ProbeData, protocols=("avg", "flat"), laye
             out["seconds"]["attentive"] = round(time.time() - t1, 1)
             log(f"  {row.name:<14} attentive {100 * res.test_acc:5.1f} % (lr {res.lr:g})  [{out['seconds']['attentive']} s]")
         out["seconds"]["total"] = round(time.time() - t0, 1)
-        if row.encoder is not None and protocols:
-            out["_embeddings"] = te.get(protocols[0])
         results[row.name] = out
     return results
 
