@@ -19,6 +19,8 @@ EXTRA_COMMANDS = {
     "import": ("jepa.interop_cli:import_main", "convert an official I-JEPA checkpoint: jepa import SRC --out CKPT"),
     "export": ("jepa.interop_cli:export_main", "encoder -> safetensors + config.json: jepa export --ckpt CKPT --out DIR"),
     "shards": ("data.shards_cli:main", "write WebDataset tar shards: jepa shards write SOURCE [INPUT] --out DIR"),
+    "collect": ("control.collect_cli:main", "roll out a policy in an environment, write trajectories to shards"),
+    "plan": ("control.plan_cli:main", "evaluate planners on an environment: success rate, seconds per step"),
     "quickstart": ("ijepa.quickstart:main", "pretrain I-JEPA on Fashion-MNIST, probe it, print the results table"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

@@ -1,0 +1,118 @@
+"""Roll out policies in an environment and store trajectories (frames, actions, true positions) in tar shards.
+
+Each shard sample is one episode: frames.npy uint8 [T+1, H, W, 3], actions.npy float32 [T, A] (action t leads from
+frame t to t+1, after clamping to the bounds) and proprio.npy float32 [T+1, 2] = the agent's true position, which
+only the position probe (the gate) and the metrics read, never the world model.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jepa.errors import ConfigError
+
+POLICIES = ("random", "noisy")
+
+
+class RandomPolicy:
+    """Uniform actions in the bounds, independent per step."""
+
+    def __init__(self, low, high, rng: np.random.Generator) -> None:
+        self.low, self.high, self.rng = np.asarray(low), np.asarray(high), rng
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs, info) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high).astype(np.float32)
+
+
+class NoisyPolicy(RandomPolicy):
+    """A persistent random walk in action space (a_t = rho a_{t-1} + noise): it travels far enough to find the
+    door, which independent uniform actions rarely do."""
+
+    def __init__(self, low, high, rng: np.random.Generator, rho: float = 0.8, noise: float = 0.5) -> None:
+        super().__init__(low, high, rng)
+        self.rho, self.noise = rho, noise
+
+    def reset(self) -> None:
+        self.prev = self.rng.uniform(self.low, self.high)
+
+    def act(self, obs, info) -> np.ndarray:
+        self.prev = np.clip(self.rho * self.prev + self.noise * self.rng.standard_normal(self.prev.shape),
+                            self.low, self.high)
+        return self.prev.astype(np.float32)
+
+
+def make_policy(name: str, env, rng: np.random.Generator):
+    if name == "random":
+        return RandomPolicy(env.action_low, env.action_high, rng)
+    if name == "noisy":
+        return NoisyPolicy(env.action_low, env.action_high, rng)
+    raise ConfigError(f"unknown policy {name!r}: use one of {', '.join(POLICIES)}")
+
+
+def rollout(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
+    """One episode of `steps` actions (the env's own step budget is ignored: collection wants fixed lengths)."""
+    obs, info = env.reset(seed=seed)
+    policy.reset()
+    frames, actions, positions = [obs], [], [info["pos"]]
+    for _ in range(steps):
+        action = np.clip(policy.act(obs, info), env.action_low, env.action_high)
+        obs, _, _, _, info = env.step(action)
+        frames.append(obs)
+        actions.append(action)
+        positions.append(info["pos"])
+    return {"frames": np.stack(frames).astype(np.uint8), "actions": np.stack(actions).astype(np.float32),
+            "proprio": np.stack(positions).astype(np.float32)}
+
+
+def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0):
+    """Yield (episode index, trajectory) for `episodes` rollouts; episode i is reset with seed (seed, i)."""
+    rng = np.random.default_rng([seed, 1])
+    policy = make_policy(policy_name, env, rng)
+    for i in range(episodes):
+        yield i, rollout(env, policy, steps, seed=int(np.random.default_rng([seed, i]).integers(2**31)))
+
+
+def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
+    """All episodes of a folder of trajectory shards (or one .tar) stacked in memory: frames uint8
+    [E, T+1, H, W, 3], actions [E, T, A], proprio [E, T+1, P]. Unreadable or mis-shaped episodes are skipped and
+    counted in out["skipped"] (a warning names how many)."""
+    import tarfile
+    import warnings
+
+    path = Path(path)
+    tars = sorted(path.glob("*.tar")) if path.is_dir() else [path]
+    if not tars or not tars[0].is_file():
+        raise ConfigError(f"no trajectory shards (*.tar) in {path}: write some with `jepa collect --out {path}`")
+    episodes: dict[str, dict[str, bytes]] = {}
+    for tar in tars:
+        with tarfile.open(tar) as f:
+            for m in f.getmembers():
+                key, _, ext = m.name.partition(".")
+                episodes.setdefault(key, {})[ext] = f.extractfile(m).read()
+    out: dict[str, list] = {"frames": [], "actions": [], "proprio": []}
+    skipped = 0
+    for key in sorted(episodes):
+        try:
+            arrays = {k: np.load(io.BytesIO(episodes[key][f"{k}.npy"]), allow_pickle=False) for k in out}
+            if out["frames"] and any(arrays[k].shape != out[k][0].shape for k in out):
+                raise ValueError("shape differs from the first episode")
+            if len(arrays["actions"]) != len(arrays["frames"]) - 1:
+                raise ValueError("needs one action fewer than frames")
+        except (KeyError, ValueError, OSError, EOFError):
+            skipped += 1
+            continue
+        for k in out:
+            out[k].append(arrays[k])
+    if skipped:
+        warnings.warn(f"{path}: skipped {skipped} unreadable or mis-shaped episodes of {len(episodes)}", stacklevel=2)
+    if not out["frames"]:
+        raise ConfigError(f"{path}: no readable episodes")
+    result = {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
+    result["skipped"] = skipped
+    return result

@@ -1,0 +1,46 @@
+"""The gate before any world model: can a linear map read the agent's (x, y) from the frozen tokens?
+
+Ridge regression from the flattened (pooled) tokens to the true position, fitted on training episodes and scored
+(R^2, averaged over x and y) on other episodes. If the encoder cannot see the agent, no planner will save it.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def ridge_r2(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+             alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> dict:
+    """R^2 on (test_x, test_y) of the ridge fit on train_x; alpha chosen on the last fifth of the training rows."""
+    x = train_x.double()
+    mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
+    y_mu = train_y.double().mean(0)
+
+    def fit(xs, ys, alpha):
+        xs = (xs - mu) / sd
+        a = xs.T @ xs + alpha * len(xs) * torch.eye(xs.shape[1], dtype=xs.dtype)
+        return torch.linalg.solve(a, xs.T @ (ys.double() - y_mu))
+
+    def r2(w, xs, ys):
+        pred = ((xs.double() - mu) / sd) @ w + y_mu
+        ys = ys.double()
+        return float((1 - ((pred - ys) ** 2).sum(0) / ((ys - ys.mean(0)) ** 2).sum(0)).mean())
+
+    cut = len(x) * 4 // 5
+    scores = {a: r2(fit(x[:cut], train_y[:cut], a), x[cut:], train_y[cut:]) for a in alphas}
+    best = max(scores, key=scores.get)
+    return {"r2": r2(fit(x, train_y, best), test_x, test_y), "alpha": best, "val_r2": scores[best],
+            "train_rows": len(x), "test_rows": len(test_x)}
+
+
+def position_gate(tokens: torch.Tensor, positions: torch.Tensor, test_fraction: float = 0.2,
+                  max_rows: int = 6000, seed: int = 0) -> dict:
+    """tokens [E, T, N, D] and positions [E, T, 2] of E episodes -> ridge R^2 on held-out episodes."""
+    e = len(tokens)
+    order = torch.randperm(e, generator=torch.Generator().manual_seed(seed))
+    n_test = max(1, int(e * test_fraction))
+    rows = lambda idx: (tokens[idx].flatten(2).flatten(0, 1), positions[idx].flatten(0, 1))  # noqa: E731
+    (tx, ty), (vx, vy) = rows(order[n_test:]), rows(order[:n_test])
+    g = torch.Generator().manual_seed(seed + 1)
+    pick = lambda n: torch.randperm(n, generator=g)[:max_rows]  # noqa: E731
+    i, j = pick(len(tx)), pick(len(vx))
+    return ridge_r2(tx[i], ty[i], vx[j], vy[j])

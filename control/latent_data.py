@@ -1,0 +1,115 @@
+"""Windows of frozen-encoder latents and actions from collected trajectories, for the world model.
+
+The encoder is frozen, so every frame is encoded once in setup() (cached on disk by eval's FeatureCache, keyed by
+the encoder checkpoint, pooling and data) and training reads windows of latents: no encoder forward per step. The
+position gate (control/gate.py) runs on the same latents before any training, and stops the run when the encoder
+cannot see the agent.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from control.collect import read_trajectories
+from control.gate import position_gate
+from jepa.errors import ConfigError
+from jepa.io import write_json
+
+
+class LatentWindows(Dataset):
+    """Every window of `window` consecutive frames: dict(latents [W, N, D], actions [W-1, A])."""
+
+    def __init__(self, latents: torch.Tensor, actions: torch.Tensor, window: int) -> None:
+        e, t = latents.shape[:2]
+        if window > t:
+            raise ConfigError(f"data.window = {window} is longer than the episodes ({t} frames)")
+        self.latents, self.actions, self.window, self.per_episode = latents, actions, window, t - window + 1
+        self.length = e * self.per_episode
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        e, s = divmod(i, self.per_episode)
+        w = self.window
+        return {"latents": self.latents[e, s : s + w].float(), "actions": self.actions[e, s : s + w - 1]}
+
+
+class LatentTrajectoryDataModule(L.LightningDataModule):
+    """Latent windows of the episodes in train_dir / val_dir, encoded by the model's frozen encoder.
+
+    Args:
+        train_dir: trajectory shards of `jepa collect` for training.
+        val_dir: trajectory shards for validation (and the gate's held-out episodes), optional.
+        window: frames per training window (>= the model's context + 1 and rollout_steps + 1).
+        batch_size: windows per step.
+        num_workers: dataloader workers (the data is in memory: 0 is fastest).
+        gate_min_r2: stop before training when the position probe's R^2 is below this (0: report only).
+        cache_dir: where encoded latents are cached (null: no cache).
+    """
+
+    def __init__(self, train_dir: str, val_dir: str | None = None, window: int = 6, batch_size: int = 128,
+                 num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache") -> None:
+        super().__init__()
+        self.train_dir, self.val_dir, self.window = train_dir, val_dir, window
+        self.batch_size, self.num_workers, self.gate_min_r2, self.cache_dir = batch_size, num_workers, gate_min_r2, cache_dir
+        self.train_set = self.val_set = None
+        self.gate: dict | None = None
+
+    def encode_dir(self, encoder, path: str) -> dict:
+        """Latents (fp16) and actions of every episode of a folder, through the feature cache."""
+        from eval.feature_cache import FeatureCache
+
+        data = read_trajectories(path)
+        files = sorted(Path(path).glob("*.tar")) if Path(path).is_dir() else [Path(path)]
+        spec = {"kind": "world_model_latents", "encoder": encoder.source_digest, "pool_grid": encoder.pool_grid,
+                "mean": encoder.mean.flatten().tolist(), "std": encoder.std.flatten().tolist(),
+                "data": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
+        cache = FeatureCache(self.cache_dir)
+        latents = cache.get_or_compute(spec, lambda: encoder(data["frames"]).half())
+        return {"latents": latents, "actions": data["actions"].float(), "positions": data["proprio"].float()}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        if model is None or not hasattr(model, "frozen_encoder"):
+            raise ConfigError("LatentTrajectoryDataModule needs a model with a frozen_encoder (control.WorldModel)")
+        self.prepare(model.frozen_encoder)
+
+    def prepare(self, encoder) -> None:
+        """Encode the data with `encoder` and run the gate (also callable without a trainer)."""
+        train = self.encode_dir(encoder, self.train_dir)
+        val = self.encode_dir(encoder, self.val_dir) if self.val_dir else None
+        if val is not None:  # fit on training episodes, score on held-out ones
+            from control.gate import ridge_r2
+
+            pick = lambda d, n: (d["latents"].float().flatten(2).flatten(0, 1)[:n],  # noqa: E731
+                                 d["positions"].flatten(0, 1)[:n])
+            self.gate = ridge_r2(*pick(train, 6000), *pick(val, 3000))
+        else:
+            self.gate = position_gate(train["latents"].float(), train["positions"])
+        self.gate["min_r2"] = self.gate_min_r2
+        print(f"position gate: linear probe of the agent's (x, y) from frozen latents, R^2 = {self.gate['r2']:.3f} "
+              f"on held-out episodes (need >= {self.gate_min_r2})", file=sys.stderr)
+        if self.trainer is not None and self.trainer.is_global_zero:
+            write_json(Path(self.trainer.default_root_dir) / "gate.json", self.gate)
+        if self.gate["r2"] < self.gate_min_r2:
+            raise ConfigError(f"position gate failed: R^2 = {self.gate['r2']:.3f} < {self.gate_min_r2}; the frozen "
+                              "encoder does not see the agent well enough to plan with (train it longer, pool less, "
+                              "or set data.gate_min_r2 0 to go on anyway)")
+        self.train_set = LatentWindows(train["latents"], train["actions"], self.window)
+        self.val_set = LatentWindows(val["latents"], val["actions"], self.window) if val is not None else None
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(0))
+
+    def val_dataloader(self):
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)

@@ -1,0 +1,135 @@
+"""Receding-horizon control: plan H actions, execute the first few, observe, replan warm-started from the rest.
+
+A model says how states are observed and imagined: LatentModel (frozen encoder + world model, what the agent
+learns) or SimModel (the true simulator on true positions: the oracle's upper bound). WorkingMemory holds what the
+loop carries between steps: the last k states, the recent actions, the previous plan (shifted, to warm-start the
+next) and the running error between predicted and observed states.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+import torch
+
+from control.cost import GoalCost
+from control.planners import Planner
+
+
+class LatentModel:
+    """States are frozen-encoder latents [N, D]; imagination is the world model's rollout."""
+
+    def __init__(self, world_model) -> None:
+        self.wm = world_model.eval()
+        self.context = world_model.hparams.context
+
+    def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
+        return self.wm.encode(torch.as_tensor(obs)[None, None])[0, 0]
+
+    def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
+        return self.observe(goal_obs, info)
+
+    def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        s = len(actions)
+        return self.wm.predictor.rollout(states[None].expand(s, *states.shape),
+                                         actions_between[None].expand(s, *actions_between.shape), actions,
+                                         self.context)
+
+
+class SimModel:
+    """The oracle: states are true positions [2], imagination is the true simulator of the current layout."""
+
+    context = 1
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+
+    def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
+        self.door = torch.tensor(float(info["door"]))
+        return torch.as_tensor(info["pos"], dtype=torch.float32)
+
+    def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
+        return torch.as_tensor(info["goal"], dtype=torch.float32)
+
+    def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        pos = states[-1].expand(len(actions), 2)
+        out = []
+        for h in range(actions.shape[1]):
+            pos = self.sim.step(pos, actions[:, h], self.door)
+            out.append(pos)
+        return torch.stack(out, 1)
+
+
+class WorkingMemory:
+    """The last `history` states, the actions between them, the previous plan and the prediction error."""
+
+    def __init__(self, history: int) -> None:
+        self.states: deque = deque(maxlen=history)
+        self.actions: deque = deque(maxlen=max(history - 1, 0))  # the actions between consecutive stored states
+        self.pending: torch.Tensor | None = None  # taken from the latest state, its outcome not yet observed
+        self.plan: torch.Tensor | None = None
+        self.expected: list[torch.Tensor] = []  # predicted states for the actions queued for execution
+        self.error: float | None = None  # running mean |predicted - observed| over executed steps
+
+    def observe(self, state: torch.Tensor) -> None:
+        if self.expected:
+            err = float((self.expected.pop(0) - state).abs().mean())
+            self.error = err if self.error is None else 0.9 * self.error + 0.1 * err
+        if self.pending is not None and self.actions.maxlen:
+            self.actions.append(self.pending)
+        self.pending = None
+        self.states.append(state)
+
+    def did(self, action: torch.Tensor) -> None:
+        self.pending = action
+
+    def history(self, action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states [k, ...], the k-1 actions between them [k-1, A])."""
+        states = torch.stack(list(self.states))
+        acts = list(self.actions)[len(self.actions) - (len(states) - 1):]
+        return states, (torch.stack(acts) if acts else torch.zeros(0, action_dim))
+
+    def warm_start(self, executed: int) -> torch.Tensor | None:
+        """The previous plan without its executed actions, padded by repeating its last action."""
+        if self.plan is None:
+            return None
+        rest = self.plan[executed:]
+        return torch.cat([rest, self.plan[-1:].expand(len(self.plan) - len(rest), -1)])
+
+
+class MPCAgent:
+    """Plan with `planner` on `model` under `cost`, execute `execute` actions, replan (warm start on)."""
+
+    def __init__(self, model, planner: Planner, cost: GoalCost, execute: int = 4, history: int | None = None,
+                 warm_start: bool = True) -> None:
+        self.model, self.planner, self.cost, self.execute = model, planner, cost, execute
+        self.history = history or model.context
+        self.warm = warm_start
+        self.plan_seconds: list[float] = []
+        self.rollouts: list[int] = []
+
+    def reset(self, goal_obs: np.ndarray, info: dict) -> None:
+        self.goal = self.model.goal(goal_obs, info)
+        self.memory = WorkingMemory(self.history)
+        self.queue: list[torch.Tensor] = []
+
+    def cost_fn(self, states: torch.Tensor, actions_between: torch.Tensor):
+        return lambda actions: self.cost(self.model.rollout(states, actions_between, actions), self.goal, actions)
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        self.memory.observe(self.model.observe(obs, info))
+        if not self.queue:
+            states, between = self.memory.history(self.planner.action_dim)
+            init = self.memory.warm_start(self.execute) if self.warm else None
+            start = time.perf_counter()
+            plan = self.planner.plan(self.cost_fn(states, between), init)
+            self.plan_seconds.append(time.perf_counter() - start)
+            self.rollouts.append(plan.rollouts)
+            self.memory.plan = plan.actions
+            self.queue = list(plan.actions[: self.execute])
+            with torch.no_grad():
+                self.memory.expected = list(self.model.rollout(states, between, plan.actions[None, : self.execute])[0])
+        action = self.queue.pop(0)
+        self.memory.did(action)
+        return action.numpy()

@@ -1,0 +1,164 @@
+"""`jepa plan`: evaluate planners on a trained world model with the protocol of DESIGN.md section 6.
+
+    jepa plan --config configs/control/plan_two_rooms.yaml --world_model runs/two_rooms/world_model/checkpoints/last.ckpt
+
+Every planner in --planners runs receding-horizon MPC on the world model (frozen encoder latents, goal = the
+encoded goal image) on held-out layouts, 'episodes' episodes for each seed, beside a random policy (lower bound)
+and an oracle that plans with the same planner on the true simulator (upper bound). Writes results.json,
+results.md, episodes.png (a few episodes: path, start, goal) and rollout_error.png (latent L1 against horizon).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from control.cost import GoalCost
+from control.envs import make_env
+from control.evaluate import RandomAgent, run_episodes
+from control.mpc import LatentModel, MPCAgent, SimModel
+from control.planners import PLANNERS, make_planner
+from jepa.errors import ConfigError
+from jepa.io import write_json, write_text
+from jepa.provenance import provenance
+
+
+def parser():
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    p = ArgumentParser(prog="jepa plan", description=__doc__)
+    p.add_argument("--config", action=ActionConfigFile, help="a plan config, e.g. configs/control/plan_two_rooms.yaml")
+    p.add_argument("--world_model", type=str, required=True, help="world-model checkpoint (jepa fit of control.WorldModel)")
+    p.add_argument("--encoder_ckpt", type=str | None, default=None,
+                   help="where the encoder's architecture is read (default: the path the world model was trained with)")
+    p.add_argument("--env", type=str, default="two_rooms", help="environment")
+    p.add_argument("--env_options", type=dict, default={}, help="environment settings, e.g. {max_steps: 60}")
+    p.add_argument("--planners", type=list[str], default=["cem"], help=f"planners to evaluate: {', '.join(PLANNERS)}")
+    p.add_argument("--planner_options", type=dict, default={},
+                   help="per-planner keyword arguments, e.g. {cem: {samples: 256, iterations: 4}}")
+    p.add_argument("--horizon", type=int, default=12, help="planned steps")
+    p.add_argument("--execute", type=int, default=4, help="actions executed before replanning")
+    p.add_argument("--warm_start", type=bool, default=True, help="start each plan from the shifted previous one")
+    p.add_argument("--distance", type=str, default="mse", help="latent goal distance: mse or l1")
+    p.add_argument("--cost_mode", type=str, default="sum", help="sum over the horizon, or last")
+    p.add_argument("--action_weight", type=float, default=0.0, help="weight of the action-magnitude term")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per seed")
+    p.add_argument("--seeds", type=list[int], default=[0, 1, 2], help="evaluation seeds (starts, goals, layouts)")
+    p.add_argument("--budget", type=int | None, default=None, help="steps per episode (default: the env's)")
+    p.add_argument("--oracle", type=bool, default=True, help="also run each planner on the true simulator")
+    p.add_argument("--random_policy", type=bool, default=True, help="also run a uniform random policy")
+    p.add_argument("--rollout_data", type=str | None, default=None,
+                   help="trajectory shards on which to measure latent rollout error against horizon")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--show", type=int, default=4, help="episodes drawn in episodes.png")
+    p.add_argument("--out", type=str | None, default=None, help="output folder (default: <world-model run>/plan)")
+    return p
+
+
+def rollout_errors(world_model, path: str, horizon: int, max_episodes: int = 200) -> dict[str, list[float]]:
+    """Mean L1 between imagined and encoded latents after 1..horizon steps, from the first frame of each episode,
+    on the episodes of `path` (teacher forcing nowhere: the model's own predictions are fed back), beside the
+    error of predicting no change (the first latent held)."""
+    from control.collect import read_trajectories
+
+    data = read_trajectories(path)
+    frames, actions = data["frames"][:max_episodes], data["actions"][:max_episodes]
+    horizon = min(horizon, actions.shape[1])
+    with torch.no_grad():
+        latents = world_model.encode(frames[:, : horizon + 1])
+        preds = world_model.predictor.rollout(latents[:, :1], actions[:, :0], actions[:, :horizon],
+                                              world_model.hparams.context)
+    per_step = lambda pred: [float(v) for v in (pred - latents[:, 1:]).abs().mean((0, 2, 3))]  # noqa: E731
+    return {"world_model": per_step(preds), "no_change": per_step(latents[:, :1].expand_as(preds))}
+
+
+def main(argv: list[str]) -> int:
+    from control.world_model import load_world_model
+
+    cfg = parser().parse_args(argv)
+    torch.set_num_threads(cfg.threads)
+    unknown = [p for p in cfg.planners if p not in PLANNERS]
+    if unknown or not cfg.planners:
+        raise ConfigError(f"--planners {unknown or '[]'}: choose from {', '.join(PLANNERS)}")
+    wm = load_world_model(cfg.world_model, cfg.encoder_ckpt)
+    env = make_env(cfg.env, eval_layouts=True, **cfg.env_options)
+    wm.frozen_encoder.check_frames(env.observation_shape)
+    action_dim = len(env.action_low)
+    if wm.hparams.action_dim != action_dim:
+        raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions, {cfg.env} has "
+                          f"{action_dim}-D ones")
+    started = time.time()
+    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight)
+    run = lambda agent: run_episodes(env, agent, cfg.episodes, cfg.seeds, cfg.budget, keep_frames=cfg.show)  # noqa: E731
+    results = {}
+
+    def planner(name, seed):
+        return make_planner(name, cfg.horizon, action_dim, seed=seed, **(cfg.planner_options.get(name) or {}))
+
+    if cfg.random_policy:
+        results["random policy"] = run(lambda seed: RandomAgent(env, seed))
+        print(_line("random policy", results["random policy"]), file=sys.stderr)
+    for name in cfg.planners:
+        results[f"{name} (world model)"] = run(lambda seed: MPCAgent(LatentModel(wm), planner(name, seed), cost,
+                                                                      cfg.execute, warm_start=cfg.warm_start))
+        print(_line(f"{name} (world model)", results[f"{name} (world model)"]), file=sys.stderr)
+        if cfg.oracle:
+            results[f"{name} (oracle simulator)"] = run(lambda seed: MPCAgent(
+                SimModel(env.sim), planner(name, seed), GoalCost("euclid", cfg.cost_mode), cfg.execute,
+                warm_start=cfg.warm_start))
+            print(_line(f"{name} (oracle simulator)", results[f"{name} (oracle simulator)"]), file=sys.stderr)
+
+    out = Path(cfg.out) if cfg.out else Path(cfg.world_model).resolve().parent.parent / "plan"
+    out.mkdir(parents=True, exist_ok=True)
+    from control.plots import plot_episodes, plot_rollout_error
+
+    record = {"world_model": cfg.world_model, "env": cfg.env, "settings": {k: v for k, v in vars(cfg).items()
+                                                                           if k != "config"},
+              "protocol": {"episodes_per_seed": cfg.episodes, "seeds": cfg.seeds, "held_out_layouts": True,
+                           "budget": cfg.budget or env.cfg.max_steps, "success": "final distance < "
+                           f"{env.cfg.success_radius}", "interval": "Wilson 95 %"},
+              "results": {k: {kk: vv for kk, vv in v.items() if kk != "shown"} for k, v in results.items()}}
+    main_name = f"{cfg.planners[0]} (world model)"
+    record["plots"] = {"episodes": str(plot_episodes(results[main_name]["shown"], out / "episodes.png",
+                                                     f"{main_name} on held-out layouts"))}
+    if cfg.rollout_data:
+        errors = rollout_errors(wm, cfg.rollout_data, cfg.horizon)
+        record["rollout_l1_by_horizon"] = errors
+        record["plots"]["rollout_error"] = str(plot_rollout_error(errors, out / "rollout_error.png"))
+        print("latent L1 by horizon: " + ", ".join(f"{a:.4f} (no change {b:.4f})" for a, b in
+                                                   zip(errors["world_model"], errors["no_change"])), file=sys.stderr)
+    gate = Path(cfg.world_model).resolve().parent.parent / "gate.json"
+    if gate.is_file():
+        import json
+
+        record["gate"] = json.loads(gate.read_text())
+    for r in results.values():  # one predictor step = one imagined transition of one action sequence
+        r["predictor_steps_per_plan"] = r["rollouts_per_plan"] * cfg.horizon
+    table = markdown(results)
+    record["table"] = table
+    record["wall_seconds"] = time.time() - started
+    record["provenance"] = provenance()
+    write_json(out / "results.json", record)
+    write_text(out / "results.md", table + "\n")
+    print(table)
+    print(f"wrote {out}/results.json, results.md, episodes.png", file=sys.stderr)
+    return 0
+
+
+def _line(name: str, r: dict) -> str:
+    lo, hi = r["wilson95"]
+    return (f"{name}: success {r['success']:.1%} [{lo:.1%}, {hi:.1%}] over {r['episodes']} episodes, "
+            f"{r['seconds_per_plan']:.3f} s per plan")
+
+
+def markdown(results: dict) -> str:
+    lines = ["| agent | success | Wilson 95 % | std over seeds | s / planning step | rollouts / step | "
+             "predictor steps / step | final distance |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lo, hi = r["wilson95"]
+        lines.append(f"| {name} | {r['success']:.1%} | {lo:.1%} - {hi:.1%} | {r['success_std_over_seeds']:.1%} | "
+                     f"{r['seconds_per_plan']:.3f} | {r['rollouts_per_plan']:.0f} | {r['predictor_steps_per_plan']:.0f} | "
+                     f"{r['mean_final_distance']:.3f} |")
+    return "\n".join(lines)

@@ -1,0 +1,189 @@
+"""Action-conditioned world model on frozen-encoder latents: s_{t+1} = P(s_{<=t}, a_{<=t}).
+
+A transformer over frames: each frame contributes its (pooled, layer-normed) patch tokens plus one action token,
+attention is block-causal (every token of frame t sees all tokens of frames <= t and none of t+1), and the patch
+outputs of frame t predict the latents of frame t+1. Trained with teacher forcing plus a multi-step rollout loss
+(the model's own predictions fed back), both L1 on layer-normed targets (V-JEPA 2-AC).
+"""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
+from jepa.errors import ConfigError
+from jepa.pos_embed import sincos_1d
+
+
+def block_causal_mask(frames: int, tokens_per_frame: int) -> torch.Tensor:
+    """bool [F*M, F*M], True where attention is allowed: query frame >= key frame."""
+    frame = torch.arange(frames * tokens_per_frame) // tokens_per_frame
+    return frame[:, None] >= frame[None, :]
+
+
+class ActionConditionedPredictor(nn.Module):
+    """latents [B, T, N, D] and actions [B, T, A] (action t leads from frame t to t+1) -> predicted latents of
+    frames 1..T: [B, T, N, D], as latents + a predicted change (the output layer starts at zero, so an untrained
+    model predicts "nothing moves", the baseline it must beat)."""
+
+    def __init__(self, token_dim: int, num_tokens: int, action_dim: int, embed_dim: int = 128, depth: int = 4,
+                 num_heads: int = 4, max_frames: int = 32) -> None:
+        super().__init__()
+        self.token_dim, self.num_tokens, self.action_dim, self.max_frames = token_dim, num_tokens, action_dim, max_frames
+        self.latent_in = nn.Linear(token_dim, embed_dim)
+        self.action_in = nn.Linear(action_dim, embed_dim)
+        self.slot_pos = nn.Parameter(torch.zeros(1, 1, num_tokens + 1, embed_dim))  # action slot + patch slots
+        nn.init.trunc_normal_(self.slot_pos, std=0.02)
+        self.register_buffer("time_pos", sincos_1d(embed_dim, torch.arange(max_frames, dtype=torch.float64))[None, :, None],
+                             persistent=False)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, qkv_bias=True) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim)
+        self.out = nn.Linear(embed_dim, token_dim)
+        nn.init.zeros_(self.out.weight)  # predicts the change of each latent: starts as "nothing moves"
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        b, t, n, _ = latents.shape
+        if t > self.max_frames:
+            raise ConfigError(f"world model takes at most {self.max_frames} frames, got {t}")
+        if actions.shape[-1] != self.action_dim:
+            raise ConfigError(f"this world model was trained for {self.action_dim}-D actions, got "
+                              f"{actions.shape[-1]}-D ones")
+        x = torch.cat([self.action_in(actions)[:, :, None], self.latent_in(latents)], 2)  # [B, T, 1+N, E]
+        x = (x + self.slot_pos + self.time_pos[:, :t].to(x.dtype)).flatten(1, 2)
+        mask = block_causal_mask(t, n + 1).to(x.device) if t > 1 else None  # one frame: full attention
+        for block in self.blocks:
+            x = block(x, attn_mask=mask)
+        x = self.norm(x).unflatten(1, (t, n + 1))[:, :, 1:]
+        return latents + self.out(x)  # residual: frames change little from one step to the next
+
+    def rollout(self, history: torch.Tensor, history_actions: torch.Tensor, actions: torch.Tensor,
+                context: int | None = None) -> torch.Tensor:
+        """Imagine H steps: history latents [B, k, N, D], the k-1 actions between them [B, k-1, A] and candidate
+        actions [B, H, A] (the first one acts on the last history frame) -> predicted latents [B, H, N, D]. The
+        model sees at most `context` frames (default max_frames), the most recent ones."""
+        context = context or self.max_frames
+        frames = list(history.unbind(1))
+        acts = torch.cat([history_actions, actions], 1)
+        k = len(frames)
+        preds = []
+        for h in range(actions.shape[1]):
+            lo = max(0, k + h - context)
+            z = torch.stack(frames[lo:], 1)
+            nxt = self(z, acts[:, lo : k + h])[:, -1]
+            frames.append(nxt)
+            preds.append(nxt)
+        return torch.stack(preds, 1)
+
+
+class WorldModel(L.LightningModule):
+    """The action-conditioned predictor trained on latents of a frozen encoder (its weights are saved with the
+    world model, so `jepa plan` needs only this checkpoint).
+
+    Args:
+        encoder_ckpt: checkpoint (or export folder) of the frozen encoder.
+        encoder_which: target_encoder, encoder or auto.
+        pool_grid: average-pool the encoder's patch tokens to pool_grid x pool_grid (0: keep them all).
+        mean: per-channel normalisation of frames (the encoder's pretraining one).
+        std: per-channel normalisation std.
+        action_dim: action size.
+        embed_dim: predictor width.
+        depth: predictor blocks.
+        num_heads: attention heads.
+        context: most frames the predictor sees (training windows and planning both).
+        rollout_steps: steps of the multi-step rollout loss (0: teacher forcing only).
+        rollout_weight: weight of the rollout loss.
+        lr: AdamW peak learning rate (linear warm-up, cosine decay to 0 over the trainer's max_steps).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps.
+    """
+
+    def __init__(self, encoder_ckpt: str, encoder_which: str = "auto", pool_grid: int = 2,
+                 mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
+                 action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
+                 rollout_steps: int = 3, rollout_weight: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.01,
+                 warmup_steps: int = 100) -> None:
+        super().__init__()
+        from control.encoding import FrozenEncoder
+
+        self.save_hyperparameters()
+        self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which)
+        self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
+                                                    action_dim, embed_dim, depth, num_heads, max_frames=context)
+
+    def teacher_forcing_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Every frame of the window predicts the next one from the true frames so far."""
+        c = self.hparams.context
+        preds = self.predictor(latents[:, :c], actions[:, :c])
+        return F.l1_loss(preds, latents[:, 1 : c + 1])
+
+    def rollout_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """From the first true frame, feed predictions back for rollout_steps steps."""
+        r = self.hparams.rollout_steps
+        preds = self.predictor.rollout(latents[:, :1], actions[:, :0], actions[:, :r], self.hparams.context)
+        return F.l1_loss(preds, latents[:, 1 : r + 1])
+
+    def _losses(self, batch) -> dict[str, torch.Tensor]:
+        latents, actions = batch["latents"], batch["actions"]
+        need = max(self.hparams.context, self.hparams.rollout_steps) + 1
+        if latents.shape[1] < need:
+            raise ConfigError(f"windows of {latents.shape[1]} frames are too short: context / rollout_steps need {need}")
+        out = {"teacher_forcing": self.teacher_forcing_loss(latents, actions)}
+        out["loss"] = out["teacher_forcing"]
+        if self.hparams.rollout_steps:
+            out["rollout"] = self.rollout_loss(latents, actions)
+            out["loss"] = out["loss"] + self.hparams.rollout_weight * out["rollout"]
+        return out
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        losses = self._losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["latents"]))
+        return losses["loss"]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        losses = self._losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["latents"]))
+
+    def configure_optimizers(self):
+        params = [p for p in self.predictor.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
+        total = max(1, self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 1000)
+        warm = min(self.hparams.warmup_steps, total - 1)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / max(1, warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
+                                                   "interval": "step"}}
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames [B, T, H, W, C] -> layer-normed latents [B, T, N, D] (what the predictor models)."""
+        return self.frozen_encoder(frames)
+
+
+def load_world_model(path: str, encoder_ckpt: str | None = None) -> WorldModel:
+    """A trained world model, strictly loaded with weights_only=True. The encoder's architecture is read from
+    `encoder_ckpt` (default: the path it was trained with); its weights come from the world model's checkpoint."""
+    from jepa.checkpoint import load_checkpoint, load_strict, strip_prefixes
+
+    ckpt = load_checkpoint(path)
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    if "encoder_ckpt" not in hparams or "state_dict" not in ckpt:
+        raise ConfigError(f"{path} is not a world-model checkpoint of this project (no encoder_ckpt hyperparameter)")
+    if encoder_ckpt:
+        hparams["encoder_ckpt"] = encoder_ckpt
+    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    model = WorldModel(**hparams)
+    load_strict(model, strip_prefixes(ckpt["state_dict"]), str(path))
+    return model.eval()

@@ -1,0 +1,329 @@
+"""Control: two-rooms env, collection, world model, planners, MPC, evaluation (tiny sizes, CPU)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from control.collect import collect, read_trajectories, rollout
+from control.cost import GoalCost
+from control.evaluate import RandomAgent, run_episodes, wilson
+from control.mpc import MPCAgent, SimModel, WorkingMemory
+from control.planners import CEM, MPPI, PLANNERS, CEMGradient, GradientPlanner, make_planner
+from control.two_rooms import EVAL_LAYOUT_BASE, TwoRooms, TwoRoomsConfig
+from control.world_model import ActionConditionedPredictor, block_causal_mask
+from jepa.errors import ConfigError
+
+SMALL = TwoRoomsConfig(img_size=16)
+
+
+# ---------------------------------------------------------------- environment and data
+
+
+def test_env_is_deterministic_and_layouts_are_held_out():
+    a, b = TwoRooms(), TwoRooms()
+    obs_a, info_a = a.reset(seed=5)
+    obs_b, info_b = b.reset(seed=5)
+    assert np.array_equal(obs_a, obs_b) and info_a["layout"] == info_b["layout"]
+    for action in ([1.0, 0.3], [-0.5, 1.0], [0.2, -1.0]):
+        oa, *_, ia = a.step(action)
+        ob, *_, ib = b.step(action)
+        assert np.array_equal(oa, ob) and np.array_equal(ia["pos"], ib["pos"])
+    assert (info_a["pos"][0] < 0.5) != (info_a["goal"][0] < 0.5)  # start and goal in opposite rooms
+    assert a.reset(seed=1)[1]["layout"] < EVAL_LAYOUT_BASE <= TwoRooms(eval_layouts=True).reset(seed=1)[1]["layout"]
+
+
+def test_wall_blocks_except_at_the_door():
+    env = TwoRooms()
+    sim, cfg = env.sim, env.cfg
+    door = torch.tensor(0.5)
+    pos = torch.tensor([0.35, 0.1])  # left room, far below the door
+    for _ in range(20):
+        pos = sim.step(pos, torch.tensor([1.0, 0.0]), door)
+    assert pos[0] < 0.5 - cfg.wall_half - cfg.agent_radius + 1e-6  # pressed against the wall, never through
+    pos = torch.tensor([0.35, 0.5])  # level with the door
+    for _ in range(5):
+        pos = sim.step(pos, torch.tensor([1.0, 0.0]), door)
+    assert pos[0] > 0.5  # went through
+    frame = sim.render(torch.tensor([0.2, 0.2]), door).numpy()
+    x = int(0.5 * cfg.img_size)
+    assert (frame[int(0.1 * cfg.img_size), x] == [150, 150, 150]).all()  # wall pixel
+    assert not (frame[int(0.5 * cfg.img_size), x] == [150, 150, 150]).all()  # door pixel is floor
+
+
+def test_out_of_bounds_actions_are_clamped_and_counted():
+    env = TwoRooms()
+    env.reset(seed=0)
+    start = env.pos.copy()
+    *_, info = env.step([5.0, 0.0])
+    assert info["clamped"] == 1
+    assert np.linalg.norm(info["pos"] - start) <= env.cfg.max_step + 1e-6
+    *_, info = env.step([0.5, 0.5])
+    assert info["clamped"] == 1
+    with pytest.raises(ConfigError, match="2 components"):
+        env.step([0.1, 0.2, 0.3])
+
+
+def test_collector_writes_what_it_claims(tmp_path):
+    from control.collect_cli import main
+
+    assert main(["--out", str(tmp_path), "--episodes", "3", "--steps", "5", "--quiet", "--seed", "7"]) == 0
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index["total"] == 3 and index["policy"] == "noisy"
+    data = read_trajectories(tmp_path)
+    assert data["frames"].shape == (3, 6, 64, 64, 3) and data["actions"].shape == (3, 5, 2)
+    assert data["actions"].abs().max() <= 1.0
+    expected = [traj for _, traj in collect(TwoRooms(), "noisy", 3, 5, seed=7)]
+    for i, traj in enumerate(expected):
+        assert np.array_equal(data["frames"][i].numpy(), traj["frames"])
+        assert np.allclose(data["proprio"][i].numpy(), traj["proprio"])
+    # replaying the stored actions from the stored start reproduces the stored frames
+    env = TwoRooms()
+    seed = int(np.random.default_rng([7, 1]).integers(2**31))
+    replay = rollout(env, _Replay(data["actions"][1].numpy()), 5, seed)
+    assert np.array_equal(replay["frames"], data["frames"][1].numpy())
+
+
+class _Replay:
+    def __init__(self, actions):
+        self.actions, self.t = actions, 0
+
+    def reset(self):
+        self.t = 0
+
+    def act(self, obs, info):
+        self.t += 1
+        return self.actions[self.t - 1]
+
+
+def test_read_trajectories_skips_and_counts_bad_episodes(tmp_path):
+    from control.collect_cli import main
+    from data.shard_writer import write_shards
+
+    main(["--out", str(tmp_path / "a"), "--episodes", "2", "--steps", "3", "--quiet"])
+    good = read_trajectories(tmp_path / "a")
+    bad = {"__key__": "zbad", "frames.npy": b"not an array", "actions.npy": b"x", "proprio.npy": b"x"}
+    write_shards(iter([bad]), tmp_path / "a", "test", name="extra", progress=False)
+    with pytest.warns(UserWarning, match="skipped 1"):
+        data = read_trajectories(tmp_path / "a")
+    assert data["skipped"] == 1 and torch.equal(data["frames"], good["frames"])
+    with pytest.raises(ConfigError, match="jepa collect"):
+        read_trajectories(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------- world model
+
+
+def test_block_causal_mask_frame_t_never_sees_t_plus_1():
+    torch.manual_seed(0)
+    model = ActionConditionedPredictor(token_dim=8, num_tokens=3, action_dim=2, embed_dim=16, depth=2, num_heads=2,
+                                       max_frames=5).eval()
+    z, a = torch.randn(2, 5, 3, 8), torch.randn(2, 5, 2)
+    out = model(z, a)
+    z2, a2 = z.clone(), a.clone()
+    z2[:, 3:] += 5.0
+    a2[:, 3:] -= 3.0
+    out2 = model(z2, a2)
+    assert torch.allclose(out[:, :3], out2[:, :3], atol=1e-6)  # frames 0..2 unaffected by frames 3, 4
+    assert not torch.allclose(out[:, 3:], out2[:, 3:])
+    mask = block_causal_mask(3, 2)
+    assert mask[1, 2] == 0 and mask[2, 1] == 1 and mask[3, 2] == 1  # token 1 (frame 0) cannot see token 2 (frame 1)
+
+
+def test_world_model_learns_a_linear_system():
+    g = torch.Generator().manual_seed(0)
+    d = 6
+    A = torch.linalg.qr(torch.randn(d, d, generator=g))[0] * 0.9
+    B = torch.randn(2, d, generator=g) * 0.5
+
+    def batch(n=64, t=4):
+        z = [torch.randn(n, d, generator=g)]
+        a = torch.rand(n, t, 2, generator=g) * 2 - 1
+        for i in range(t - 1):
+            z.append(z[-1] @ A + a[:, i] @ B)
+        return torch.stack(z, 1)[:, :, None], a
+
+    torch.manual_seed(0)
+    model = ActionConditionedPredictor(d, 1, 2, embed_dim=64, depth=2, num_heads=4, max_frames=4)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(400):
+        z, a = batch()
+        loss = (model(z[:, :-1], a[:, :-1]) - z[:, 1:]).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    z, a = batch(256)
+    with torch.no_grad():
+        pred = model.rollout(z[:, :1], a[:, :0], a[:, :3], context=4)
+    err = (pred - z[:, 1:]).abs().mean()
+    copy_last = (z[:, :1] - z[:, 1:]).abs().mean()
+    assert err < 0.25 * copy_last, (float(err), float(copy_last))
+
+
+# ---------------------------------------------------------------- planners, cost, MPC
+
+
+def _quadratic(target):
+    return lambda a: (a - target).pow(2).sum((1, 2))
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_every_planner_solves_a_quadratic(name):
+    target = torch.tensor([[0.5, -0.3], [0.2, 0.8], [-0.6, 0.1]])
+    options = {"gradient": {"steps": 100}, "cem_gradient": {"steps": 50}}.get(name, {})
+    plan = make_planner(name, 3, 2, seed=0, **options).plan(_quadratic(target))
+    assert (plan.actions - target).abs().max() < 0.1, plan.actions
+    assert plan.rollouts > 0
+
+
+def test_gradient_planner_respects_the_bounds():
+    target = torch.tensor([[2.0, -3.0], [0.5, 5.0]])  # partly outside [-1, 1]
+    plan = GradientPlanner(2, 2, steps=100, lr=0.2).plan(_quadratic(target))
+    assert plan.actions.min() >= -1 and plan.actions.max() <= 1
+    assert torch.allclose(plan.actions, target.clamp(-1, 1), atol=1e-3)
+
+
+def test_cost_sums_over_the_horizon_or_takes_the_last_state():
+    states = torch.tensor([[[0.0], [1.0], [2.0]]])  # [S=1, H=3, 1]
+    goal, actions = torch.tensor([2.0]), torch.ones(1, 3, 2)
+    assert GoalCost("euclid")(states, goal, actions).item() == pytest.approx(3.0)
+    assert GoalCost("euclid", "last")(states, goal, actions).item() == pytest.approx(0.0)
+    assert GoalCost("mse", action_weight=0.5)(states, goal, actions).item() == pytest.approx(5.0 + 3.0)
+
+
+class _SpyPlanner(CEM):
+    def __init__(self):
+        super().__init__(horizon=4, action_dim=2, samples=8, iterations=1, elites=2)
+        self.inits = []
+
+    def plan(self, cost_fn, init=None):
+        self.inits.append(None if init is None else init.clone())
+        plan = super().plan(cost_fn, init)
+        plan.actions = torch.arange(8, dtype=torch.float32).view(4, 2) / 10 - 0.4 + 0.01 * len(self.inits)
+        return plan
+
+
+def test_mpc_replans_after_executing_and_warm_starts_from_the_shifted_plan():
+    env = TwoRooms()
+    obs, info = env.reset(seed=0)
+    spy = _SpyPlanner()
+    agent = MPCAgent(SimModel(env.sim), spy, GoalCost("euclid"), execute=3)
+    agent.reset(env.goal_observation(), info)
+    for _ in range(7):
+        obs, *_, info = env.step(agent.act(obs, info))
+    assert len(spy.inits) == 3 and spy.inits[0] is None  # replanned at steps 0, 3, 6
+    first = torch.arange(8, dtype=torch.float32).view(4, 2) / 10 - 0.4 + 0.01
+    assert torch.equal(spy.inits[1], first[3:].expand(4, 2))  # the unexecuted rest, its last action repeated
+    assert agent.memory.error is not None  # predicted-vs-observed error tracked (the simulator: exactly 0)
+    assert agent.memory.error == pytest.approx(0.0, abs=1e-6)
+
+
+def test_working_memory_keeps_the_last_k_states_and_actions_between_them():
+    mem = WorkingMemory(history=3)
+    for i in range(5):
+        mem.observe(torch.full((2,), float(i)))
+        mem.did(torch.full((2,), 10.0 + i))
+    states, between = mem.history(2)
+    assert states[:, 0].tolist() == [2.0, 3.0, 4.0]
+    assert between[:, 0].tolist() == [12.0, 13.0]  # the actions from state 2 to 3 and 3 to 4
+
+
+def test_oracle_planner_succeeds_on_two_rooms_and_random_does_not():
+    env = TwoRooms(eval_layouts=True)
+    oracle = run_episodes(env, lambda s: MPCAgent(SimModel(env.sim), CEM(12, 2, seed=s), GoalCost("euclid")),
+                          episodes=6, seeds=[0])
+    assert oracle["success"] >= 5 / 6, oracle["records"]
+    rand = run_episodes(env, lambda s: RandomAgent(env, s), episodes=6, seeds=[0])
+    assert rand["success"] <= 1 / 6
+    assert oracle["seconds_per_plan"] > 0 and oracle["rollouts_per_plan"] == 256 * 4
+
+
+def test_wilson_interval():
+    lo, hi = wilson(9, 10)
+    assert lo == pytest.approx(0.5958, abs=1e-3) and hi == pytest.approx(0.9821, abs=1e-3)
+    assert wilson(0, 20)[0] == 0.0 and wilson(20, 20)[1] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- the whole path, tiny
+
+
+@pytest.fixture
+def tiny_control(tmp_path):
+    """A 16x16 two-rooms dataset, a tiny random encoder export and a world model trained a few steps on them."""
+    from conftest import tiny_trainer
+
+    from control import LatentTrajectoryDataModule, WorldModel
+    from data.shard_sources import trajectory_sample
+    from data.shard_writer import write_shards
+    from jepa.export import export_encoder
+    from jepa.vit import VisionTransformer
+
+    env = TwoRooms(SMALL)
+    for split, n in (("train", 12), ("val", 4)):
+        samples = (trajectory_sample(f"e{i}", **t) for i, t in collect(env, "noisy", n, 6, seed=len(split)))
+        write_shards(samples, tmp_path / split, "test", progress=False)
+    torch.manual_seed(0)
+    export_encoder(VisionTransformer(16, 4, 3, 32, 2, 2), tmp_path / "encoder", {"kind": "test"}, None)
+    model = WorldModel(str(tmp_path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                       rollout_steps=2, warmup_steps=1)
+    data = LatentTrajectoryDataModule(str(tmp_path / "train"), str(tmp_path / "val"), window=3, batch_size=8,
+                                      gate_min_r2=0.0, cache_dir=str(tmp_path / "cache"))
+    trainer = tiny_trainer(tmp_path, max_steps=6)
+    trainer.fit(model, data)
+    trainer.save_checkpoint(tmp_path / "wm.ckpt")
+    return tmp_path, model, data
+
+
+def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
+    from control.mpc import LatentModel
+    from control.world_model import load_world_model
+
+    path, model, data = tiny_control
+    assert data.gate is not None and -10 < data.gate["r2"] <= 1 and (path / "gate.json").is_file()
+    loaded = load_world_model(str(path / "wm.ckpt"))
+    z = torch.randn(2, 2, 4, 32)
+    a = torch.rand(2, 2, 2)
+    assert torch.equal(loaded.predictor(z, a), model.predictor.eval()(z, a))
+    env = TwoRooms(SMALL, eval_layouts=True)
+    r = run_episodes(env, lambda s: MPCAgent(LatentModel(loaded), CEM(4, 2, samples=16, iterations=2, elites=4),
+                                             GoalCost()), episodes=1, seeds=[0], budget=5)
+    assert r["episodes"] == 1 and r["plans"] == 2
+    with pytest.raises(ConfigError, match="2-D actions"):
+        loaded.predictor(z, torch.rand(2, 2, 3))
+
+
+def test_gate_stops_training_when_the_encoder_cannot_see_the_agent(tiny_control):
+    from control import LatentTrajectoryDataModule
+
+    path, model, _ = tiny_control
+    data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, gate_min_r2=1.01,
+                                      cache_dir=str(path / "cache"))
+    with pytest.raises(ConfigError, match="position gate failed"):
+        data.prepare(model.frozen_encoder)
+
+
+def test_encoder_that_does_not_match_the_frames_is_refused(tiny_control):
+    path, model, _ = tiny_control
+    with pytest.raises(ConfigError, match="16x16 frames with 3 channels, the environment gives 64x64 with 3"):
+        model.frozen_encoder.check_frames(TwoRooms().observation_shape)
+
+
+def test_jepa_plan_end_to_end(tiny_control):
+    from jepa.cli import main
+
+    path, _, _ = tiny_control
+    code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--env_options", "{img_size: 16}",
+                 "--planners", "[cem, mppi]", "--planner_options", "{cem: {samples: 16, iterations: 2, elites: 4},"
+                 " mppi: {samples: 16, iterations: 2}}", "--horizon", "4", "--episodes", "1", "--seeds", "[0]",
+                 "--budget", "4", "--show", "1", "--rollout_data", str(path / "val"), "--out", str(path / "plan")])
+    assert code == 0
+    record = json.loads((path / "plan" / "results.json").read_text())
+    assert set(record["results"]) == {"random policy", "cem (world model)", "cem (oracle simulator)",
+                                      "mppi (world model)", "mppi (oracle simulator)"}
+    assert len(record["rollout_l1_by_horizon"]["world_model"]) == len(record["rollout_l1_by_horizon"]["no_change"]) == 4
+    assert (path / "plan" / "episodes.png").stat().st_size > 0 and (path / "plan" / "rollout_error.png").is_file()
+    # a world model trained for 2-D actions refuses an environment with a different action size: checked by name
+    code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--episodes", "1", "--seeds", "[0]"])
+    assert code == 2  # the 16x16 encoder does not fit the default 64x64 frames: a clear error, not a crash
