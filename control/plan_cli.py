@@ -97,29 +97,34 @@ def main(argv: list[str]) -> int:
     def planner(name, seed):
         return make_planner(name, cfg.horizon, action_dim, seed=seed, **(cfg.planner_options.get(name) or {}))
 
-    if cfg.random_policy:
-        results["random policy"] = run(lambda seed: RandomAgent(env, seed))
-        print(_line("random policy", results["random policy"]), file=sys.stderr)
-    for name in cfg.planners:
-        results[f"{name} (world model)"] = run(lambda seed: MPCAgent(LatentModel(wm), planner(name, seed), cost,
-                                                                      cfg.execute, warm_start=cfg.warm_start))
-        print(_line(f"{name} (world model)", results[f"{name} (world model)"]), file=sys.stderr)
-        if cfg.oracle:
-            results[f"{name} (oracle simulator)"] = run(lambda seed: MPCAgent(
-                SimModel(env.sim), planner(name, seed), GoalCost("euclid", cfg.cost_mode), cfg.execute,
-                warm_start=cfg.warm_start))
-            print(_line(f"{name} (oracle simulator)", results[f"{name} (oracle simulator)"]), file=sys.stderr)
-
     out = Path(cfg.out) if cfg.out else Path(cfg.world_model).resolve().parent.parent / "plan"
     out.mkdir(parents=True, exist_ok=True)
-    from control.plots import plot_episodes, plot_rollout_error
-
     record = {"world_model": cfg.world_model, "env": cfg.env, "settings": {k: v for k, v in vars(cfg).items()
                                                                            if k != "config"},
               "protocol": {"episodes_per_seed": cfg.episodes, "seeds": cfg.seeds, "held_out_layouts": True,
                            "budget": cfg.budget or env.cfg.max_steps, "success": "final distance < "
-                           f"{env.cfg.success_radius}", "interval": "Wilson 95 %"},
-              "results": {k: {kk: vv for kk, vv in v.items() if kk != "shown"} for k, v in results.items()}}
+                           f"{env.cfg.success_radius}", "interval": "Wilson 95 %"}}
+    agents = []
+    if cfg.random_policy:
+        agents.append(("random policy", lambda seed: RandomAgent(env, seed)))
+    for name in cfg.planners:
+        agents.append((f"{name} (world model)", lambda seed, name=name: MPCAgent(
+            LatentModel(wm), planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start)))
+        if cfg.oracle:
+            agents.append((f"{name} (oracle simulator)", lambda seed, name=name: MPCAgent(
+                SimModel(env.sim), planner(name, seed), GoalCost("euclid", cfg.cost_mode), cfg.execute,
+                warm_start=cfg.warm_start)))
+    for label, make_agent in agents:
+        results[label] = run(make_agent)
+        results[label]["predictor_steps_per_plan"] = results[label]["rollouts_per_plan"] * cfg.horizon
+        print(_line(label, results[label]), file=sys.stderr)
+        # written after every agent, so a long evaluation stopped half-way keeps what it measured
+        record["results"] = {k: {kk: vv for kk, vv in v.items() if kk != "shown"} for k, v in results.items()}
+        record["complete"] = label == agents[-1][0]
+        write_json(out / "results.json", record)
+
+    from control.plots import plot_episodes, plot_rollout_error
+
     main_name = f"{cfg.planners[0]} (world model)"
     record["plots"] = {"episodes": str(plot_episodes(results[main_name]["shown"], out / "episodes.png",
                                                      f"{main_name} on held-out layouts"))}
@@ -134,8 +139,6 @@ def main(argv: list[str]) -> int:
         import json
 
         record["gate"] = json.loads(gate.read_text())
-    for r in results.values():  # one predictor step = one imagined transition of one action sequence
-        r["predictor_steps_per_plan"] = r["rollouts_per_plan"] * cfg.horizon
     table = markdown(results)
     record["table"] = table
     record["wall_seconds"] = time.time() - started

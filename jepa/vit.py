@@ -10,6 +10,7 @@ import math
 from functools import partial
 
 import torch
+import torch.utils.checkpoint
 from timm.layers import PatchEmbed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
@@ -38,6 +39,14 @@ def _blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path_ra
     return nn.ModuleList(
         Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=r, norm_layer=LayerNorm) for r in rates
     )
+
+
+def run_block(block: nn.Module, x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
+    """A block, recomputed in the backward pass instead of storing its activations when checkpointing is on
+    (activation checkpointing: less memory for ~1/3 more compute)."""
+    if checkpointing and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+    return block(x)
 
 
 def _init_weights(module: nn.Module, blocks: nn.ModuleList, std: float = 0.02) -> None:
@@ -118,7 +127,11 @@ class VisionTransformer(nn.Module):
         self.register_buffer("pos_embed", pos[None])
         self.blocks = _blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
         self.norm = LayerNorm(embed_dim)
+        self.grad_checkpointing = False  # set_grad_checkpointing(True): activation checkpointing per block
         _init_weights(self, self.blocks)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
 
     @property
     def is_video(self) -> bool:
@@ -137,7 +150,7 @@ class VisionTransformer(nn.Module):
             x = apply_masks(x, masks)
         layers = []
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = run_block(block, x, self.grad_checkpointing)
             if return_layers is not None and i in return_layers:
                 layers.append(self.norm(x))
         x = self.norm(x)
@@ -196,9 +209,13 @@ class Predictor(nn.Module):
         self.predictor_blocks = _blocks(predictor_embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
         self.predictor_norm = LayerNorm(predictor_embed_dim)
         self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
+        self.grad_checkpointing = False
         _init_weights(self, self.predictor_blocks)
         if not num_mask_tokens:
             trunc_normal_(self.mask_token, std=0.02)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
 
     def forward(self, ctx: torch.Tensor, ctx_masks: torch.Tensor, tgt_masks: list[torch.Tensor],
                 mask_index: int = 0) -> torch.Tensor:
@@ -212,6 +229,6 @@ class Predictor(nn.Module):
         queries = token.to(x.dtype) + apply_masks(pos, tgt_masks)
         x = torch.cat([x, queries], dim=1)
         for block in self.predictor_blocks:
-            x = block(x)
+            x = run_block(block, x, self.grad_checkpointing)
         x = self.predictor_norm(x[:, n_ctx:])
         return self.predictor_proj(x)

@@ -1,0 +1,52 @@
+"""The training-step benchmark runs end to end on a tiny configuration and reports what it promises."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "train_step.py"
+
+
+@pytest.mark.parametrize("mode", ["eager", "ckpt"])
+def test_train_step_benchmark_prints_a_json_line(mode):
+    out = subprocess.run([sys.executable, str(SCRIPT), "--sizes", "tiny", "--batch", "2", "--img", "32", "--modes",
+                          mode, "--pred_dim", "32", "--pred_depth", "1", "--steps", "2", "--warmup", "1",
+                          "--threads", "1", "--device", "cpu", "--memory"],
+                         capture_output=True, text=True, timeout=300, check=True)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["config"]["mode"] == mode and record["config"]["batch"] == 2
+    ours = record["ours"]
+    assert ours["step_s_min"] <= ours["step_s_median"] <= ours["step_s_max"]
+    assert ours["images_per_s"] == pytest.approx(2 / ours["step_s_median"])
+    assert ours["peak_rss_mib"] > 50
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    import torch
+
+    from jepa.vit import Predictor, VisionTransformer
+
+    torch.manual_seed(0)
+    enc, pred = VisionTransformer(16, 4, 1, 32, 2, 2), Predictor(4, 32, 16, 2, 2)
+    x = torch.randn(2, 1, 16, 16)
+    ctx = torch.arange(10).expand(2, -1)
+    tgt = [torch.arange(10, 14).expand(2, -1)]
+
+    calls = []
+    enc.blocks[0].register_forward_hook(lambda *_: calls.append(1))
+
+    def grads():
+        calls.clear()
+        enc.zero_grad(), pred.zero_grad()
+        pred(enc(x, ctx), ctx, tgt).square().mean().backward()
+        return [p.grad.clone() for p in [*enc.parameters(), *pred.parameters()]], len(calls)
+
+    plain, plain_calls = grads()
+    enc.set_grad_checkpointing(True), pred.set_grad_checkpointing(True)
+    checkpointed, ckpt_calls = grads()
+    assert (plain_calls, ckpt_calls) == (1, 2)  # the block's forward is recomputed during backward
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
