@@ -6,8 +6,10 @@ configuration: step time median / min / max over the timed steps (after warm-up)
 --reference the official step on the same batch and masks in the same process, interleaved step by step so that
 machine drift hits both alike, with the our/official ratios.
 
-Peak memory: on CUDA torch.cuda.max_memory_allocated per configuration; on CPU the peak resident set of a fresh
-subprocess that runs only that configuration's steps (--memory, off by default: it reruns every configuration).
+Peak memory: on CUDA torch.cuda.max_memory_allocated per configuration; on CPU (--memory, off by default: it reruns
+every configuration) a fresh subprocess per implementation runs only that configuration's steps and reports its
+peak resident set during the steps (VmHWM reset just before them) and that peak minus the memory held before the
+first step (step_rss_mib: activations, gradients, optimiser state; what an implementation changes).
 MFU (CUDA only): FLOPs of one step counted by torch.utils.flop_counter.FlopCounterMode (matmuls, convolutions and
 attention; forward + backward) / step time / the device's dense peak (--peak_tflops, default 989 = H100 SXM bf16).
 
@@ -109,12 +111,14 @@ class OfficialStep:
     def __init__(self, checkout: str, size: str, img: int, patch: int, pred_dim: int, pred_depth: int,
                  bf16: bool, device: torch.device, seed: int = 0) -> None:
         sys.path.insert(0, str(Path(checkout).resolve()))
-        from src.helper import init_model  # noqa: PLC0415 - the official code, on demand
-        from src.utils.tensors import apply_masks as official_apply_masks
-        from src.utils.tensors import repeat_interleave_batch
+        # the official helper sends INFO logs (the whole model) to stdout: keep stdout for our JSON lines
+        with contextlib.redirect_stdout(sys.stderr):
+            from src.helper import init_model  # noqa: PLC0415 - the official code, on demand
+            from src.utils.tensors import apply_masks as official_apply_masks
+            from src.utils.tensors import repeat_interleave_batch
 
-        torch.manual_seed(seed)
-        self.enc, self.pred = init_model(device, patch, f"vit_{size}", img, pred_depth, pred_dim)
+            torch.manual_seed(seed)
+            self.enc, self.pred = init_model(device, patch, f"vit_{size}", img, pred_depth, pred_dim)
         self.target = copy.deepcopy(self.enc)
         for p in self.target.parameters():
             p.requires_grad = False
@@ -160,10 +164,27 @@ def step_flops(step, x, masks) -> int:
     return counter.get_total_flops()
 
 
-def peak_rss_of(argv: list[str]) -> float:
+def peak_rss_of(argv: list[str]) -> dict:
     """Peak resident memory (MiB) of a subprocess running this script with argv (CPU memory measurement)."""
     out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_mib(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process from /proc, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs), so the peak covers only what follows."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +231,8 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     peaks = {}
+    if args.only:  # a --memory child: the peak of the training steps alone, above the memory held before them
+        before, was_reset = rss_mib("VmRSS"), reset_peak_rss()
     for i in range(args.warmup + args.steps):
         masks = masks_for(batch, grid, seed=i)
         for name, step in steps.items():  # interleaved: drift of the machine hits both alike
@@ -224,7 +247,8 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
             if device.type == "cuda":
                 peaks[name] = max(peaks.get(name, 0), torch.cuda.max_memory_allocated() / 2**20)
     if args.only:  # a --memory child: report its own peak RSS
-        return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        peak = rss_mib("VmHWM") if was_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"peak_rss_mib": peak, "step_rss_mib": peak - before, "rss_before_steps_mib": before}
     record = {"config": {"size": size, "img": args.img, "patch": args.patch, "batch": batch, "mode": mode,
                          "mode_means": MODES[mode], "predictor": [args.pred_dim, args.pred_depth],
                          "masks": "4 targets scale 0.15-0.2 aspect 0.75-1.5, context 0.85-1.0"},
@@ -242,7 +266,7 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
                 "2", "--warmup", "1", "--threads", str(args.threads), "--device", "cpu"]
         for name in steps:
             extra = ["--reference", args.reference] if name == "official" else []
-            record[name]["peak_rss_mib"] = peak_rss_of(base + extra + ["--only", name])
+            record[name].update(peak_rss_of(base + extra + ["--only", name]))
     if device.type == "cuda" and "ours" in steps:
         flops = step_flops(steps["ours"], x, masks_for(batch, grid, seed=0))
         record["ours"]["flops_per_step"] = flops
@@ -252,7 +276,7 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
     if "official" in record:
         o, u = record["official"], record["ours"]
         record["ratio_images_per_s"] = u["images_per_s"] / o["images_per_s"]
-        for key in ("peak_mem_mib", "peak_rss_mib"):
+        for key in ("peak_mem_mib", "peak_rss_mib", "step_rss_mib"):
             if key in o and key in u:
                 record[f"ratio_{key}"] = u[key] / o[key]
     return record
