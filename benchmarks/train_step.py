@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import copy
 import json
-import os
 import platform
 import resource
 import statistics

@@ -42,6 +42,13 @@ class Planner:
     def noise(self, *shape) -> torch.Tensor:
         return torch.randn(*shape, generator=self.generator)
 
+    def sample_around(self, cost_fn: CostFn, mean: torch.Tensor, std, samples: int):
+        """(candidates [S, H, A], their costs): Gaussian samples around mean, clamped; the mean itself is first."""
+        cand = (mean + std * self.noise(samples, *mean.shape)).clamp(self.low, self.high)
+        cand[0] = mean
+        with torch.no_grad():
+            return cand, cost_fn(cand)
+
     def plan(self, cost_fn: CostFn, init: torch.Tensor | None = None) -> Plan:
         raise NotImplementedError
 
@@ -63,10 +70,7 @@ class CEM(Planner):
         std = torch.full_like(mean, self.init_std)
         best, best_cost = mean, float("inf")
         for _ in range(self.iterations):
-            cand = (mean + std * self.noise(self.samples, *mean.shape)).clamp(self.low, self.high)
-            cand[0] = mean
-            with torch.no_grad():
-                costs = cost_fn(cand)
+            cand, costs = self.sample_around(cost_fn, mean, std, self.samples)
             order = costs.argsort()
             if costs[order[0]] < best_cost:
                 best, best_cost = cand[order[0]].clone(), float(costs[order[0]])
@@ -90,10 +94,7 @@ class MPPI(Planner):
         std = self.noise_std
         best, best_cost = mean, float("inf")
         for _ in range(self.iterations):
-            cand = (mean + std * self.noise(self.samples, *mean.shape)).clamp(self.low, self.high)
-            cand[0] = mean
-            with torch.no_grad():
-                costs = cost_fn(cand)
+            cand, costs = self.sample_around(cost_fn, mean, std, self.samples)
             i = int(costs.argmin())
             if costs[i] < best_cost:
                 best, best_cost = cand[i].clone(), float(costs[i])

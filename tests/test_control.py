@@ -11,7 +11,12 @@ from control.collect import collect, read_trajectories, rollout
 from control.cost import GoalCost
 from control.evaluate import RandomAgent, run_episodes, wilson
 from control.mpc import MPCAgent, SimModel, WorkingMemory
-from control.planners import CEM, MPPI, PLANNERS, CEMGradient, GradientPlanner, make_planner
+from control.planners import (
+    CEM,
+    PLANNERS,
+    GradientPlanner,
+    make_planner,
+)
 from control.two_rooms import EVAL_LAYOUT_BASE, TwoRooms, TwoRoomsConfig
 from control.world_model import ActionConditionedPredictor, block_causal_mask
 from jepa.errors import ConfigError
