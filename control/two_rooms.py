@@ -59,7 +59,7 @@ def door_of(layout: int, cfg: TwoRoomsConfig) -> float:
 
 
 class TwoRoomsSim:
-    """Batched, differentiable-free dynamics and rendering; positions are [..., 2] tensors (x, y)."""
+    """Batched dynamics and rendering (torch, no gradients needed); positions are [..., 2] tensors (x, y)."""
 
     def __init__(self, cfg: TwoRoomsConfig = TwoRoomsConfig()) -> None:
         self.cfg = cfg
