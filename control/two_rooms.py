@@ -47,10 +47,6 @@ class TwoRoomsConfig:
     max_steps: int = 40
     glow: float = 0.3
 
-    @property
-    def action_dim(self) -> int:
-        return 2
-
 
 def door_of(layout: int, cfg: TwoRoomsConfig) -> float:
     """The door's centre height for a layout id (deterministic)."""
@@ -105,14 +101,13 @@ class TwoRoomsSim:
         img[agent] = torch.tensor(AGENT, dtype=torch.uint8)
         return img.reshape(*lead, c.img_size, c.img_size, 3)
 
-    def sample_room(self, rng: np.random.Generator, side: int, door: float) -> np.ndarray:
+    def sample_room(self, rng: np.random.Generator, side: int) -> np.ndarray:
         """A free position in the left (side 0) or right (side 1) room."""
         c = self.cfg
         lo = c.agent_radius
         x_hi = 0.5 - c.wall_half - c.agent_radius
         x = rng.uniform(lo, x_hi)
-        pos = np.array([x if side == 0 else 1 - x, rng.uniform(lo, 1 - lo)], dtype=np.float32)
-        return pos
+        return np.array([x if side == 0 else 1 - x, rng.uniform(lo, 1 - lo)], dtype=np.float32)
 
 
 class TwoRooms:
@@ -140,8 +135,8 @@ class TwoRooms:
             layout = int(rng.integers(0, span)) + (EVAL_LAYOUT_BASE if self.eval_layouts else 0)
         self.layout, self.door = int(layout), door_of(int(layout), self.cfg)
         side = int(rng.integers(0, 2))
-        self.pos = self.sim.sample_room(rng, side, self.door)
-        self.goal = self.sim.sample_room(rng, 1 - side, self.door)
+        self.pos = self.sim.sample_room(rng, side)
+        self.goal = self.sim.sample_room(rng, 1 - side)
         self.t, self.clamped = 0, 0
         return self.render(), self.info()
 
