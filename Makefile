@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e .
 	touch $@
 
+# The test install adds the `control` extra (gymnasium, MuJoCo, gym-pusht), so the environment smoke tests run.
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,control]'
 	touch $@
 
 install: $(VENV)/.installed

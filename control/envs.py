@@ -1,17 +1,27 @@
 """Environments by name. Every environment follows gymnasium's interface (reset(seed, options) -> (obs, info),
-step(action) -> (obs, reward, terminated, truncated, info), render()) and adds what planning needs:
-action_low / action_high, observation_shape, goal_observation() and, in info, "pos", "goal" and "success"."""
+step(action) -> (obs, reward, terminated, truncated, info), render()) and adds what planning and the evaluation
+protocol need: action_low / action_high (actions live in [-1, 1]^A), observation_shape (RGB uint8 frames),
+goal_observation(), max_steps (the step budget), success_rule and held_out_layouts (for the record) and, in info,
+"pos", "goal", "distance", "success" and "clamped" (out-of-bound actions clamped so far).
+
+two_rooms is built in (control/two_rooms.py); point_maze, reacher and push_t adapt gymnasium environments
+(control/gym_envs.py, the optional `control` extra)."""
 from __future__ import annotations
 
 from jepa.errors import ConfigError
 
-ENVS = ("two_rooms",)
+ENVS = ("two_rooms", "point_maze", "reacher", "push_t")
 
 
 def make_env(name: str, eval_layouts: bool = False, **kwargs):
-    """An environment by name; eval_layouts=True draws the held-out layouts used for evaluation."""
+    """An environment by name; eval_layouts=True draws the held-out layouts used for evaluation (two_rooms; the
+    gymnasium environments have no layouts to hold out)."""
     if name == "two_rooms":
         from control.two_rooms import TwoRooms, TwoRoomsConfig
 
         return TwoRooms(TwoRoomsConfig(**kwargs), eval_layouts=eval_layouts)
+    if name in ENVS:
+        from control.gym_envs import GYM_ENVS
+
+        return GYM_ENVS[name](**kwargs)
     raise ConfigError(f"unknown environment {name!r}: use one of {', '.join(ENVS)}")

@@ -41,7 +41,7 @@ def run_episodes(env, make_agent, episodes: int, seeds: list[int], budget: int |
                  keep_frames: int = 0) -> dict:
     """Run make_agent(seed) for `episodes` episodes per seed; returns the aggregate and per-episode records.
     keep_frames: keep the frames and path of the first N episodes (for the PNG)."""
-    budget = budget or env.cfg.max_steps
+    budget = budget or env.max_steps
     records, shown = [], []
     seconds, rollouts = [], []
     start = time.perf_counter()
@@ -56,7 +56,7 @@ def run_episodes(env, make_agent, episodes: int, seeds: list[int], budget: int |
                 if len(shown) < keep_frames:
                     frames.append(obs)
                 path.append(info["pos"])
-            success = bool(info["distance"] < env.cfg.success_radius)
+            success = bool(info["success"])  # judged on the final state
             records.append({"seed": seed, "episode": i, "layout": info["layout"], "success": success,
                             "final_distance": info["distance"], "clamped": info["clamped"]})
             if len(shown) < keep_frames:

@@ -118,9 +118,13 @@ class TwoRooms:
     Out-of-bounds actions are clamped and counted in info["clamped"].
     """
 
+    name = "two_rooms"
+
     def __init__(self, cfg: TwoRoomsConfig = TwoRoomsConfig(), eval_layouts: bool = False) -> None:
         self.cfg, self.sim, self.eval_layouts = cfg, TwoRoomsSim(cfg), eval_layouts
         self.action_low, self.action_high = -np.ones(2, np.float32), np.ones(2, np.float32)
+        self.max_steps, self.held_out_layouts = cfg.max_steps, eval_layouts
+        self.success_rule = f"final distance < {cfg.success_radius}"
         self.pos = self.goal = None
 
     @property
@@ -141,8 +145,9 @@ class TwoRooms:
         return self.render(), self.info()
 
     def info(self) -> dict:
+        distance = float(np.linalg.norm(self.pos - self.goal))
         return {"pos": self.pos.copy(), "goal": self.goal.copy(), "door": self.door, "layout": self.layout,
-                "clamped": self.clamped, "distance": float(np.linalg.norm(self.pos - self.goal))}
+                "clamped": self.clamped, "distance": distance, "success": distance < self.cfg.success_radius}
 
     def step(self, action):
         if self.pos is None:
@@ -156,8 +161,6 @@ class TwoRooms:
                                  torch.tensor(self.door)).numpy()
         self.t += 1
         info = self.info()
-        success = info["distance"] < self.cfg.success_radius
-        info["success"] = success
         return self.render(), float(-info["distance"]), False, self.t >= self.cfg.max_steps, info
 
     def render(self) -> np.ndarray:

@@ -102,12 +102,14 @@ class MovingFashionMNIST(Dataset):
 
 
 def normalise_clip(clip: torch.Tensor) -> torch.Tensor:
-    """uint8 [T, 1, H, W] -> float, normalised with Fashion-MNIST's statistics."""
+    """uint8 clip [T, 1, H, W] or frame [1, H, W] -> float, normalised with Fashion-MNIST's statistics."""
     return (clip.float() / 255 - MEAN[0]) / STD[0]
 
 
 class MovingFashionMNISTDataModule(ResumableDataModule):
-    """Moving Fashion-MNIST clips [T, 1, size, size] for V-JEPA: training clips for fit, evaluation clips for val.
+    """Moving Fashion-MNIST clips [T, 1, size, size] for V-JEPA (training clips for fit, evaluation clips for val),
+    or with `frames` every frame of the same clips as an image [1, size, size], for an I-JEPA encoder trained on the
+    same pixels (V-JEPA's frame-wise image-encoder baseline; configs/ijepa/moving_fmnist_frames_cpu.yaml).
 
     Args:
         root: Fashion-MNIST folder (default: the Debian package's).
@@ -118,20 +120,23 @@ class MovingFashionMNISTDataModule(ResumableDataModule):
         batch_size: clips per device and step.
         num_workers: dataloader workers.
         seed: which clips (and the epoch order).
+        frames: single frames (clips x num_frames images per epoch) instead of clips.
     """
 
     def __init__(self, root: str | None = None, train_clips: int = 20_000, val_clips: int = 2_000, num_frames: int = 16,
-                 size: int = 64, batch_size: int = 32, num_workers: int = 1, seed: int = 0) -> None:
+                 size: int = 64, batch_size: int = 32, num_workers: int = 1, seed: int = 0,
+                 frames: bool = False) -> None:
         super().__init__()
         from data.fashion_mnist import find_root
 
         self.root = str(find_root(root))
         self.train_clips, self.val_clips, self.num_frames, self.size = train_clips, val_clips, num_frames, size
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.batch_size, self.num_workers, self.seed, self.frames = batch_size, num_workers, seed, frames
 
-    def dataset(self, split: str, length: int) -> MovingFashionMNIST:
+    def dataset(self, split: str, length: int) -> Dataset:
         images, labels = load_split(self.root, "train" if split == "train" else "test")
-        return MovingFashionMNIST(images, labels, split, length, self.num_frames, self.size, self.seed)
+        clips = MovingFashionMNIST(images, labels, split, length, self.num_frames, self.size, self.seed)
+        return ClipFrames(clips) if self.frames else clips
 
     def setup(self, stage: str | None = None) -> None:
         self.train_set = self.dataset("train", self.train_clips)
@@ -142,6 +147,20 @@ class MovingFashionMNISTDataModule(ResumableDataModule):
 
     def val_dataloader(self):
         return self.eval_loader(self.val_set, self.batch_size, self.num_workers)
+
+
+class ClipFrames(Dataset):
+    """Frame i of a clip dataset = frame i % T of clip i // T: items (frame uint8 [1, H, W], class, direction, i)."""
+
+    def __init__(self, clips: MovingFashionMNIST) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips) * self.clips.num_frames
+
+    def __getitem__(self, i: int):
+        clip, label, direction, _ = self.clips[i // self.clips.num_frames]
+        return clip[i % self.clips.num_frames], label, direction, i
 
 
 class _Normalised(Dataset):
@@ -156,4 +175,4 @@ class _Normalised(Dataset):
         return (normalise_clip(clip), *rest)
 
 
-__all__ = ["CLASSES", "DIRECTIONS", "MovingFashionMNIST", "MovingFashionMNISTDataModule"]
+__all__ = ["CLASSES", "ClipFrames", "DIRECTIONS", "MovingFashionMNIST", "MovingFashionMNISTDataModule"]

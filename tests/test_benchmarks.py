@@ -55,3 +55,18 @@ def test_activation_checkpointing_gives_the_same_gradients():
     checkpointed, ckpt_calls = grads()
     assert (plain_calls, ckpt_calls) == (1, 2)  # the block's forward is recomputed during backward
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
+
+
+def test_video_benchmark_times_both_clip_pipelines_and_both_recipes(tmp_path, fmnist_root):
+    script = SCRIPT.parent / "video.py"
+    out = subprocess.run([sys.executable, str(script), "--clips", "16", "--batch", "4", "--repeats", "1", "--steps", "1",
+                          "--workers", "1", "--threads", "1", "--data_root", fmnist_root, "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    records = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    rates = {r["pipeline"]: r for r in records if r["bench"] == "clips_per_s"}
+    assert set(rates) == {"shards_pyav_crop", "generator"}
+    assert all(r["clips_per_pass"] == 16 and r["clips_per_s_median"] > 0 for r in rates.values())
+    assert len(list((tmp_path / "shards").glob("*.tar"))) == 1  # 16 mp4 clips written once
+    steps = {r["recipe"]: r for r in records if r["bench"] == "train_step"}
+    assert steps["vjepa"]["inputs"] == [4, 8, 1, 64, 64] and steps["ijepa_frames"]["inputs"] == [16, 1, 64, 64]
+    assert all(r["step_s_median"] > 0 for r in steps.values())

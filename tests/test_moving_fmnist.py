@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.moving_fmnist import GARMENT, STEPS, MovingFashionMNIST
+from data.moving_fmnist import GARMENT, STEPS, ClipFrames, MovingFashionMNIST
 from jepa.errors import ConfigError
 
 
@@ -58,3 +58,14 @@ def test_training_clips_bounce_inside_the_frame(garments):
 def test_a_frame_too_small_for_the_eval_motion_is_refused(garments):
     with pytest.raises(ConfigError, match="without leaving it"):
         MovingFashionMNIST(*garments, "eval", 4, num_frames=32, size=64)
+
+
+def test_frames_of_the_clips_are_the_clips_cut_frame_by_frame(garments):
+    clips = MovingFashionMNIST(*garments, "train", 5, num_frames=8, seed=3)
+    frames = ClipFrames(clips)
+    assert len(frames) == 40
+    for i in (0, 7, 8, 21, 39):
+        frame, label, direction, index = frames[i]
+        clip, clip_label, clip_direction, _ = clips[i // 8]
+        assert frame.shape == (1, 64, 64) and torch.equal(frame, clip[i % 8])
+        assert (label, direction, index) == (clip_label, clip_direction, i)

@@ -1,0 +1,249 @@
+"""Gymnasium environments behind the interface of control/envs.py: PointMaze (gymnasium-robotics + MuJoCo),
+Reacher-v5 (gymnasium + MuJoCo) and Push-T (gym-pusht). Install with `pip install -e '.[control]'`.
+
+What every adapter adds to the wrapped env:
+- observations are RGB uint8 [img_size, img_size, 3] frames, nothing else (the world model sees pixels only);
+- actions live in [-1, 1]^A; out-of-bound actions are clamped and counted in info["clamped"], then mapped to the
+  env's own action space and repeated `action_repeat` times;
+- goal_observation(): the frame the agent would see with the goal reached, rendered on the true state (the
+  planner's goal image), leaving the episode's state untouched;
+- info["pos"] (the controlled body's position, for the gate and the plots), info["goal"], info["distance"] and
+  info["success"] (the env's own rule, judged on the final state by the protocol), max_steps (the step budget).
+There are no layouts to hold out here: evaluation episodes differ from collection by their seeds only.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from jepa.errors import ConfigError
+
+# headless rendering (DESIGN.md section 8): set before mujoco or pygame is imported
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+def _gymnasium():
+    try:
+        import gymnasium
+    except ImportError as e:
+        raise ConfigError("gymnasium environments need the control extra: pip install -e '.[control]'") from e
+    return gymnasium
+
+
+class GymAdapter:
+    """Base adapter; subclasses build `self.env` (unwrapped) and say how to act, observe and judge."""
+
+    held_out_layouts = False
+    success_rule = ""
+
+    def __init__(self, img_size: int, action_repeat: int, max_steps: int) -> None:
+        if img_size < 8 or action_repeat < 1 or max_steps < 1:
+            raise ConfigError(f"img_size >= 8, action_repeat >= 1 and max_steps >= 1 are required, got {img_size}, "
+                              f"{action_repeat}, {max_steps}")
+        self.img_size, self.action_repeat, self.max_steps = img_size, action_repeat, max_steps
+        dim = self.env.action_space.shape[0]
+        self.action_low, self.action_high = -np.ones(dim, np.float32), np.ones(dim, np.float32)
+        self.started = False
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        return (self.img_size, self.img_size, 3)
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        self.env.reset(seed=seed, options=options)
+        self.t, self.clamped, self.started = 0, 0, True
+        return self.render(), self.info()
+
+    def step(self, action):
+        if not self.started:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float32).reshape(-1)
+        if action.shape != self.action_low.shape:
+            raise ConfigError(f"{self.name} actions have {len(self.action_low)} components, got shape "
+                              f"{tuple(action.shape)}")
+        clipped = np.clip(action, self.action_low, self.action_high)
+        self.clamped += int(not np.array_equal(clipped, action))
+        reward, terminated = 0.0, False
+        for _ in range(self.action_repeat):
+            _, r, terminated, _, _ = self.env.step(self.env_action(clipped))
+            reward += float(r)
+            if terminated:
+                break
+        self.t += 1
+        return self.render(), reward, bool(terminated), self.t >= self.max_steps, self.info()
+
+    def info(self) -> dict:
+        pos, goal, distance, success = self.measure()
+        return {"pos": pos, "goal": goal, "distance": float(distance), "success": bool(success),
+                "clamped": self.clamped, "layout": None}
+
+    def close(self) -> None:
+        self.env.close()
+
+    # what subclasses provide
+    name = ""
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        """[-1, 1]^A -> the wrapped env's action."""
+        low, high = self.env.action_space.low, self.env.action_space.high
+        return (low + (action + 1) * (high - low) / 2).astype(self.env.action_space.dtype)
+
+    def render(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def goal_observation(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def measure(self) -> tuple[np.ndarray, np.ndarray, float, bool]:
+        raise NotImplementedError
+
+
+class _MujocoAdapter(GymAdapter):
+    """Renders with a top-down camera; the goal image sets the robot's joints to the goal, renders, restores."""
+
+    def __init__(self, img_size: int, action_repeat: int, max_steps: int, camera: dict) -> None:
+        super().__init__(img_size, action_repeat, max_steps)
+        self.mujoco_env.mujoco_renderer.default_cam_config = camera
+
+    @property
+    def mujoco_env(self):
+        return self.env
+
+    def render(self) -> np.ndarray:
+        return np.ascontiguousarray(self.mujoco_env.render())
+
+    def goal_observation(self) -> np.ndarray:
+        import mujoco
+
+        env = self.mujoco_env
+        qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+        env.data.qpos[: len(self.goal_joints())] = self.goal_joints()
+        env.data.qvel[:] = 0
+        mujoco.mj_forward(env.model, env.data)
+        frame = self.render()
+        env.data.qpos[:], env.data.qvel[:] = qpos, qvel
+        mujoco.mj_forward(env.model, env.data)
+        return frame
+
+    def goal_joints(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+class PointMaze(_MujocoAdapter):
+    """PointMaze (gymnasium-robotics): a ball pushed by 2-D forces through a maze; start and goal cells drawn by
+    the seed; success = final distance to the goal <= 0.45 (the env's own rule)."""
+
+    name = "point_maze"
+    success_rule = "final distance to the goal <= 0.45 (PointMaze's rule)"
+
+    def __init__(self, maze: str = "UMaze", img_size: int = 64, action_repeat: int = 5, max_steps: int = 60,
+                 **_) -> None:
+        gym = _gymnasium()
+        import gymnasium_robotics
+
+        gym.register_envs(gymnasium_robotics)
+        self.wrapped = gym.make(f"PointMaze_{maze}-v3", render_mode="rgb_array", width=img_size, height=img_size,
+                                continuing_task=True)
+        self.env = self.wrapped.unwrapped
+        side = max(len(self.env.maze.maze_map), len(self.env.maze.maze_map[0])) * self.env.maze.maze_size_scaling
+        super().__init__(img_size, action_repeat, max_steps,
+                         {"distance": 1.25 * side, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)})
+
+    @property
+    def mujoco_env(self):
+        return self.env.point_env
+
+    def goal_joints(self) -> np.ndarray:
+        return self.env.goal
+
+    def measure(self):
+        pos, goal = self.mujoco_env.data.qpos[:2].copy(), self.env.goal.copy()
+        distance = np.linalg.norm(pos - goal)
+        return pos, goal, distance, distance <= 0.45
+
+
+class Reacher(_MujocoAdapter):
+    """Reacher-v5: a two-link arm whose fingertip must reach a target drawn by the seed; actions = joint torques;
+    success = final fingertip-target distance < `success_radius` (0.02 by default: twice the fingertip radius)."""
+
+    name = "reacher"
+    LINKS = (0.1, 0.11)  # shoulder-elbow and elbow-fingertip lengths of reacher.xml
+
+    def __init__(self, img_size: int = 64, action_repeat: int = 2, max_steps: int = 25, success_radius: float = 0.02,
+                 **_) -> None:
+        gym = _gymnasium()
+        self.wrapped = gym.make("Reacher-v5", render_mode="rgb_array", width=img_size, height=img_size)
+        self.env = self.wrapped.unwrapped
+        self.success_radius = success_radius
+        self.success_rule = f"final fingertip-target distance < {success_radius}"
+        super().__init__(img_size, action_repeat, max_steps,
+                         {"distance": 0.62, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)})
+
+    def goal_joints(self) -> np.ndarray:
+        """The elbow-down joint angles that put the fingertip on the target (two-link inverse kinematics)."""
+        (l1, l2), target = self.LINKS, self.env.data.qpos[2:4]
+        cos_elbow = (target @ target - l1**2 - l2**2) / (2 * l1 * l2)
+        elbow = np.arccos(np.clip(cos_elbow, -1.0, 1.0))
+        shoulder = np.arctan2(target[1], target[0]) - np.arctan2(l2 * np.sin(elbow), l1 + l2 * np.cos(elbow))
+        return np.array([shoulder, elbow])
+
+    def measure(self):
+        pos = self.env.get_body_com("fingertip")[:2].copy()
+        goal = self.env.data.qpos[2:4].copy()
+        distance = np.linalg.norm(pos - goal)
+        return pos, goal, distance, distance < self.success_radius
+
+
+class PushT(GymAdapter):
+    """Push-T (gym-pusht): a round pusher must push a T-shaped block onto the goal pose drawn in the frame.
+    Actions move the pusher's PD target relative to where it is (by up to `reach` pixels of the 512-pixel table
+    per axis), so the same action means the same push everywhere. Positions are in table units (pixels / 512);
+    distance = 1 - coverage of the goal region by the block; success = coverage > 0.95 (the env's rule)."""
+
+    name = "push_t"
+    success_rule = "final coverage of the goal by the block > 0.95 (Push-T's rule)"
+
+    def __init__(self, img_size: int = 64, action_repeat: int = 1, max_steps: int = 100, reach: float = 64.0,
+                 **_) -> None:
+        gym = _gymnasium()
+        import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
+
+        def make():
+            return gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", observation_width=img_size,
+                            observation_height=img_size).unwrapped
+
+        self.env, self.goal_env, self.reach = make(), make(), reach
+        self.wrapped = self.env
+        super().__init__(img_size, action_repeat, max_steps)
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        target = np.asarray(self.env.agent.position) + self.reach * action
+        return np.clip(target, 0.0, 512.0).astype(np.float32)
+
+    def render(self) -> np.ndarray:
+        return np.ascontiguousarray(self.env._render(visualize=False))
+
+    def goal_observation(self) -> np.ndarray:
+        """The block on the goal pose, the pusher where it is now (rendered in a second env). The block is turned
+        before it is placed: gym-pusht's own reset_to_state places it first, and turning it then about its centre of
+        gravity leaves it off the goal (30 % coverage instead of 100 %)."""
+        goal = self.goal_env
+        goal.reset(options={"reset_to_state": [*self.env.agent.position, *self.env.goal_pose]})
+        goal.block.angle = float(self.env.goal_pose[2])
+        goal.block.position = [float(v) for v in self.env.goal_pose[:2]]
+        goal.space.step(goal.dt)
+        return np.ascontiguousarray(goal._render(visualize=False))
+
+    def measure(self):
+        coverage = float(self.env._get_coverage())
+        pos = np.asarray(self.env.agent.position, np.float64) / 512
+        return pos, np.asarray(self.env.goal_pose[:2], np.float64) / 512, 1.0 - coverage, coverage > 0.95
+
+    def close(self) -> None:
+        self.env.close()
+        self.goal_env.close()
+
+
+GYM_ENVS = {"point_maze": PointMaze, "reacher": Reacher, "push_t": PushT}
