@@ -1,5 +1,5 @@
-"""The planning cost: C(a) = sum_t d(s_hat_t, goal) [or d at the last step only] + mu * sum_t ||a_t||^2
-(+ lambda * E(s_hat_t) once a learned energy exists, issue 7). Lower is better."""
+"""The planning cost: C(a) = sum_t d(s_hat_t, goal) [or d at the last step only] + lambda * sum_t E(s_hat_t)
++ mu * sum_t ||a_t||^2, with E the learned energy of control/energy.py (optional). Lower is better."""
 from __future__ import annotations
 
 import torch
@@ -14,14 +14,17 @@ class GoalCost:
         distance: mse / l1 (mean over tokens and channels, for latents) or euclid (for true positions).
         mode: sum (over the horizon, the default: beats last-state-only in eb_jepa) or last.
         action_weight: mu, the weight of the action-magnitude term.
+        energy: a learned energy E (latents [S, H, N, D] -> [S, H]); energy_weight: lambda.
     """
 
-    def __init__(self, distance: str = "mse", mode: str = "sum", action_weight: float = 0.0) -> None:
+    def __init__(self, distance: str = "mse", mode: str = "sum", action_weight: float = 0.0, energy=None,
+                 energy_weight: float = 0.0) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"unknown distance {distance!r}: use one of {', '.join(DISTANCES)}")
         if mode not in ("sum", "last"):
             raise ConfigError(f"cost mode must be 'sum' or 'last', got {mode!r}")
         self.distance, self.mode, self.action_weight = distance, mode, action_weight
+        self.energy, self.energy_weight = energy, energy_weight
 
     def distances(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """states [S, H, ...], goal [...] -> [S, H]."""
@@ -35,6 +38,8 @@ class GoalCost:
     def __call__(self, states: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         d = self.distances(states, goal)
         cost = d.sum(1) if self.mode == "sum" else d[:, -1]
+        if self.energy is not None and self.energy_weight:
+            cost = cost + self.energy_weight * self.energy(states).sum(1)
         if self.action_weight:
             cost = cost + self.action_weight * actions.pow(2).sum((1, 2))
         return cost

@@ -30,6 +30,15 @@ class LatentModel:
     def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
         return self.observe(goal_obs, info)
 
+    @torch.no_grad()
+    def actor_plan(self, actor, states: torch.Tensor, actions_between: torch.Tensor, goal: torch.Tensor,
+                   horizon: int) -> torch.Tensor:
+        """The actions [H, A] a Mode-1 actor takes in imagination from the current history (a warm start)."""
+        from control.actor import imagine
+
+        return imagine(actor, self.wm.predictor, states[None], actions_between[None], goal[None], horizon,
+                       self.context)[1][0]
+
     def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         s = len(actions)
         return self.wm.predictor.rollout(states[None].expand(s, *states.shape),
@@ -99,13 +108,14 @@ class WorkingMemory:
 
 
 class MPCAgent:
-    """Plan with `planner` on `model` under `cost`, execute `execute` actions, replan (warm start on)."""
+    """Plan with `planner` on `model` under `cost`, execute `execute` actions, replan. Each plan starts from the
+    shifted previous plan (warm_start) or, given a Mode-1 `actor`, from the actions the actor takes in imagination."""
 
     def __init__(self, model, planner: Planner, cost: GoalCost, execute: int = 4, history: int | None = None,
-                 warm_start: bool = True) -> None:
+                 warm_start: bool = True, actor=None) -> None:
         self.model, self.planner, self.cost, self.execute = model, planner, cost, execute
         self.history = history or model.context
-        self.warm = warm_start
+        self.warm, self.actor = warm_start, actor
         self.plan_seconds: list[float] = []
         self.rollouts: list[int] = []
 
@@ -121,11 +131,14 @@ class MPCAgent:
         self.memory.observe(self.model.observe(obs, info))
         if not self.queue:
             states, between = self.memory.history(self.planner.action_dim)
-            init = self.memory.warm_start(self.execute) if self.warm else None
             start = time.perf_counter()
+            if self.actor is not None:
+                init = self.model.actor_plan(self.actor, states, between, self.goal, self.planner.horizon)
+            else:
+                init = self.memory.warm_start(self.execute) if self.warm else None
             plan = self.planner.plan(self.cost_fn(states, between), init)
             self.plan_seconds.append(time.perf_counter() - start)
-            self.rollouts.append(plan.rollouts)
+            self.rollouts.append(plan.rollouts + (self.actor is not None))  # the actor's imagined rollout counts
             self.memory.plan = plan.actions
             self.queue = list(plan.actions[: self.execute])
             with torch.no_grad():

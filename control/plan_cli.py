@@ -44,9 +44,18 @@ def parser():
     p.add_argument("--distance", type=str, default="mse", help="latent goal distance: mse or l1")
     p.add_argument("--cost_mode", type=str, default="sum", help="sum over the horizon, or last")
     p.add_argument("--action_weight", type=float, default=0.0, help="weight of the action-magnitude term")
+    p.add_argument("--energy", type=str | None, default=None,
+                   help="learned-energy checkpoint (jepa fit of control.energy.EnergyModule): adds lambda * E to the cost")
+    p.add_argument("--energy_weights", type=list[float], default=[0.0],
+                   help="lambda values to compare (each planner runs once per value; 0 = goal distance only)")
     p.add_argument("--episodes", type=int, default=20, help="episodes per seed")
     p.add_argument("--seeds", type=list[int], default=[0, 1, 2], help="evaluation seeds (starts, goals, layouts)")
     p.add_argument("--budget", type=int | None, default=None, help="steps per episode (default: the env's)")
+    p.add_argument("--actor", type=str | None, default=None,
+                   help="Mode-1 actor checkpoint (jepa fit of control.actor.ActorModule): adds the actor alone "
+                        "(reactive) and each planner warm-started by the actor's imagined plan")
+    p.add_argument("--cold_start", type=bool, default=True,
+                   help="with --actor: also run each planner without it (set false for the actor-only presets)")
     p.add_argument("--oracle", type=bool, default=True, help="also run each planner on the true simulator")
     p.add_argument("--random_policy", type=bool, default=True, help="also run a uniform random policy")
     p.add_argument("--rollout_data", type=str | None, default=None,
@@ -107,12 +116,38 @@ def main(argv: list[str]) -> int:
     if cfg.oracle and not hasattr(env, "sim"):
         record["protocol"]["oracle"] = f"none: {cfg.env} has no batched true simulator to plan on"
         print(f"no oracle row: {cfg.env} has no batched true simulator to plan on", file=sys.stderr)
-    agents = []
+    agents, actor, energy = [], None, None
+    if cfg.energy:
+        from control.energy import load_energy
+
+        energy = load_energy(cfg.energy)
+        # the seed's joint step trained a predictor of its own: plan with it
+        energy_wm = energy.wm if energy.hparams.train_predictor else wm
+    elif any(cfg.energy_weights):
+        raise ConfigError("--energy_weights above 0 need --energy <checkpoint>")
     if cfg.random_policy:
         agents.append(("random policy", lambda seed: RandomAgent(env, seed)))
+    if cfg.actor:
+        from control.actor import ActorAgent, load_actor
+
+        trained = load_actor(cfg.actor)
+        if Path(trained.hparams.world_model).resolve() != Path(cfg.world_model).resolve():
+            print(f"warning: the actor was trained through {trained.hparams.world_model}, planning uses "
+                  f"{cfg.world_model}", file=sys.stderr)
+        actor = trained.actor
+        agents.append(("actor alone (world model)", lambda seed: ActorAgent(LatentModel(wm), actor)))
     for name in cfg.planners:
-        agents.append((f"{name} (world model)", lambda seed, name=name: MPCAgent(
-            LatentModel(wm), planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start)))
+        if actor is None or cfg.cold_start:
+            agents.append((f"{name} (world model)", lambda seed, name=name: MPCAgent(
+                LatentModel(wm), planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start)))
+        if actor is not None:
+            agents.append((f"{name} + actor warm start (world model)", lambda seed, name=name: MPCAgent(
+                LatentModel(wm), planner(name, seed), cost, cfg.execute, actor=actor)))
+        for weight in [w for w in cfg.energy_weights if w] if energy is not None else []:
+            agents.append((f"{name}, lambda {weight:g} * E (world model)", lambda seed, name=name, weight=weight:
+                           MPCAgent(LatentModel(energy_wm), planner(name, seed), GoalCost(
+                               cfg.distance, cfg.cost_mode, cfg.action_weight, energy.energy, weight), cfg.execute,
+                               warm_start=cfg.warm_start)))
         if cfg.oracle and hasattr(env, "sim"):  # a batched true simulator: two_rooms only so far
             agents.append((f"{name} (oracle simulator)", lambda seed, name=name: MPCAgent(
                 SimModel(env.sim), planner(name, seed), GoalCost("euclid", cfg.cost_mode), cfg.execute,
@@ -128,7 +163,7 @@ def main(argv: list[str]) -> int:
 
     from control.plots import plot_episodes, plot_rollout_error
 
-    main_name = f"{cfg.planners[0]} (world model)"
+    main_name = next(k for k in results if k.startswith(cfg.planners[0]) and k.endswith("(world model)"))
     record["plots"] = {"episodes": str(plot_episodes(results[main_name]["shown"], out / "episodes.png",
                                                      f"{main_name} on held-out layouts"))}
     if cfg.rollout_data:

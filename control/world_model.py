@@ -128,7 +128,7 @@ class WorldModel(L.LightningModule):
         preds = self.predictor.rollout(latents[:, :1], actions[:, :0], actions[:, :r], self.hparams.context)
         return F.l1_loss(preds, latents[:, 1 : r + 1])
 
-    def _losses(self, batch) -> dict[str, torch.Tensor]:
+    def losses(self, batch) -> dict[str, torch.Tensor]:
         latents, actions = batch["latents"], batch["actions"]
         need = max(self.hparams.context, self.hparams.rollout_steps) + 1
         if latents.shape[1] < need:
@@ -141,35 +141,40 @@ class WorldModel(L.LightningModule):
         return out
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        losses = self._losses(batch)
+        losses = self.losses(batch)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["latents"]))
         return losses["loss"]
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        losses = self._losses(batch)
+        losses = self.losses(batch)
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["latents"]))
 
     def configure_optimizers(self):
         params = [p for p in self.predictor.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr)
-        total = max(1, self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 1000)
-        warm = min(self.hparams.warmup_steps, total - 1)
-
-        def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / max(1, warm)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
-                                                   "interval": "step"}}
+        return adamw_cosine(params, self.hparams.lr, self.hparams.weight_decay, self.trainer, self.hparams.warmup_steps)
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames [B, T, H, W, C] -> layer-normed latents [B, T, N, D] (what the predictor models)."""
         return self.frozen_encoder(frames)
+
+
+def adamw_cosine(params, lr: float, weight_decay: float, trainer=None, warmup_steps: int = 0) -> dict:
+    """AdamW (no decay on biases and norms) with a linear warm-up then a cosine decay to 0 over the trainer's
+    max_steps (1000 without a trainer): the optimiser of every module of control/."""
+    params = list(params)
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=lr)
+    total = max(1, trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 1000)
+    warm = min(warmup_steps, total - 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / max(1, warm)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
+                                               "interval": "step"}}
 
 
 def load_world_model(path: str, encoder_ckpt: str | None = None) -> WorldModel:

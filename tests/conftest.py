@@ -72,3 +72,30 @@ def fmnist_root() -> str:
     from data.fashion_mnist import find_root
 
     return str(find_root(None))  # a ConfigError with the install hint if the Debian package is missing
+
+
+@pytest.fixture
+def tiny_control(tmp_path):
+    """A 16x16 two-rooms dataset, a tiny random encoder export and a world model trained a few steps on them."""
+    from control import LatentTrajectoryDataModule, WorldModel
+    from control.collect import collect
+    from control.two_rooms import TwoRooms, TwoRoomsConfig
+    from data.shard_sources import trajectory_sample
+    from data.shard_writer import write_shards
+    from jepa.export import export_encoder
+    from jepa.vit import VisionTransformer
+
+    env = TwoRooms(TwoRoomsConfig(img_size=16))
+    for split, n in (("train", 12), ("val", 4)):
+        samples = (trajectory_sample(f"e{i}", **t) for i, t in collect(env, "noisy", n, 6, seed=len(split)))
+        write_shards(samples, tmp_path / split, "test", progress=False)
+    torch.manual_seed(0)
+    export_encoder(VisionTransformer(16, 4, 3, 32, 2, 2), tmp_path / "encoder", {"kind": "test"}, None)
+    model = WorldModel(str(tmp_path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                       rollout_steps=2, warmup_steps=1)
+    data = LatentTrajectoryDataModule(str(tmp_path / "train"), str(tmp_path / "val"), window=3, batch_size=8,
+                                      gate_min_r2=0.0, cache_dir=str(tmp_path / "cache"))
+    trainer = tiny_trainer(tmp_path, max_steps=6)
+    trainer.fit(model, data)
+    trainer.save_checkpoint(tmp_path / "wm.ckpt")
+    return tmp_path, model, data

@@ -254,33 +254,6 @@ def test_wilson_interval():
 # ---------------------------------------------------------------- the whole path, tiny
 
 
-@pytest.fixture
-def tiny_control(tmp_path):
-    """A 16x16 two-rooms dataset, a tiny random encoder export and a world model trained a few steps on them."""
-    from conftest import tiny_trainer
-
-    from control import LatentTrajectoryDataModule, WorldModel
-    from data.shard_sources import trajectory_sample
-    from data.shard_writer import write_shards
-    from jepa.export import export_encoder
-    from jepa.vit import VisionTransformer
-
-    env = TwoRooms(SMALL)
-    for split, n in (("train", 12), ("val", 4)):
-        samples = (trajectory_sample(f"e{i}", **t) for i, t in collect(env, "noisy", n, 6, seed=len(split)))
-        write_shards(samples, tmp_path / split, "test", progress=False)
-    torch.manual_seed(0)
-    export_encoder(VisionTransformer(16, 4, 3, 32, 2, 2), tmp_path / "encoder", {"kind": "test"}, None)
-    model = WorldModel(str(tmp_path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
-                       rollout_steps=2, warmup_steps=1)
-    data = LatentTrajectoryDataModule(str(tmp_path / "train"), str(tmp_path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(tmp_path / "cache"))
-    trainer = tiny_trainer(tmp_path, max_steps=6)
-    trainer.fit(model, data)
-    trainer.save_checkpoint(tmp_path / "wm.ckpt")
-    return tmp_path, model, data
-
-
 def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
     from control.mpc import LatentModel
     from control.world_model import load_world_model

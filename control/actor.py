@@ -1,0 +1,136 @@
+"""Mode-1: a goal-conditioned actor A(s, g) trained through the frozen world model, used alone (reactive: one
+forward pass per step) or to warm-start a planner (DESIGN.md section 6).
+
+Training imagines: from a true latent s_0 of the data and a goal latent g (a frame of another trajectory), the
+actor picks a_t = A(s_t, g), the frozen predictor gives s_{t+1}, for `horizon` steps; the loss is the planner's own
+cost of that imagined trajectory (goal distance summed over the horizon + mu ||a||^2), back-propagated through the
+predictor into the actor. Nothing but the actor learns.
+
+    jepa fit --config configs/control/two_rooms_actor.yaml
+"""
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from control.cost import GoalCost
+from control.world_model import adamw_cosine, load_world_model
+from jepa.errors import ConfigError
+
+
+class GoalActor(nn.Module):
+    """Latents of the state and the goal [B, N, D] -> an action in [-1, 1]^A (tanh), through an MLP on
+    (s, g, g - s) flattened."""
+
+    def __init__(self, token_dim: int, num_tokens: int, action_dim: int, hidden: int = 256, depth: int = 2) -> None:
+        super().__init__()
+        layers, width = [], 3 * token_dim * num_tokens
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.GELU()]
+            width = hidden
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, action_dim))
+        self.action_dim = action_dim
+
+    def forward(self, state: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([state.flatten(1), goal.flatten(1), (goal - state).flatten(1)], 1)
+        return torch.tanh(self.mlp(x))
+
+
+def imagine(actor: GoalActor, predictor, history: torch.Tensor, history_actions: torch.Tensor, goal: torch.Tensor,
+            horizon: int, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Roll the actor through the predictor: history latents [B, k, N, D], the k-1 actions between them, goal
+    [B, N, D] -> (imagined latents [B, H, N, D], the actor's actions [B, H, A])."""
+    frames, acts = list(history.unbind(1)), list(history_actions.unbind(1))
+    for _ in range(horizon):
+        acts.append(actor(frames[-1], goal))
+        lo = max(0, len(frames) - context)
+        frames.append(predictor(torch.stack(frames[lo:], 1), torch.stack(acts[lo:], 1))[:, -1])
+    k = history.shape[1]
+    return torch.stack(frames[k:], 1), torch.stack(acts[k - 1 :], 1)
+
+
+class ActorModule(L.LightningModule):
+    """Trains a GoalActor through a frozen world model on the summed goal cost of its imagined trajectories.
+
+    Args:
+        world_model: world-model checkpoint (`jepa fit --config configs/control/two_rooms.yaml`).
+        horizon: imagined steps per training trajectory.
+        hidden: actor MLP width.
+        depth: actor hidden layers.
+        distance: latent goal distance (mse or l1), as the planner's cost.
+        action_weight: mu of the action-magnitude term.
+        lr: AdamW learning rate (cosine decay to 0 over the trainer's max_steps).
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(self, world_model: str, horizon: int = 12, hidden: int = 256, depth: int = 2, distance: str = "mse",
+                 action_weight: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.01) -> None:
+        super().__init__()
+        if horizon < 1:
+            raise ConfigError(f"model.horizon must be >= 1, got {horizon}")
+        self.save_hyperparameters()
+        self.wm = load_world_model(world_model).requires_grad_(False)
+        enc = self.wm.frozen_encoder
+        self.actor = GoalActor(enc.dim, enc.num_tokens, self.wm.hparams.action_dim, hidden, depth)
+        self.cost = GoalCost(distance, "sum", action_weight)
+
+    @property
+    def frozen_encoder(self):  # what LatentTrajectoryDataModule encodes the data with
+        return self.wm.frozen_encoder
+
+    def loss(self, latents: torch.Tensor) -> torch.Tensor:
+        """Mean cost of the actor's imagined trajectories from each window's first frame to another window's last
+        frame (the batch rolled by one, so goals come from other trajectories)."""
+        self.wm.eval()
+        start, goal = latents[:, :1], latents.roll(1, 0)[:, -1]
+        states, actions = imagine(self.actor, self.wm.predictor, start, latents.new_zeros(len(latents), 0,
+                                  self.actor.action_dim), goal, self.hparams.horizon, self.wm.hparams.context)
+        return self.cost(states, goal[:, None], actions).mean() / self.hparams.horizon
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch["latents"])
+        self.log("train/cost", loss, prog_bar=True, batch_size=len(batch["latents"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.log("val/cost", self.loss(batch["latents"]), batch_size=len(batch["latents"]))
+
+    def configure_optimizers(self):
+        return adamw_cosine(self.actor.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer)
+
+
+def load_actor(path: str) -> ActorModule:
+    """A trained actor (strict, weights_only); its world model is re-read from the path it was trained with."""
+    from jepa.checkpoint import load_checkpoint, load_strict, strip_prefixes
+
+    ckpt = load_checkpoint(path)
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    if "world_model" not in hparams or "state_dict" not in ckpt:
+        raise ConfigError(f"{path} is not an actor checkpoint of this project (no world_model hyperparameter)")
+    model = ActorModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+    load_strict(model, strip_prefixes(ckpt["state_dict"]), str(path))
+    return model.eval()
+
+
+class ActorAgent:
+    """Mode-1 alone: one actor forward pass per step on the encoded frame and goal, no planning."""
+
+    def __init__(self, model, actor: GoalActor) -> None:
+        self.model, self.actor = model, actor.eval()
+        self.plan_seconds: list[float] = []
+        self.rollouts: list[int] = []
+
+    def reset(self, goal_obs: np.ndarray, info: dict) -> None:
+        self.goal = self.model.goal(goal_obs, info)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        start = time.perf_counter()
+        action = self.actor(self.model.observe(obs, info)[None], self.goal[None])[0]
+        self.plan_seconds.append(time.perf_counter() - start)
+        self.rollouts.append(0)
+        return action.numpy()

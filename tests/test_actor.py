@@ -1,0 +1,107 @@
+"""Mode-1 actor: learns through a world model, acts alone, warm-starts the planner, runs in `jepa plan`."""
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from control.actor import GoalActor, imagine
+from control.cost import GoalCost
+from control.mpc import LatentModel, MPCAgent
+from control.planners import CEM
+
+
+class ToyWorld(nn.Module):
+    """Latent = a 2-D position (one token); an action moves it by 0.1 * a."""
+
+    def forward(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return latents + 0.1 * actions[:, :, None, :]
+
+
+def _toy_cost(actor: GoalActor, starts: torch.Tensor, goals: torch.Tensor) -> torch.Tensor:
+    states, actions = imagine(actor, ToyWorld(), starts[:, None], torch.zeros(len(starts), 0, 2), goals, 6, 2)
+    assert states.shape == (len(starts), 6, 1, 2) and actions.shape == (len(starts), 6, 2)
+    assert actions.abs().max() <= 1  # tanh keeps the actor inside the bounds
+    return GoalCost()(states, goals[:, None], actions).mean()
+
+
+def test_actor_improves_the_summed_goal_cost_over_its_initial_policy():
+    torch.manual_seed(0)
+    actor = GoalActor(2, 1, 2, hidden=32)
+    g = torch.Generator().manual_seed(1)
+    test_starts, test_goals = torch.rand(256, 1, 2, generator=g), torch.rand(256, 1, 2, generator=g)
+    with torch.no_grad():
+        before = float(_toy_cost(actor, test_starts, test_goals))
+    opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
+    for _ in range(200):
+        loss = _toy_cost(actor, torch.rand(64, 1, 2, generator=g), torch.rand(64, 1, 2, generator=g))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(_toy_cost(actor, test_starts, test_goals))
+    assert after < 0.5 * before
+
+
+def _fit_actor(path):
+    from conftest import tiny_trainer
+
+    from control import LatentTrajectoryDataModule
+    from control.actor import ActorModule
+
+    model = ActorModule(str(path / "wm.ckpt"), horizon=3, hidden=16)
+    data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
+                                      gate_min_r2=0.0, cache_dir=str(path / "cache"))
+    trainer = tiny_trainer(path, max_steps=4)
+    before = [p.clone() for p in model.wm.parameters()]
+    trainer.fit(model, data)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.wm.parameters()))  # the world model stays frozen
+    trainer.save_checkpoint(path / "actor.ckpt")
+    return model
+
+
+def test_actor_trains_through_the_frozen_world_model_and_warm_starts_the_planner(tiny_control):
+    from control.actor import load_actor
+    from control.two_rooms import TwoRooms, TwoRoomsConfig
+    from control.world_model import load_world_model
+
+    path, _, _ = tiny_control
+    model = _fit_actor(path)
+    loaded = load_actor(str(path / "actor.ckpt"))
+    z, goal = torch.randn(2, 4, 32), torch.randn(2, 4, 32)
+    assert torch.equal(loaded.actor(z, goal), model.actor.eval()(z, goal))
+
+    inits = []
+
+    class Spy(CEM):
+        def plan(self, cost_fn, init=None):
+            inits.append(init)
+            return super().plan(cost_fn, init)
+
+    wm = LatentModel(load_world_model(str(path / "wm.ckpt")))
+    env = TwoRooms(TwoRoomsConfig(img_size=16))
+    obs, info = env.reset(seed=0)
+    agent = MPCAgent(wm, Spy(4, 2, samples=8, iterations=1, elites=2), GoalCost(), execute=2, actor=loaded.actor)
+    agent.reset(env.goal_observation(), info)
+    agent.act(obs, info)
+    state = wm.observe(obs, info)
+    expected = wm.actor_plan(loaded.actor, state[None], torch.zeros(0, 2), agent.goal, 4)
+    assert torch.equal(inits[0], expected) and agent.rollouts == [8 + 1]
+
+
+def test_jepa_plan_with_an_actor(tiny_control):
+    from jepa.cli import main
+
+    path, _, _ = tiny_control
+    _fit_actor(path)
+    code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--actor", str(path / "actor.ckpt"),
+                 "--env_options", "{img_size: 16}", "--planners", "[cem]", "--planner_options",
+                 "{cem: {samples: 8, iterations: 1, elites: 2}}", "--horizon", "3", "--cold_start", "false",
+                 "--oracle", "false", "--random_policy", "false", "--episodes", "1", "--seeds", "[0]", "--budget", "4",
+                 "--show", "1", "--out", str(path / "plan")])
+    assert code == 0
+    results = json.loads((path / "plan" / "results.json").read_text())["results"]
+    assert set(results) == {"actor alone (world model)", "cem + actor warm start (world model)"}
+    assert results["actor alone (world model)"]["plans"] == 4  # one actor call per step, no planning
+    assert results["actor alone (world model)"]["rollouts_per_plan"] == 0
