@@ -14,7 +14,7 @@ import torch
 
 from jepa.errors import ConfigError
 
-POLICIES = ("random", "noisy")
+POLICIES = ("random", "noisy", "plan")
 
 
 class RandomPolicy:
@@ -23,7 +23,7 @@ class RandomPolicy:
     def __init__(self, low, high, rng: np.random.Generator) -> None:
         self.low, self.high, self.rng = np.asarray(low), np.asarray(high), rng
 
-    def reset(self) -> None:
+    def reset(self, env, info: dict) -> None:
         pass
 
     def act(self, obs, info) -> np.ndarray:
@@ -38,7 +38,7 @@ class NoisyPolicy(RandomPolicy):
         super().__init__(low, high, rng)
         self.rho, self.noise = rho, noise
 
-    def reset(self) -> None:
+    def reset(self, env, info: dict) -> None:
         self.prev = self.rng.uniform(self.low, self.high)
 
     def act(self, obs, info) -> np.ndarray:
@@ -47,18 +47,40 @@ class NoisyPolicy(RandomPolicy):
         return self.prev.astype(np.float32)
 
 
-def make_policy(name: str, env, rng: np.random.Generator):
+class PlanPolicy:
+    """The current planner (any agent with reset(goal_obs, info) / act(obs, info), e.g. MPCAgent on a world model)
+    driving to each episode's goal: the "act" of the seed's act-store-retrain loop. `noise` adds Gaussian
+    exploration noise (std, in action units) to every action."""
+
+    def __init__(self, agent, low, high, rng: np.random.Generator, noise: float = 0.0) -> None:
+        self.agent, self.low, self.high, self.rng, self.noise = agent, np.asarray(low), np.asarray(high), rng, noise
+
+    def reset(self, env, info: dict) -> None:
+        self.agent.reset(env.goal_observation(), info)
+
+    def act(self, obs, info) -> np.ndarray:
+        action = np.asarray(self.agent.act(obs, info), np.float32)
+        if self.noise:
+            action = action + self.noise * self.rng.standard_normal(action.shape).astype(np.float32)
+        return np.clip(action, self.low, self.high)
+
+
+def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: float = 0.0):
     if name == "random":
         return RandomPolicy(env.action_low, env.action_high, rng)
     if name == "noisy":
         return NoisyPolicy(env.action_low, env.action_high, rng)
+    if name == "plan":
+        if agent is None:
+            raise ConfigError("the plan policy needs a planning agent (jepa collect --policy plan --world_model CKPT)")
+        return PlanPolicy(agent, env.action_low, env.action_high, rng, noise)
     raise ConfigError(f"unknown policy {name!r}: use one of {', '.join(POLICIES)}")
 
 
 def rollout(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
     """One episode of `steps` actions (the env's own step budget is ignored: collection wants fixed lengths)."""
     obs, info = env.reset(seed=seed)
-    policy.reset()
+    policy.reset(env, info)
     frames, actions, positions = [obs], [], [info["pos"]]
     for _ in range(steps):
         action = np.clip(policy.act(obs, info), env.action_low, env.action_high)
@@ -70,10 +92,11 @@ def rollout(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
             "proprio": np.stack(positions).astype(np.float32)}
 
 
-def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0):
-    """Yield (episode index, trajectory) for `episodes` rollouts; episode i is reset with seed (seed, i)."""
+def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0, agent=None, noise: float = 0.0):
+    """Yield (episode index, trajectory) for `episodes` rollouts; episode i is reset with seed (seed, i).
+    agent / noise: the planning agent of the "plan" policy and its exploration noise."""
     rng = np.random.default_rng([seed, 1])
-    policy = make_policy(policy_name, env, rng)
+    policy = make_policy(policy_name, env, rng, agent, noise)
     for i in range(episodes):
         yield i, rollout(env, policy, steps, seed=int(np.random.default_rng([seed, i]).integers(2**31)))
 

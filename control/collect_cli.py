@@ -2,19 +2,29 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from control.collect import POLICIES, collect
 from control.envs import ENVS, make_env
 from data.shard_sources import trajectory_sample
 from data.shard_writer import INDEX_NAME, write_shards
+from jepa.errors import ConfigError
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jepa collect", description=__doc__)
     p.add_argument("--env", default="two_rooms", choices=ENVS, help="environment (default two_rooms)")
+    p.add_argument("--env_options", default="{}", help='environment settings as JSON, e.g. \'{"img_size": 32}\'')
     p.add_argument("--policy", default="noisy", choices=POLICIES,
-                   help="random: uniform actions; noisy: persistent random walk (default)")
+                   help="random: uniform actions; noisy: persistent random walk (default); plan: the planner on "
+                        "--world_model driving to each episode's goal (act, store, retrain)")
+    p.add_argument("--world_model", default=None, help="plan: world-model checkpoint to plan with")
+    p.add_argument("--planner", default="cem", help="plan: planner name (default cem)")
+    p.add_argument("--planner_options", default="{}", help="plan: planner keyword arguments as JSON")
+    p.add_argument("--horizon", type=int, default=12, help="plan: planned steps (default 12)")
+    p.add_argument("--execute", type=int, default=4, help="plan: actions executed before replanning (default 4)")
+    p.add_argument("--noise", type=float, default=0.0, help="plan: Gaussian exploration noise std (default 0)")
     p.add_argument("--episodes", type=int, default=600, help="episodes to collect (default 600)")
     p.add_argument("--steps", type=int, default=32, help="actions per episode (default 32)")
     p.add_argument("--eval_layouts", action="store_true", help="use the held-out evaluation layouts")
@@ -26,15 +36,45 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def json_option(text: str, name: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{name} is not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object, got {text!r}")
+    return value
+
+
+def planning_agent(args, env):
+    """MPC with the named planner on the world model, under the default goal cost."""
+    from control.cost import GoalCost
+    from control.mpc import LatentModel, MPCAgent
+    from control.planners import make_planner
+    from control.world_model import load_world_model
+
+    if not args.world_model:
+        raise ConfigError("--policy plan needs --world_model <checkpoint>")
+    options = json_option(args.planner_options, "--planner_options")
+    wm = load_world_model(args.world_model)
+    wm.frozen_encoder.check_frames(env.observation_shape)
+    planner = make_planner(args.planner, args.horizon, len(env.action_low), seed=args.seed, **options)
+    return MPCAgent(LatentModel(wm), planner, GoalCost(), args.execute)
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.episodes < 1 or args.steps < 1:
         parser().error("--episodes and --steps must be >= 1")
-    env = make_env(args.env, eval_layouts=args.eval_layouts)
+    env = make_env(args.env, eval_layouts=args.eval_layouts, **json_option(args.env_options, "--env_options"))
+    agent, extra = None, {"env": args.env, "policy": args.policy, "steps": args.steps, "seed": args.seed,
+                          "eval_layouts": args.eval_layouts, "env_options": args.env_options}
+    if args.policy == "plan":
+        agent = planning_agent(args, env)
+        extra.update(world_model=args.world_model, planner=args.planner, planner_options=args.planner_options,
+                     horizon=args.horizon, execute=args.execute, noise=args.noise)
     samples = (trajectory_sample(f"ep{i:07d}", **traj) for i, traj in
-               collect(env, args.policy, args.episodes, args.steps, args.seed))
-    extra = {"env": args.env, "policy": args.policy, "steps": args.steps, "seed": args.seed,
-             "eval_layouts": args.eval_layouts}
+               collect(env, args.policy, args.episodes, args.steps, args.seed, agent, args.noise))
     index = write_shards(samples, args.out, "collect", args.name, args.max_count, 1 << 31, total=args.episodes,
                          extra=extra, progress=not args.quiet)
     print(f"wrote {index['total']} episodes of {args.steps} steps into {args.out}/{index['pattern']} "

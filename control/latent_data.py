@@ -43,7 +43,8 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
     """Latent windows of the episodes in train_dir / val_dir, encoded by the model's frozen encoder.
 
     Args:
-        train_dir: trajectory shards of `jepa collect` for training.
+        train_dir: trajectory shards of `jepa collect` for training; a list of folders is read as one set (e.g.
+            random-policy episodes + episodes of the planner, the act-store-retrain loop); same episode length.
         val_dir: trajectory shards for validation (and the gate's held-out episodes), optional.
         window: frames per training window (>= the model's context + 1 and rollout_steps + 1).
         batch_size: windows per step.
@@ -52,7 +53,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         cache_dir: where encoded latents are cached (null: no cache).
     """
 
-    def __init__(self, train_dir: str, val_dir: str | None = None, window: int = 6, batch_size: int = 128,
+    def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 6, batch_size: int = 128,
                  num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache") -> None:
         super().__init__()
         self.train_dir, self.val_dir, self.window = train_dir, val_dir, window
@@ -83,7 +84,13 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
 
     def prepare(self, encoder) -> None:
         """Encode the data with `encoder` and run the gate (also callable without a trainer)."""
-        train = self.encode_dir(encoder, self.train_dir)
+        dirs = [self.train_dir] if isinstance(self.train_dir, (str, Path)) else list(self.train_dir)
+        parts = [self.encode_dir(encoder, d) for d in dirs]
+        lengths = {p["actions"].shape[1] for p in parts}
+        if len(lengths) > 1:
+            raise ConfigError(f"data.train_dir folders hold episodes of different lengths {sorted(lengths)}: collect "
+                              "them with the same --steps")
+        train = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         val = self.encode_dir(encoder, self.val_dir) if self.val_dir else None
         if val is not None:  # fit on training episodes, score on held-out ones
             from control.gate import ridge_r2

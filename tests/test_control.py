@@ -95,7 +95,7 @@ class _Replay:
     def __init__(self, actions):
         self.actions, self.t = actions, 0
 
-    def reset(self):
+    def reset(self, env, info):
         self.t = 0
 
     def act(self, obs, info):
@@ -305,3 +305,31 @@ def test_jepa_plan_end_to_end(tiny_control):
     # a world model trained for 2-D actions refuses an environment with a different action size: checked by name
     code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--episodes", "1", "--seeds", "[0]"])
     assert code == 2  # the 16x16 encoder does not fit the default 64x64 frames: a clear error, not a crash
+
+
+def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_control):
+    from conftest import tiny_trainer
+
+    from control import LatentTrajectoryDataModule, WorldModel
+    from jepa.cli import main
+
+    path, model, _ = tiny_control
+    code = main(["collect", "--policy", "plan", "--world_model", str(path / "wm.ckpt"), "--env_options",
+                 '{"img_size": 16}', "--planner_options", '{"samples": 8, "iterations": 1, "elites": 2}',
+                 "--horizon", "3", "--execute", "2", "--noise", "0.1", "--episodes", "3", "--steps", "6",
+                 "--out", str(path / "planned"), "--quiet"])
+    assert code == 0
+    planned = read_trajectories(path / "planned")
+    assert planned["frames"].shape == (3, 7, 16, 16, 3) and planned["actions"].shape == (3, 6, 2)
+    assert planned["actions"].abs().max() <= 1 and planned["skipped"] == 0
+    index = json.loads((path / "planned" / "index.json").read_text())
+    assert index["policy"] == "plan" and index["world_model"] == str(path / "wm.ckpt")
+    # round 2: a world model on random + planned episodes, read as one training set
+    data = LatentTrajectoryDataModule([str(path / "train"), str(path / "planned")], str(path / "val"), window=3,
+                                      batch_size=8, gate_min_r2=0.0, cache_dir=str(path / "cache"))
+    data.prepare(model.frozen_encoder)
+    assert len(data.train_set.latents) == 12 + 3
+    second = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                        rollout_steps=2, warmup_steps=1)
+    tiny_trainer(path, max_steps=2).fit(second, data)
+    assert main(["collect", "--policy", "plan", "--episodes", "1", "--out", str(path / "x")]) == 2  # no world model
