@@ -17,7 +17,7 @@ import torch
 
 from control.cost import GoalCost
 from control.envs import make_env
-from control.evaluate import RandomAgent, run_episodes
+from control.evaluate import RandomAgent, episode_seed, run_episodes
 from control.mpc import LatentModel, MPCAgent, SimModel
 from control.planners import PLANNERS, make_planner
 from jepa.errors import ConfigError
@@ -55,7 +55,8 @@ def parser():
                    help="Mode-1 actor checkpoint (jepa fit of control.actor.ActorModule): adds the actor alone "
                         "(reactive) and each planner warm-started by the actor's imagined plan")
     p.add_argument("--cold_start", type=bool, default=True,
-                   help="with --actor: also run each planner without it (set false for the actor-only presets)")
+                   help="also run each planner with no actor and the plain cost (false: only the --actor and "
+                        "--energy rows, e.g. the seed_mode1_refine preset)")
     p.add_argument("--oracle", type=bool, default=True, help="also run each planner on the true simulator")
     p.add_argument("--random_policy", type=bool, default=True, help="also run a uniform random policy")
     p.add_argument("--rollout_data", type=str | None, default=None,
@@ -81,6 +82,23 @@ def rollout_errors(world_model, path: str, horizon: int, max_episodes: int = 200
                                               world_model.hparams.context)
     per_step = lambda pred: [float(v) for v in (pred - latents[:, 1:]).abs().mean((0, 2, 3))]  # noqa: E731
     return {"world_model": per_step(preds), "no_change": per_step(latents[:, :1].expand_as(preds))}
+
+
+@torch.no_grad()
+def cost_landscape(env, model, cost, horizon: int, seed: int, points: int = 21):
+    """Cost of every constant action on a points x points grid of [-1, 1]^2 held for `horizon` steps, from the
+    start of the episode `seed` (rows: action y); and the unit action pointing straight at the goal."""
+    import numpy as np
+
+    obs, info = env.reset(seed=seed)
+    state, goal = model.observe(obs, info), model.goal(env.goal_observation(), info)
+    axis = torch.linspace(-1, 1, points)
+    ay, ax = torch.meshgrid(axis, axis, indexing="ij")
+    actions = torch.stack([ax, ay], -1).reshape(-1, 1, 2).expand(-1, horizon, 2)
+    states = model.rollout(state[None], torch.zeros(0, 2), actions)
+    grid = cost(states, goal, actions).reshape(points, points).numpy()
+    towards = np.asarray(info["goal"], np.float64) - np.asarray(info["pos"], np.float64)
+    return grid, tuple(towards / max(np.abs(towards).max(), 1e-9))
 
 
 def main(argv: list[str]) -> int:
@@ -137,7 +155,7 @@ def main(argv: list[str]) -> int:
         actor = trained.actor
         agents.append(("actor alone (world model)", lambda seed: ActorAgent(LatentModel(wm), actor)))
     for name in cfg.planners:
-        if actor is None or cfg.cold_start:
+        if cfg.cold_start or (actor is None and energy is None):
             agents.append((f"{name} (world model)", lambda seed, name=name: MPCAgent(
                 LatentModel(wm), planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start)))
         if actor is not None:
@@ -161,11 +179,21 @@ def main(argv: list[str]) -> int:
         record["complete"] = label == agents[-1][0]
         write_json(out / "results.json", record)
 
-    from control.plots import plot_episodes, plot_rollout_error
+    from control.plots import plot_cost_landscape, plot_episodes, plot_pareto, plot_rollout_error
 
     main_name = next(k for k in results if k.startswith(cfg.planners[0]) and k.endswith("(world model)"))
     record["plots"] = {"episodes": str(plot_episodes(results[main_name]["shown"], out / "episodes.png",
                                                      f"{main_name} on held-out layouts"))}
+    record["plots"]["pareto"] = str(plot_pareto(results, out / "pareto.png"))
+    costs = {"cost": cost}
+    if energy is not None:
+        costs["energy"] = lambda states, goal, actions: energy.energy(states).sum(1)
+    for name, fn in costs.items() if action_dim == 2 else ():
+        grid, towards = cost_landscape(env, LatentModel(energy_wm if name == "energy" else wm), fn, cfg.horizon,
+                                       episode_seed(cfg.seeds[0], 0))
+        record["plots"][f"{name}_landscape"] = str(plot_cost_landscape(
+            grid, out / f"{name}_landscape.png", f"{name} of a constant action held {cfg.horizon} steps\n(first "
+            "evaluation episode's start; x = straight towards the goal)", towards))
     if cfg.rollout_data:
         errors = rollout_errors(wm, cfg.rollout_data, cfg.horizon)
         record["rollout_l1_by_horizon"] = errors

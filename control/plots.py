@@ -1,4 +1,6 @@
-"""PNG plots of planning runs: a few episodes (first frame, path, goal) and latent rollout error against horizon."""
+"""PNG plots of planning runs: a few episodes (first frame, path, goal), latent rollout error against horizon,
+success against predictor calls per planning step (the planners' Pareto front) and the cost landscape around a
+goal (cost over a 2-D grid of actions)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,4 +61,51 @@ def plot_rollout_error(errors: dict[str, list[float]], path: str | Path) -> Path
     ax.set_ylabel("latent L1 error")
     ax.set_title("world model: rollout error against horizon", fontsize=10)
     ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
+
+
+def plot_pareto(results: dict[str, dict], path: str | Path) -> Path:
+    """Success (Wilson 95 % bars) against predictor steps per planning step, one point per agent; agents that
+    never call the predictor (random policy, the actor alone) sit at 1 on the log axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for name, r in results.items():
+        x = max(1.0, r["predictor_steps_per_plan"])
+        lo, hi = r["wilson95"]
+        marker = "s" if "oracle" in name else "o"
+        ax.errorbar([x], [r["success"]], yerr=[[r["success"] - lo], [hi - r["success"]]], fmt=marker, capsize=3,
+                    label=name)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("predictor steps per planning step (log)")
+    ax.set_ylabel("success (Wilson 95 %)")
+    ax.set_title("success against compute", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return _save(fig, Path(path))
+
+
+def plot_cost_landscape(costs: np.ndarray, path: str | Path, title: str, best: tuple[float, float] | None = None) -> Path:
+    """costs [G, G] over actions (a_x, a_y) in [-1, 1]^2 (rows: a_y); the cheapest grid action marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.8))
+    im = ax.imshow(costs, origin="lower", extent=(-1, 1, -1, 1), cmap="viridis")
+    fig.colorbar(im, ax=ax, label="cost")
+    iy, ix = np.unravel_index(np.argmin(costs), costs.shape)
+    grid = np.linspace(-1, 1, costs.shape[0])
+    ax.plot(grid[ix], grid[iy], "r*", ms=12, label="cheapest")
+    if best is not None:
+        ax.plot(*best, "wx", ms=10, label="towards the goal (true)")
+    ax.set_xlabel("action x")
+    ax.set_ylabel("action y")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
     return _save(fig, Path(path))

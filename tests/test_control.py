@@ -302,6 +302,7 @@ def test_jepa_plan_end_to_end(tiny_control):
                                       "mppi (world model)", "mppi (oracle simulator)"}
     assert len(record["rollout_l1_by_horizon"]["world_model"]) == len(record["rollout_l1_by_horizon"]["no_change"]) == 4
     assert (path / "plan" / "episodes.png").stat().st_size > 0 and (path / "plan" / "rollout_error.png").is_file()
+    assert (path / "plan" / "pareto.png").is_file() and (path / "plan" / "cost_landscape.png").is_file()
     # a world model trained for 2-D actions refuses an environment with a different action size: checked by name
     code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--episodes", "1", "--seeds", "[0]"])
     assert code == 2  # the 16x16 encoder does not fit the default 64x64 frames: a clear error, not a crash

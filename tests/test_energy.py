@@ -93,3 +93,4 @@ def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint):
     assert code == 0
     results = json.loads((path / "plan" / "results.json").read_text())["results"]
     assert set(results) == {"cem (world model)", "cem, lambda 0.5 * E (world model)"}
+    assert (path / "plan" / "energy_landscape.png").is_file()
