@@ -190,5 +190,9 @@ def load_world_model(path: str, encoder_ckpt: str | None = None) -> WorldModel:
         hparams["encoder_ckpt"] = encoder_ckpt
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
     model = WorldModel(**hparams)
+    # loaded inside another module built by LightningCLI (an actor, an energy), save_hyperparameters() records that
+    # module's config instead of these: put the world model's own back
+    model.hparams.clear()
+    model.hparams.update(hparams)
     load_strict(model, strip_prefixes(ckpt["state_dict"]), str(path))
     return model.eval()

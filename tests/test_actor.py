@@ -105,3 +105,21 @@ def test_jepa_plan_with_an_actor(tiny_control):
     assert set(results) == {"actor alone (world model)", "cem + actor warm start (world model)"}
     assert results["actor alone (world model)"]["plans"] == 4  # one actor call per step, no planning
     assert results["actor alone (world model)"]["rollouts_per_plan"] == 0
+
+
+def test_jepa_fit_trains_an_actor_from_the_command_line(tiny_control):
+    """Through LightningCLI the nested world model must keep its own hyperparameters (action_dim, context)."""
+    from control.actor import load_actor
+    from jepa.cli import main
+
+    path, _, _ = tiny_control
+    code = main(["fit", "--model", "control.actor.ActorModule", "--model.world_model", str(path / "wm.ckpt"),
+                 "--model.horizon", "2", "--model.hidden", "8", "--data", "control.LatentTrajectoryDataModule",
+                 "--data.train_dir", str(path / "train"), "--data.window", "3", "--data.batch_size", "8",
+                 "--data.gate_min_r2", "0", "--data.cache_dir", str(path / "cache"), "--trainer.max_steps", "2",
+                 "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                 "--trainer.default_root_dir", str(path / "cli_actor")])
+    assert code == 0
+    ckpt = next((path / "cli_actor").rglob("*.ckpt"))
+    actor = load_actor(str(ckpt))
+    assert actor.wm.hparams.action_dim == 2 and actor.wm.hparams.context == 2
