@@ -179,7 +179,12 @@ def main(argv: list[str]) -> int:
         record["complete"] = label == agents[-1][0]
         write_json(out / "results.json", record)
 
-    from control.plots import plot_cost_landscape, plot_episodes, plot_pareto, plot_rollout_error
+    from control.plots import (
+        plot_cost_landscape,
+        plot_episodes,
+        plot_pareto,
+        plot_rollout_error,
+    )
 
     main_name = next(k for k in results if k.startswith(cfg.planners[0]) and k.endswith("(world model)"))
     record["plots"] = {"episodes": str(plot_episodes(results[main_name]["shown"], out / "episodes.png",

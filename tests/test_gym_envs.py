@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from control.collect import collect
+from control.cost import GoalCost
 from control.envs import make_env
 from control.evaluate import run_episodes
 from control.mpc import LatentModel, MPCAgent
 from control.planners import CEM
-from control.cost import GoalCost
 
 pytest.importorskip("gymnasium")
 REQUIRES = {"point_maze": "gymnasium_robotics", "reacher": "mujoco", "push_t": "gym_pusht"}
