@@ -8,8 +8,6 @@ from ijepa.masks import Masks, MultiBlockMaskSampler
 from jepa.errors import ConfigError
 from jepa.masking import apply_masks
 from jepa.module import JEPAModule
-from jepa.seeding import key_seed
-from jepa.sigreg import sigreg
 from jepa.vit import Predictor, VisionTransformer
 
 
@@ -109,11 +107,4 @@ class IJEPA(JEPAModule):
         z = self.encoder(x, masks.context)
         pred = self.predictor(z, masks.context, targets)
         loss = F.smooth_l1_loss(pred.float(), h.float())
-        if self.hparams.sigreg_weight > 0:
-            step = self.trainer.global_step if self._trainer is not None else 0
-            g = torch.Generator().manual_seed(key_seed(self.mask_seed, step, 0x5167))  # same directions on every rank
-            reg = sigreg(z.mean(1), self.hparams.sigreg_slices, g)
-            if self._trainer is not None and self.training:
-                self.log("train/sigreg", reg)
-            loss = loss + self.hparams.sigreg_weight * reg
-        return loss, full
+        return self.add_sigreg(loss, [z]), full

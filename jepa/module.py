@@ -19,6 +19,7 @@ from jepa.errors import ConfigError
 from jepa.metrics import feature_std, rankme
 from jepa.schedules import JEPASchedule, linear
 from jepa.seeding import key_seed
+from jepa.sigreg import sigreg
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -96,6 +97,23 @@ class JEPAModule(L.LightningModule):
         return self.trainer.global_step * accumulate + batch_idx % accumulate
 
     # ---- steps --------------------------------------------------------------------------------------------------
+    def add_sigreg(self, loss: torch.Tensor, context_tokens: list[torch.Tensor]) -> torch.Tensor:
+        """loss + hparams.sigreg_weight x SIGReg (LeJEPA) of the context encoder's average-pooled embeddings,
+        averaged over `context_tokens` (one [B, N, D] per mask configuration); directions keyed by (mask_seed,
+        step), the same on every rank. A weight of 0 (the papers' recipes) returns the loss unchanged."""
+        weight = self.hparams.get("sigreg_weight", 0.0)
+        if weight <= 0:
+            return loss
+        step = self.trainer.global_step if self._trainer is not None else 0
+        reg = 0.0
+        for z in context_tokens:
+            g = torch.Generator().manual_seed(key_seed(self.mask_seed, step, 0x5167))
+            reg = reg + sigreg(z.mean(1), self.hparams.sigreg_slices, g)
+        reg = reg / len(context_tokens)
+        if self._trainer is not None and self.training:
+            self.log("train/sigreg", reg)
+        return loss + weight * reg
+
     def training_step(self, batch, batch_idx: int):
         masks = self.masks_for(batch, self.micro_step(batch_idx), self.global_rank)
         loss, target_tokens = self.jepa_loss(batch, masks)

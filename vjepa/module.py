@@ -28,6 +28,8 @@ class VJEPA(JEPAModule):
             predictor gets one zero-initialised mask token per configuration.
         lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay, ema_momentum, betas, mask_seed,
         monitor_every, max_nonfinite_steps: as in ijepa.IJEPA (paper: EMA 0.998 -> 1, LR 2e-4 -> 6.25e-4 -> 1e-6).
+        sigreg_weight, sigreg_slices: as in ijepa.IJEPA (SIGReg of each configuration's pooled context embeddings,
+            averaged; 0 = the paper's recipe).
     """
 
     def __init__(
@@ -56,7 +58,12 @@ class VJEPA(JEPAModule):
         mask_seed: int = 0,
         monitor_every: int = 50,
         max_nonfinite_steps: int = 5,
+        sigreg_weight: float = 0.0,
+        sigreg_slices: int = 256,
     ) -> None:
+        if sigreg_weight < 0 or sigreg_slices < 1:
+            raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got "
+                              f"{sigreg_weight} and {sigreg_slices}")
         if predictor_embed_dim % num_heads:
             raise ConfigError(f"model.predictor_embed_dim {predictor_embed_dim} must be divisible by model.num_heads "
                               f"{num_heads} (the predictor uses the encoder's head count)")
@@ -97,9 +104,10 @@ class VJEPA(JEPAModule):
         with torch.no_grad():
             full = self.target_encoder(x)
             h = F.layer_norm(full, (full.size(-1),))
-        losses = []
+        losses, contexts = [], []
         for i, m in enumerate(masks):
             z = self.encoder(x, m.context)
             pred = self.predictor(z, m.context, [m.target], mask_index=i)
             losses.append(F.l1_loss(pred.float(), apply_masks(h, m.target).float()))
-        return torch.stack(losses).mean(), full
+            contexts.append(z)
+        return self.add_sigreg(torch.stack(losses).mean(), contexts), full
