@@ -40,3 +40,19 @@ def test_ijepa_adds_sigreg_only_when_asked():
     base, _ = plain.jepa_loss(x, masks)
     with_reg, _ = reg.jepa_loss(x, masks)
     assert with_reg > base + 0.1  # a freshly initialised encoder is far from an isotropic Gaussian
+
+
+def test_vjepa_adds_sigreg_only_when_asked():
+    from vjepa import VJEPA, MultiBlock3DMaskSampler
+
+    args = dict(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, in_chans=1, embed_dim=32, depth=1, num_heads=2,
+                predictor_embed_dim=16, predictor_depth=1, mask_sampler=MultiBlock3DMaskSampler())
+    torch.manual_seed(0)
+    plain = VJEPA(**args)
+    reg = VJEPA(**args, sigreg_weight=0.5, sigreg_slices=32)
+    reg.load_state_dict(plain.state_dict())
+    x = torch.rand(8, 4, 1, 16, 16)
+    masks = plain.sample_masks(x, torch.Generator().manual_seed(0))
+    base, _ = plain.jepa_loss(x, masks)
+    with_reg, _ = reg.jepa_loss(x, masks)
+    assert with_reg > base + 0.1
