@@ -33,6 +33,10 @@ class GoalActor(nn.Module):
             layers += [nn.Linear(width, hidden), nn.GELU()]
             width = hidden
         self.mlp = nn.Sequential(*layers, nn.Linear(width, action_dim))
+        # starts by standing still, where tanh's gradient is largest (with a random output layer the two-rooms actor
+        # ended saturated: one constant action for every state and goal, README "Control")
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
         self.action_dim = action_dim
 
     def forward(self, state: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
