@@ -4,8 +4,8 @@ predicted states are artefacts of the model.
 
 Training (per-sample hinge, not the seed's degenerate batch-mean one): every observed state s^+ of a window is
 paired with negatives made from the same window: s^- imagined by the frozen predictor from the window's first
-frame under random actions (as many steps as s^+ is from that frame), and s^+ with its tokens shuffled across
-positions (the same token values in impossible places). loss = mean_i relu(margin + E(s^+_i) - E(s^-_i)).
+frame under other actions (another window's, or uniform random ones; as many steps as s^+ is from that frame),
+and s^+ with its tokens shuffled across positions (the same token values in impossible places). loss = mean_i relu(margin + E(s^+_i) - E(s^-_i)).
 AUROC of E (observed vs imagined, observed vs shuffled) is logged on the validation windows.
 
     jepa fit --config configs/control/two_rooms_energy.yaml         # E on the frozen world model
@@ -69,14 +69,19 @@ class EnergyModule(L.LightningModule):
         margin: hinge margin.
         hinge_weight: weight of the hinge in the loss (the seed's joint step: 0.5).
         train_predictor: the joint step; otherwise the world model stays frozen and only E learns.
+        negative_actions: the actions of the imagined negatives: "shuffled" (another window's, default) or
+            "uniform" in the bounds (on two-rooms E then learned that observed states lie further from the start
+            than random-action ones, README "Control").
         lr: AdamW learning rate (cosine decay to 0 over max_steps).
         weight_decay: AdamW weight decay.
     """
 
     def __init__(self, world_model: str, hidden: int = 256, depth: int = 2, margin: float = 1.0,
-                 hinge_weight: float = 1.0, train_predictor: bool = False, lr: float = 1e-3,
-                 weight_decay: float = 0.01) -> None:
+                 hinge_weight: float = 1.0, train_predictor: bool = False, negative_actions: str = "shuffled",
+                 lr: float = 1e-3, weight_decay: float = 0.01) -> None:
         super().__init__()
+        if negative_actions not in ("shuffled", "uniform"):
+            raise ConfigError(f"model.negative_actions must be 'shuffled' or 'uniform', got {negative_actions!r}")
         if margin <= 0 or hinge_weight <= 0:
             raise ConfigError(f"model.margin and model.hinge_weight must be > 0, got {margin}, {hinge_weight}")
         self.save_hyperparameters()
@@ -90,9 +95,12 @@ class EnergyModule(L.LightningModule):
         return self.wm.frozen_encoder
 
     def negatives(self, latents: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Imagined (random actions from the first frame) and token-shuffled versions of latents[:, 1:]."""
+        """Imagined (other actions from the first frame) and token-shuffled versions of latents[:, 1:]."""
         with torch.no_grad():
-            random_actions = torch.rand_like(actions) * 2 - 1
+            if self.hparams.negative_actions == "uniform":
+                random_actions = torch.rand_like(actions) * 2 - 1
+            else:  # another window's actions: the data's own action statistics, so E cannot tell by how far they go
+                random_actions = actions.roll(1, 0)
             imagined = self.wm.predictor.rollout(latents[:, :1], actions[:, :0], random_actions,
                                                  self.wm.hparams.context)
         return {"imagined": imagined, "shuffled": shuffle_tokens(latents[:, 1:])}

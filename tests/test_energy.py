@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from control.cost import GoalCost
 from control.energy import Energy, auroc, shuffle_tokens
+from jepa.errors import ConfigError
 
 
 def test_auroc_is_the_pairwise_ranking_probability():
@@ -62,8 +63,8 @@ def test_energy_term_enters_the_cost():
     assert torch.equal(GoalCost(energy=energy, energy_weight=0.0)(states, goal, actions), torch.zeros(3))
 
 
-@pytest.mark.parametrize("joint", [False, True])
-def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint):
+@pytest.mark.parametrize("joint,negative_actions", [(False, "uniform"), (True, "shuffled")])
+def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint, negative_actions):
     from conftest import tiny_trainer
 
     from control import LatentTrajectoryDataModule
@@ -71,7 +72,10 @@ def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint):
     from jepa.cli import main
 
     path, _, _ = tiny_control
-    model = EnergyModule(str(path / "wm.ckpt"), hidden=16, train_predictor=joint, hinge_weight=0.5)
+    model = EnergyModule(str(path / "wm.ckpt"), hidden=16, train_predictor=joint, hinge_weight=0.5,
+                         negative_actions=negative_actions)
+    with pytest.raises(ConfigError, match="negative_actions"):
+        EnergyModule(str(path / "wm.ckpt"), negative_actions="gaussian")
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
                                       gate_min_r2=0.0, cache_dir=str(path / "cache"))
     predictor = [p.clone() for p in model.wm.predictor.parameters()]
