@@ -144,9 +144,8 @@ class PointMaze(_MujocoAdapter):
         import gymnasium_robotics
 
         gym.register_envs(gymnasium_robotics)
-        self.wrapped = gym.make(f"PointMaze_{maze}-v3", render_mode="rgb_array", width=img_size, height=img_size,
-                                continuing_task=True)
-        self.env = self.wrapped.unwrapped
+        self.env = gym.make(f"PointMaze_{maze}-v3", render_mode="rgb_array", width=img_size, height=img_size,
+                            continuing_task=True).unwrapped
         side = max(len(self.env.maze.maze_map), len(self.env.maze.maze_map[0])) * self.env.maze.maze_size_scaling
         super().__init__(img_size, action_repeat, max_steps,
                          {"distance": 1.25 * side, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)})
@@ -174,8 +173,7 @@ class Reacher(_MujocoAdapter):
     def __init__(self, img_size: int = 64, action_repeat: int = 2, max_steps: int = 25, success_radius: float = 0.02,
                  **_) -> None:
         gym = _gymnasium()
-        self.wrapped = gym.make("Reacher-v5", render_mode="rgb_array", width=img_size, height=img_size)
-        self.env = self.wrapped.unwrapped
+        self.env = gym.make("Reacher-v5", render_mode="rgb_array", width=img_size, height=img_size).unwrapped
         self.success_radius = success_radius
         self.success_rule = f"final fingertip-target distance < {success_radius}"
         super().__init__(img_size, action_repeat, max_steps,
@@ -215,7 +213,6 @@ class PushT(GymAdapter):
                             observation_height=img_size).unwrapped
 
         self.env, self.goal_env, self.reach = make(), make(), reach
-        self.wrapped = self.env
         super().__init__(img_size, action_repeat, max_steps)
 
     def env_action(self, action: np.ndarray) -> np.ndarray:
