@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from control.cost import GoalCost
-from control.world_model import adamw_cosine, load_world_model
+from control.world_model import adamw_cosine, load_module, load_world_model
 from jepa.errors import ConfigError
 
 
@@ -109,15 +109,7 @@ class ActorModule(L.LightningModule):
 
 def load_actor(path: str) -> ActorModule:
     """A trained actor (strict, weights_only); its world model is re-read from the path it was trained with."""
-    from jepa.checkpoint import load_checkpoint, load_strict, strip_prefixes
-
-    ckpt = load_checkpoint(path)
-    hparams = dict(ckpt.get("hyper_parameters") or {})
-    if "world_model" not in hparams or "state_dict" not in ckpt:
-        raise ConfigError(f"{path} is not an actor checkpoint of this project (no world_model hyperparameter)")
-    model = ActorModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
-    load_strict(model, strip_prefixes(ckpt["state_dict"]), str(path))
-    return model.eval()
+    return load_module(path, ActorModule, "an actor", ("world_model",))
 
 
 class ActorAgent:

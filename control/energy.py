@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from control.world_model import adamw_cosine, load_world_model
+from control.world_model import adamw_cosine, load_module, load_world_model
 from jepa.errors import ConfigError
 
 
@@ -144,12 +144,4 @@ class EnergyModule(L.LightningModule):
 
 def load_energy(path: str) -> EnergyModule:
     """A trained energy module (strict, weights_only); with the joint step its predictor is the trained one."""
-    from jepa.checkpoint import load_checkpoint, load_strict, strip_prefixes
-
-    ckpt = load_checkpoint(path)
-    hparams = dict(ckpt.get("hyper_parameters") or {})
-    if "world_model" not in hparams or "state_dict" not in ckpt or "margin" not in hparams:
-        raise ConfigError(f"{path} is not an energy checkpoint of this project")
-    model = EnergyModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
-    load_strict(model, strip_prefixes(ckpt["state_dict"]), str(path))
-    return model.eval()
+    return load_module(path, EnergyModule, "an energy", ("world_model", "margin"))

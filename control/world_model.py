@@ -177,22 +177,29 @@ def adamw_cosine(params, lr: float, weight_decay: float, trainer=None, warmup_st
                                                "interval": "step"}}
 
 
-def load_world_model(path: str, encoder_ckpt: str | None = None) -> WorldModel:
-    """A trained world model, strictly loaded with weights_only=True. The encoder's architecture is read from
-    `encoder_ckpt` (default: the path it was trained with); its weights come from the world model's checkpoint."""
+def load_module(path: str, cls, what: str, required: tuple[str, ...], **overrides):
+    """A control LightningModule rebuilt from its checkpoint's hyperparameters (with `overrides`) and strictly
+    loaded with weights_only=True; `required` hyperparameters tell this project's checkpoints of `cls` apart."""
     from jepa.checkpoint import load_checkpoint, load_strict, strip_prefixes
 
     ckpt = load_checkpoint(path)
     hparams = dict(ckpt.get("hyper_parameters") or {})
-    if "encoder_ckpt" not in hparams or "state_dict" not in ckpt:
-        raise ConfigError(f"{path} is not a world-model checkpoint of this project (no encoder_ckpt hyperparameter)")
-    if encoder_ckpt:
-        hparams["encoder_ckpt"] = encoder_ckpt
-    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    model = WorldModel(**hparams)
+    missing = [k for k in required if k not in hparams]
+    if missing or "state_dict" not in ckpt:
+        raise ConfigError(f"{path} is not {what} checkpoint of this project (no "
+                          f"{missing[0] + ' hyperparameter' if missing else 'state_dict'})")
+    hparams = {k: v for k, v in {**hparams, **overrides}.items() if not k.startswith("_")}
+    model = cls(**hparams)
     # loaded inside another module built by LightningCLI (an actor, an energy), save_hyperparameters() records that
-    # module's config instead of these: put the world model's own back
+    # module's config instead of these: put the module's own back
     model.hparams.clear()
     model.hparams.update(hparams)
     load_strict(model, strip_prefixes(ckpt["state_dict"]), str(path))
     return model.eval()
+
+
+def load_world_model(path: str, encoder_ckpt: str | None = None) -> WorldModel:
+    """A trained world model, strictly loaded with weights_only=True. The encoder's architecture is read from
+    `encoder_ckpt` (default: the path it was trained with); its weights come from the world model's checkpoint."""
+    overrides = {"encoder_ckpt": encoder_ckpt} if encoder_ckpt else {}
+    return load_module(path, WorldModel, "a world-model", ("encoder_ckpt",), **overrides)
