@@ -119,7 +119,8 @@ class _MujocoAdapter(GymAdapter):
 
         env = self.mujoco_env
         qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
-        env.data.qpos[: len(self.goal_joints())] = self.goal_joints()
+        joints = self.goal_joints()
+        env.data.qpos[: len(joints)] = joints
         env.data.qvel[:] = 0
         mujoco.mj_forward(env.model, env.data)
         frame = self.render()
