@@ -22,6 +22,12 @@ from jepa.seeding import key_seed
 from jepa.sigreg import sigreg
 
 
+def check_sigreg(weight: float, slices: int) -> None:
+    """The SIGReg settings every JEPA module takes (model.sigreg_weight, model.sigreg_slices)."""
+    if weight < 0 or slices < 1:
+        raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got {weight} and {slices}")
+
+
 class NonFiniteTrainingError(RuntimeError):
     """Too many consecutive steps had a NaN/inf loss or gradient; the message says what to do."""
 
@@ -105,10 +111,9 @@ class JEPAModule(L.LightningModule):
         if weight <= 0:
             return loss
         step = self.trainer.global_step if self._trainer is not None else 0
-        reg = 0.0
-        for z in context_tokens:
-            g = torch.Generator().manual_seed(key_seed(self.mask_seed, step, 0x5167))
-            reg = reg + sigreg(z.mean(1), self.hparams.sigreg_slices, g)
+        key, reg = key_seed(self.mask_seed, step, 0x5167), 0.0
+        for z in context_tokens:  # the same directions for every configuration
+            reg = reg + sigreg(z.mean(1), self.hparams.sigreg_slices, torch.Generator().manual_seed(key))
         reg = reg / len(context_tokens)
         if self._trainer is not None and self.training:
             self.log("train/sigreg", reg)

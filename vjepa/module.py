@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from jepa.errors import ConfigError
 from jepa.masking import apply_masks
-from jepa.module import JEPAModule
+from jepa.module import JEPAModule, check_sigreg
 from jepa.vit import Predictor, VisionTransformer
 from vjepa.masks import MultiBlock3DMaskSampler, VideoMasks
 
@@ -61,9 +61,7 @@ class VJEPA(JEPAModule):
         sigreg_weight: float = 0.0,
         sigreg_slices: int = 256,
     ) -> None:
-        if sigreg_weight < 0 or sigreg_slices < 1:
-            raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got "
-                              f"{sigreg_weight} and {sigreg_slices}")
+        check_sigreg(sigreg_weight, sigreg_slices)
         if predictor_embed_dim % num_heads:
             raise ConfigError(f"model.predictor_embed_dim {predictor_embed_dim} must be divisible by model.num_heads "
                               f"{num_heads} (the predictor uses the encoder's head count)")
