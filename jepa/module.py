@@ -13,12 +13,14 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from jepa.ema import ema_update
 from jepa.errors import ConfigError
 from jepa.metrics import feature_std, rankme
 from jepa.schedules import JEPASchedule, linear
 from jepa.seeding import key_seed
+from jepa.sharding import shard_jepa
 from jepa.sigreg import sigreg
 
 
@@ -156,6 +158,15 @@ class JEPAModule(L.LightningModule):
                     f"{t.accumulate_grad_batches} accumulation (no automatic LR scaling)"
                 )
 
+    # ---- FSDP2: under ModelParallelStrategy Lightning hands over a device mesh; otherwise nothing to do ----------
+    def configure_model(self) -> None:
+        mesh = self._device_mesh
+        if mesh is None:
+            return
+        if mesh["tensor_parallel"].size() != 1:
+            raise ConfigError("JEPA modules shard over data parallelism only: set the strategy's tensor_parallel_size=1")
+        shard_jepa(self.encoder, self.target_encoder, self.predictor, mesh["data_parallel"])
+
     # ---- optimiser, schedules, EMA --------------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:
@@ -209,8 +220,13 @@ class JEPAModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not self._skip_step and grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-            self.note_nonfinite("gradient")  # DDP gradients are already reduced: every rank agrees
+        if not self._skip_step and grads:
+            sharded = isinstance(grads[0], DTensor)  # FSDP: each rank checks its shard, then all ranks agree
+            bad = (~torch.stack([torch.isfinite(g.to_local() if sharded else g).all() for g in grads]).all()).float()
+            if sharded:
+                bad = self.trainer.strategy.reduce(bad, reduce_op="max")
+            if bool(bad):
+                self.note_nonfinite("gradient")  # DDP gradients are already reduced: every rank agrees
         if self._skip_step:
             optimizer.zero_grad(set_to_none=True)  # AdamW skips parameters without gradients
 

@@ -1,4 +1,4 @@
-"""DDP equivalence: one 2-process step on 2 x B samples == one single-process step on the mean of the two ranks'
+"""DDP and FSDP2 equivalence: one 2-process step on 2 x B samples == one single-process step on the mean of the two ranks'
 losses with the same samples and masks."""
 import os
 import socket
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ijepa import IJEPA
+from jepa.checkpoint import load_checkpoint
 from tests.conftest import TinyData, tiny_model, tiny_trainer, tiny_vjepa
 from vjepa import VJEPA
 
@@ -43,12 +44,13 @@ class TwoRanksInOneVideo(TwoRanksInOneMixin, VJEPA):
     pass
 
 
-@pytest.mark.parametrize("family", ["ijepa", "vjepa"])
-def test_ddp_step_equals_single_process_mean(tmp_path, family):
+@pytest.mark.parametrize("family,strategy", [("ijepa", "ddp"), ("vjepa", "ddp"), ("ijepa", "fsdp"), ("vjepa", "fsdp")])
+def test_data_parallel_step_equals_single_process_mean(tmp_path, family, strategy):
+    """DDP, and FSDP2 with its sharded EMA update, give the weights of one process on both ranks' samples."""
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT)}
     env.pop("LOCAL_RANK", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_step.py"), str(tmp_path), family], env=env,
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_step.py"), str(tmp_path), family, strategy], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -73,4 +75,7 @@ def test_ddp_step_equals_single_process_mean(tmp_path, family):
     start = (tiny_vjepa if video else tiny_model)(seed=0).state_dict()
     changed = [k for k in ddp if k.startswith("target_encoder.") and not torch.equal(ddp[k], start[k])]
     assert changed, "the EMA did not move the target encoder"
+    if strategy == "fsdp":  # the checkpoint holds the gathered weights, in our ordinary single-file format
+        saved = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["state_dict"]
+        assert set(saved) == set(ddp) and all(torch.equal(saved[k], ddp[k]) for k in ddp)
 
