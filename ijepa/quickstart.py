@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
                    help="train for N epochs instead of the recipe's step count (lifts its max_steps)")
     p.add_argument("--max_steps", type=int, default=None, help="stop pretraining after N optimizer steps")
     p.add_argument("--limit_train", type=int, default=0, help="pretrain on the first N images only (0: all)")
-    p.add_argument("--protocols", default="avg,flat", help="probe protocols, comma-separated (avg, avg+2x2, flat)")
+    p.add_argument("--protocols", default="avg,avg+2x2",
+                   help="probe protocols, comma-separated (avg, avg+2x2, flat); flat adds ~2 min on 2 CPU cores")
     p.add_argument("--probe_train_limit", type=int, default=0, help="probe on N training images (0: all 60k)")
     p.add_argument("--probe_test_limit", type=int, default=0, help="score N test images (0: all 10k)")
     p.add_argument("--no_progress", action="store_true", help="hide the training progress bar")

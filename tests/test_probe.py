@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from eval.features import pixel_tokens, pool
-from eval.linear_probe import linear_probe
+from eval.linear_probe import _Shuffled, _train, linear_probe
 from jepa.checkpoint import load_strict, strip_prefixes
 from jepa.errors import ConfigError
 from jepa.vit import VisionTransformer
@@ -17,6 +17,19 @@ def test_linear_probe_learns_separable_classes_and_picks_on_validation():
     assert result.test_acc > 0.95
     assert set(result.val_acc) == {"lr=0.01,wd=0.0001", "lr=0.01,wd=0.001"}
     assert result.weight_decay in (1e-4, 1e-3)
+
+
+def test_sweep_heads_trained_in_one_pass_equal_heads_trained_alone():
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(300, 16, generator=g), torch.randint(0, 4, (300,), generator=g)
+    data = _Shuffled.of(x, y, seed=0)
+    settings = [(1e-2, 1e-4), (3e-3, 1e-1), (1e-2, 1e-1)]
+    together = _train(data, 4, settings, epochs=3, batch_size=64)
+    for setting, head in zip(settings, together):
+        alone = _train(data, 4, [setting], epochs=3, batch_size=64)[0]
+        torch.testing.assert_close(head.weight, alone.weight, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(head.bias, alone.bias, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(together[0].weight, together[1].weight)  # the settings really differ
 
 
 def test_linear_probe_on_noise_is_near_chance():
