@@ -6,6 +6,10 @@ actor picks a_t = A(s_t, g), the frozen predictor gives s_{t+1}, for `horizon` s
 cost of that imagined trajectory (goal distance summed over the horizon + mu ||a||^2), back-propagated through the
 predictor into the actor. Nothing but the actor learns.
 
+As an option (distill_weight > 0) the actor also imitates the planner: on episodes the planner drove (`jepa collect
+--policy plan`), A(s_t, g) regresses onto the planner's action a_t, with the window's last frame as the goal
+(hindsight relabelling, as in goal-conditioned behaviour cloning: where the planned trajectory did go from s_t).
+
     jepa fit --config configs/control/two_rooms_actor.yaml
 """
 from __future__ import annotations
@@ -57,6 +61,12 @@ def imagine(actor: GoalActor, predictor, history: torch.Tensor, history_actions:
     return torch.stack(frames[k:], 1), torch.stack(acts[k - 1 :], 1)
 
 
+def distill_loss(actor: GoalActor, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Imitation with hindsight goals: squared error between A(s_0, s_last) and the action a_0 the data took from
+    s_0, for windows of latents [B, W, N, D] and their actions [B, W-1, A]."""
+    return (actor(latents[:, 0], latents[:, -1]) - actions[:, 0]).pow(2).sum(-1).mean()
+
+
 class ActorModule(L.LightningModule):
     """Trains a GoalActor through a frozen world model on the summed goal cost of its imagined trajectories.
 
@@ -69,13 +79,20 @@ class ActorModule(L.LightningModule):
         action_weight: mu of the action-magnitude term.
         lr: AdamW learning rate (cosine decay to 0 over the trainer's max_steps).
         weight_decay: AdamW weight decay.
+        cost_weight: weight of the imagined goal cost (0: distillation only).
+        distill_weight: weight of the squared error to the data's actions (the planner's, on planned episodes),
+            with each window's last frame as the goal; 0 (default): no distillation.
     """
 
     def __init__(self, world_model: str, horizon: int = 12, hidden: int = 256, depth: int = 2, distance: str = "mse",
-                 action_weight: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.01) -> None:
+                 action_weight: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.01, cost_weight: float = 1.0,
+                 distill_weight: float = 0.0) -> None:
         super().__init__()
         if horizon < 1:
             raise ConfigError(f"model.horizon must be >= 1, got {horizon}")
+        if cost_weight < 0 or distill_weight < 0 or cost_weight + distill_weight == 0:
+            raise ConfigError(f"model.cost_weight and model.distill_weight must be >= 0 and not both 0, got "
+                              f"{cost_weight} and {distill_weight}")
         self.save_hyperparameters()
         self.wm = load_world_model(world_model).requires_grad_(False)
         enc = self.wm.frozen_encoder
@@ -95,13 +112,23 @@ class ActorModule(L.LightningModule):
                                   self.actor.action_dim), goal, self.hparams.horizon, self.wm.hparams.context)
         return self.cost(states, goal[:, None], actions).mean() / self.hparams.horizon
 
+    def losses(self, batch) -> dict[str, torch.Tensor]:
+        out = {}
+        if self.hparams.cost_weight > 0:
+            out["cost"] = self.loss(batch["latents"])
+        if self.hparams.distill_weight > 0:
+            out["distill"] = distill_loss(self.actor, batch["latents"], batch["actions"])
+        return out
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch["latents"])
-        self.log("train/cost", loss, prog_bar=True, batch_size=len(batch["latents"]))
-        return loss
+        parts = self.losses(batch)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, prog_bar=True, batch_size=len(batch["latents"]))
+        return sum(self.hparams[f"{name}_weight"] * value for name, value in parts.items())
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self.log("val/cost", self.loss(batch["latents"]), batch_size=len(batch["latents"]))
+        for name, value in self.losses(batch).items():
+            self.log(f"val/{name}", value, batch_size=len(batch["latents"]))
 
     def configure_optimizers(self):
         return adamw_cosine(self.actor.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer)

@@ -6,7 +6,7 @@ import json
 import torch
 from torch import nn
 
-from control.actor import GoalActor, imagine
+from control.actor import GoalActor, distill_loss, imagine
 from control.cost import GoalCost
 from control.mpc import LatentModel, MPCAgent
 from control.planners import CEM
@@ -42,6 +42,46 @@ def test_actor_improves_the_summed_goal_cost_over_its_initial_policy():
     with torch.no_grad():
         after = float(_toy_cost(actor, test_starts, test_goals))
     assert after < 0.5 * before
+
+
+def test_distillation_makes_the_actor_imitate_the_data_actions_towards_hindsight_goals():
+    torch.manual_seed(0)
+    actor = GoalActor(2, 1, 2, hidden=32)
+    g = torch.Generator().manual_seed(2)
+
+    def windows(n):  # a planner's action a_0 moved the state by 0.3 * a_0 (then nothing): the goal reveals a_0
+        start, act = torch.rand(n, 1, 2, generator=g), torch.rand(n, 2, generator=g) * 1.6 - 0.8
+        end = start + 0.3 * act[:, None]
+        return torch.stack([start, end, end], 1), torch.stack([act, torch.zeros_like(act)], 1)
+
+    test_latents, test_actions = windows(256)
+    with torch.no_grad():
+        before = float(distill_loss(actor, test_latents, test_actions))
+    opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = distill_loss(actor, *windows(64))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(distill_loss(actor, test_latents, test_actions))
+    assert after < 0.1 * before
+
+
+def test_actor_module_distills_only_when_asked(tiny_control):
+    import pytest
+
+    from control.actor import ActorModule
+    from jepa.errors import ConfigError
+
+    path, _, _ = tiny_control
+    with pytest.raises(ConfigError, match="cost_weight"):
+        ActorModule(str(path / "wm.ckpt"), cost_weight=0.0, distill_weight=0.0)
+    batch = {"latents": torch.randn(4, 3, 4, 32), "actions": torch.rand(4, 2, 2) * 2 - 1}
+    both = ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16, distill_weight=0.5).losses(batch)
+    only = ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16, cost_weight=0.0, distill_weight=1.0).losses(batch)
+    assert set(both) == {"cost", "distill"} and set(only) == {"distill"}
+    assert set(ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16).losses(batch)) == {"cost"}
 
 
 def _fit_actor(path):
