@@ -46,12 +46,15 @@ MODES = {
     "bf16": "bf16 autocast, AdamW(fused=True) on CUDA / foreach on CPU",
     "compile": "torch.compile(encoder, predictor), fp32 (bf16 autocast on CUDA), foreach/fused AdamW",
     "ckpt": "activation checkpointing in every block, fp32 (bf16 autocast on CUDA), foreach/fused AdamW",
+    "shared_ctx": "the predictor's shared-context option (a recipe change: context held once for all target "
+                  "blocks), fp32 (bf16 autocast on CUDA), foreach/fused AdamW",
 }
 
 
 def uses_bf16(mode: str, device: torch.device) -> bool:
-    """bf16 autocast: always in mode bf16; in compile / ckpt only on CUDA (this project's CPU has no native bf16)."""
-    return mode == "bf16" or (mode in ("compile", "ckpt") and device.type == "cuda")
+    """bf16 autocast: always in mode bf16; in the other non-fp32 modes only on CUDA (this project's CPU has no
+    native bf16)."""
+    return mode == "bf16" or (mode in ("compile", "ckpt", "shared_ctx") and device.type == "cuda")
 
 
 def build(size: str, img: int, patch: int, pred_dim: int, pred_depth: int, seed: int = 0):
@@ -81,6 +84,7 @@ class OurStep:
         if mode == "ckpt":
             self.enc.set_grad_checkpointing(True)
             self.pred.set_grad_checkpointing(True)
+        self.pred.shared_context = mode == "shared_ctx"
         self.enc_fn, self.pred_fn = self.enc, self.pred
         if mode == "compile":
             self.enc_fn, self.pred_fn = torch.compile(self.enc), torch.compile(self.pred)

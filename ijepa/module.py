@@ -40,6 +40,9 @@ class IJEPA(JEPAModule):
         sigreg_weight: add this times SIGReg (LeJEPA) of the context encoder's average-pooled embeddings to the
             loss (0: off, the I-JEPA recipe). Its directions are keyed by (mask_seed, step), like the masks.
         sigreg_slices: random directions of SIGReg.
+        predictor_shared_context: a recipe change, off in the paper's recipe: the predictor holds the context once
+            for all target blocks and the context stops attending to the mask tokens (jepa.vit.Predictor); fewer
+            predictor tokens per image (README, Performance, for its speed and probe A/B).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class IJEPA(JEPAModule):
         max_nonfinite_steps: int = 5,
         sigreg_weight: float = 0.0,
         sigreg_slices: int = 256,
+        predictor_shared_context: bool = False,
     ) -> None:
         check_sigreg(sigreg_weight, sigreg_slices)
         if predictor_embed_dim % num_heads:
@@ -75,7 +79,8 @@ class IJEPA(JEPAModule):
                 "(the predictor uses the encoder's head count)"
             )
         encoder = VisionTransformer(img_size, patch_size, in_chans, embed_dim, depth, num_heads, drop_path_rate=drop_path_rate)
-        predictor = Predictor(encoder.grid, embed_dim, predictor_embed_dim, predictor_depth, num_heads)
+        predictor = Predictor(encoder.grid, embed_dim, predictor_embed_dim, predictor_depth, num_heads,
+                              shared_context=predictor_shared_context)
         super().__init__(
             encoder, predictor, lr=lr, start_lr=start_lr, final_lr=final_lr, warmup_fraction=warmup_fraction,
             weight_decay=weight_decay, final_weight_decay=final_weight_decay, ema_momentum=ema_momentum,

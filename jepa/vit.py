@@ -41,12 +41,13 @@ def _blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path_ra
     )
 
 
-def run_block(block: nn.Module, x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
+def run_block(block: nn.Module, x: torch.Tensor, checkpointing: bool,
+              attn_mask: torch.Tensor | None = None) -> torch.Tensor:
     """A block, recomputed in the backward pass instead of storing its activations when checkpointing is on
     (activation checkpointing: less memory for ~1/3 more compute)."""
     if checkpointing and torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
-    return block(x)
+        return torch.utils.checkpoint.checkpoint(block, x, attn_mask, use_reentrant=False)
+    return block(x, attn_mask)
 
 
 def _init_weights(module: nn.Module, blocks: nn.ModuleList, std: float = 0.02) -> None:
@@ -181,6 +182,12 @@ class Predictor(nn.Module):
     I-JEPA: 2-D position embedding, one learned `mask_token`. V-JEPA (grid_t > 1 and/or num_mask_tokens >= 1):
     3-D position embedding and one zero-initialised token per mask configuration (`mask_tokens.i`), chosen by
     `mask_index` in forward.
+
+    shared_context=True is a recipe change (off by default, not the papers'): one sequence per image holds the
+    context once and every target block's mask tokens, under an attention mask where context tokens attend to the
+    context only and each block's mask tokens to the context and their own block. Blocks still never see each
+    other, but the context no longer attends to the mask tokens, so predictions differ from the paper's; the
+    predictor processes Kc + M*Kt tokens per image instead of M*(Kc + Kt).
     """
 
     def __init__(
@@ -195,8 +202,10 @@ class Predictor(nn.Module):
         grid_t: int = 1,
         uniform_power: bool = False,
         num_mask_tokens: int = 0,
+        shared_context: bool = False,
     ) -> None:
         super().__init__()
+        self.shared_context = shared_context
         self.predictor_embed = nn.Linear(embed_dim, predictor_embed_dim)
         if num_mask_tokens:
             self.mask_tokens = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, predictor_embed_dim))
@@ -224,11 +233,27 @@ class Predictor(nn.Module):
         b, n_ctx = ctx.shape[:2]
         pos = self.predictor_pos_embed.expand(b, -1, -1).to(ctx.dtype)
         x = self.predictor_embed(ctx) + apply_masks(pos, ctx_masks)
-        x = repeat_batch(x, len(tgt_masks))
         token = self.mask_tokens[mask_index % len(self.mask_tokens)] if hasattr(self, "mask_tokens") else self.mask_token
+        if self.shared_context:
+            return self._shared_context_forward(x, pos, token, tgt_masks)
+        x = repeat_batch(x, len(tgt_masks))
         queries = token.to(x.dtype) + apply_masks(pos, tgt_masks)
         x = torch.cat([x, queries], dim=1)
         for block in self.predictor_blocks:
             x = run_block(block, x, self.grad_checkpointing)
         x = self.predictor_norm(x[:, n_ctx:])
+        return self.predictor_proj(x)
+
+    def _shared_context_forward(self, x: torch.Tensor, pos: torch.Tensor, token: torch.Tensor,
+                                tgt_masks: list[torch.Tensor]) -> torch.Tensor:
+        b, n_ctx = x.shape[:2]
+        m, kt = len(tgt_masks), tgt_masks[0].shape[1]
+        queries = torch.cat([token.to(x.dtype) + apply_masks(pos, [t]) for t in tgt_masks], dim=1)  # [B, M*Kt, D]
+        x = torch.cat([x, queries], dim=1)
+        # group -1: context; group i: block i's mask tokens. A token sees the context and its own group.
+        group = torch.cat([torch.full((n_ctx,), -1), torch.arange(m).repeat_interleave(kt)]).to(x.device)
+        attn_mask = (group[None, :] == -1) | (group[:, None] == group[None, :])
+        for block in self.predictor_blocks:
+            x = run_block(block, x, self.grad_checkpointing, attn_mask)
+        x = self.predictor_norm(x[:, n_ctx:]).view(b, m, kt, -1).transpose(0, 1).reshape(m * b, kt, -1)
         return self.predictor_proj(x)

@@ -77,3 +77,27 @@ def test_predictor_each_target_block_is_its_own_sequence():
     # and the prediction depends on where the target is
     out3 = pred(ctx, ctx_idx, [t2, t1])
     assert not torch.allclose(out[:2], out3[:2])
+
+
+def test_shared_context_predictor_keeps_blocks_apart_and_holds_the_context_once():
+    torch.manual_seed(0)
+    pred = Predictor(grid=4, embed_dim=32, predictor_embed_dim=16, depth=2, num_heads=2, shared_context=True).eval()
+    with torch.no_grad():  # weights well away from the small init, so attention patterns matter
+        for p in pred.parameters():
+            p.normal_(0, 0.3)
+    ctx = torch.randn(2, 5, 32)
+    ctx_idx = torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])
+    t1, t2, t3 = torch.tensor([[10, 11], [12, 13]]), torch.tensor([[14, 15], [10, 11]]), torch.tensor([[2, 3], [4, 5]])
+    out = pred(ctx, ctx_idx, [t1, t2, t3])
+    assert out.shape == (6, 2, 32)  # mask-major, as without the option
+    # every block's prediction is what that block alone gets: blocks never see each other, the context is the same
+    for i, t in enumerate((t1, t2, t3)):
+        torch.testing.assert_close(out[2 * i : 2 * i + 2], pred(ctx, ctx_idx, [t]), atol=1e-5, rtol=1e-5)
+    # a recipe change: the context no longer attends to the mask tokens, so predictions differ from the paper's
+    pred.shared_context = False
+    assert (out - pred(ctx, ctx_idx, [t1, t2, t3])).abs().max() > 1e-2
+    # gradients flow as usual (the training path with activation checkpointing too)
+    pred.train().shared_context = True
+    pred.set_grad_checkpointing(True)
+    pred(ctx, ctx_idx, [t1, t2]).sum().backward()
+    assert pred.mask_token.grad is not None and pred.predictor_embed.weight.grad.abs().sum() > 0
