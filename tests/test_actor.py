@@ -26,45 +26,42 @@ def _toy_cost(actor: GoalActor, starts: torch.Tensor, goals: torch.Tensor) -> to
     return GoalCost()(states, goals[:, None], actions).mean()
 
 
-def test_actor_improves_the_summed_goal_cost_over_its_initial_policy():
-    torch.manual_seed(0)
-    actor = GoalActor(2, 1, 2, hidden=32)
-    g = torch.Generator().manual_seed(1)
-    test_starts, test_goals = torch.rand(256, 1, 2, generator=g), torch.rand(256, 1, 2, generator=g)
+def _loss_before_and_after(actor: GoalActor, loss_fn, test_batch, train_batch, steps: int) -> tuple[float, float]:
+    """loss_fn on a fixed test batch before and after `steps` Adam steps on fresh train_batch() draws."""
     with torch.no_grad():
-        before = float(_toy_cost(actor, test_starts, test_goals))
+        before = float(loss_fn(actor, *test_batch))
     opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
-    for _ in range(200):
-        loss = _toy_cost(actor, torch.rand(64, 1, 2, generator=g), torch.rand(64, 1, 2, generator=g))
+    for _ in range(steps):
+        loss = loss_fn(actor, *train_batch())
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        after = float(_toy_cost(actor, test_starts, test_goals))
+        return before, float(loss_fn(actor, *test_batch))
+
+
+def test_actor_improves_the_summed_goal_cost_over_its_initial_policy():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+
+    def starts_and_goals(n=64):
+        return torch.rand(n, 1, 2, generator=g), torch.rand(n, 1, 2, generator=g)
+
+    before, after = _loss_before_and_after(GoalActor(2, 1, 2, hidden=32), _toy_cost, starts_and_goals(256),
+                                           starts_and_goals, 200)
     assert after < 0.5 * before
 
 
 def test_distillation_makes_the_actor_imitate_the_data_actions_towards_hindsight_goals():
     torch.manual_seed(0)
-    actor = GoalActor(2, 1, 2, hidden=32)
     g = torch.Generator().manual_seed(2)
 
-    def windows(n):  # a planner's action a_0 moved the state by 0.3 * a_0 (then nothing): the goal reveals a_0
+    def windows(n=64):  # a planner's action a_0 moved the state by 0.3 * a_0 (then nothing): the goal reveals a_0
         start, act = torch.rand(n, 1, 2, generator=g), torch.rand(n, 2, generator=g) * 1.6 - 0.8
         end = start + 0.3 * act[:, None]
         return torch.stack([start, end, end], 1), torch.stack([act, torch.zeros_like(act)], 1)
 
-    test_latents, test_actions = windows(256)
-    with torch.no_grad():
-        before = float(distill_loss(actor, test_latents, test_actions))
-    opt = torch.optim.Adam(actor.parameters(), lr=3e-3)
-    for _ in range(300):
-        loss = distill_loss(actor, *windows(64))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        after = float(distill_loss(actor, test_latents, test_actions))
+    before, after = _loss_before_and_after(GoalActor(2, 1, 2, hidden=32), distill_loss, windows(256), windows, 300)
     assert after < 0.1 * before
 
 
