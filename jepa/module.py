@@ -213,19 +213,21 @@ class JEPAModule(L.LightningModule):
     # ---- non-finite losses and gradients --------------------------------------------------------------------------
     def all_ranks_finite(self, value: torch.Tensor) -> bool:
         """Whether value is finite on every rank (so all ranks skip together and DDP never waits on one)."""
-        bad = (~torch.isfinite(value)).any().float()
+        return not self.any_rank((~torch.isfinite(value)).any())
+
+    def any_rank(self, flag: torch.Tensor) -> bool:
+        """Whether a boolean flag is set on some rank (every rank gets the same answer)."""
+        flag = flag.float()
         if self.trainer is not None and self.trainer.world_size > 1:
-            bad = self.trainer.strategy.reduce(bad, reduce_op="max")
-        return not bool(bad)
+            flag = self.trainer.strategy.reduce(flag, reduce_op="max")
+        return bool(flag)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not self._skip_step and grads:
             sharded = isinstance(grads[0], DTensor)  # FSDP: each rank checks its shard, then all ranks agree
-            bad = (~torch.stack([torch.isfinite(g.to_local() if sharded else g).all() for g in grads]).all()).float()
-            if sharded:
-                bad = self.trainer.strategy.reduce(bad, reduce_op="max")
-            if bool(bad):
+            bad = ~torch.stack([torch.isfinite(g.to_local() if sharded else g).all() for g in grads]).all()
+            if self.any_rank(bad) if sharded else bool(bad):
                 self.note_nonfinite("gradient")  # DDP gradients are already reduced: every rank agrees
         if self._skip_step:
             optimizer.zero_grad(set_to_none=True)  # AdamW skips parameters without gradients
