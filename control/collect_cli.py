@@ -23,7 +23,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", default="cem", help="plan: planner name (default cem)")
     p.add_argument("--planner_options", default="{}", help="plan: planner keyword arguments as JSON")
     p.add_argument("--horizon", type=int, default=12, help="plan: planned steps (default 12)")
-    p.add_argument("--execute", type=int, default=4, help="plan: actions executed before replanning (default 4)")
+    p.add_argument("--execute", type=int, default=4, help="plan: planned actions executed before replanning (default 4)")
+    p.add_argument("--action_repeat", type=int, default=1, help="plan: env steps each planned action is held (default 1)")
     p.add_argument("--noise", type=float, default=0.0, help="plan: Gaussian exploration noise std (default 0)")
     p.add_argument("--episodes", type=int, default=600, help="episodes to collect (default 600)")
     p.add_argument("--steps", type=int, default=32, help="actions per episode (default 32)")
@@ -59,7 +60,7 @@ def planning_agent(args, env):
     wm = load_world_model(args.world_model)
     wm.frozen_encoder.check_frames(env.observation_shape)
     planner = make_planner(args.planner, args.horizon, len(env.action_low), seed=args.seed, **options)
-    return MPCAgent(LatentModel(wm), planner, GoalCost(), args.execute)
+    return MPCAgent(LatentModel(wm), planner, GoalCost(), args.execute, action_repeat=args.action_repeat)
 
 
 def main(argv: list[str]) -> int:
@@ -72,7 +73,8 @@ def main(argv: list[str]) -> int:
     if args.policy == "plan":
         agent = planning_agent(args, env)
         extra.update(world_model=args.world_model, planner=args.planner, planner_options=args.planner_options,
-                     horizon=args.horizon, execute=args.execute, noise=args.noise)
+                     horizon=args.horizon, execute=args.execute, action_repeat=args.action_repeat,
+                     noise=args.noise)
     samples = (trajectory_sample(f"ep{i:07d}", **traj) for i, traj in
                collect(env, args.policy, args.episodes, args.steps, args.seed, agent, args.noise))
     index = write_shards(samples, args.out, "collect", args.name, args.max_count, 1 << 31, total=args.episodes,

@@ -108,14 +108,20 @@ class WorkingMemory:
 
 
 class MPCAgent:
-    """Plan with `planner` on `model` under `cost`, execute `execute` actions, replan. Each plan starts from the
-    shifted previous plan (warm_start) or, given a Mode-1 `actor`, from the actions the actor takes in imagination."""
+    """Plan with `planner` on `model` under `cost`, execute `execute` planned actions, replan. Each plan starts from
+    the shifted previous plan (warm_start) or, given a Mode-1 `actor`, from the actions the actor takes in
+    imagination. With `action_repeat` r > 1 every planned action is held for r env steps (the CPU recipe of
+    DESIGN.md section 6): a plan of H actions looks H * r steps ahead for the same search dimension, and is scored
+    on the state at the end of each held action. A horizon long enough to go round the two-rooms wall is what
+    takes the summed goal distance out of its local minimum there (README, "Control")."""
 
     def __init__(self, model, planner: Planner, cost: GoalCost, execute: int = 4, history: int | None = None,
-                 warm_start: bool = True, actor=None) -> None:
+                 warm_start: bool = True, actor=None, action_repeat: int = 1) -> None:
+        if action_repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
         self.model, self.planner, self.cost, self.execute = model, planner, cost, execute
         self.history = history or model.context
-        self.warm, self.actor = warm_start, actor
+        self.warm, self.actor, self.repeat = warm_start, actor, action_repeat
         self.plan_seconds: list[float] = []
         self.rollouts: list[int] = []
 
@@ -124,8 +130,14 @@ class MPCAgent:
         self.memory = WorkingMemory(self.history)
         self.queue: list[torch.Tensor] = []
 
+    def held(self, actions: torch.Tensor) -> torch.Tensor:
+        """Planned actions [..., H, A] -> the env-step actions [..., H * r, A] they stand for."""
+        return actions.repeat_interleave(self.repeat, -2)
+
     def cost_fn(self, states: torch.Tensor, actions_between: torch.Tensor):
-        return lambda actions: self.cost(self.model.rollout(states, actions_between, actions), self.goal, actions)
+        r = self.repeat
+        return lambda actions: self.cost(
+            self.model.rollout(states, actions_between, self.held(actions))[:, r - 1::r], self.goal, actions)
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         self.memory.observe(self.model.observe(obs, info))
@@ -133,16 +145,17 @@ class MPCAgent:
             states, between = self.memory.history(self.planner.action_dim)
             start = time.perf_counter()
             if self.actor is not None:
-                init = self.model.actor_plan(self.actor, states, between, self.goal, self.planner.horizon)
+                init = self.model.actor_plan(self.actor, states, between, self.goal,
+                                             self.planner.horizon * self.repeat)[:: self.repeat]
             else:
                 init = self.memory.warm_start(self.execute) if self.warm else None
             plan = self.planner.plan(self.cost_fn(states, between), init)
             self.plan_seconds.append(time.perf_counter() - start)
             self.rollouts.append(plan.rollouts + (self.actor is not None))  # the actor's imagined rollout counts
             self.memory.plan = plan.actions
-            self.queue = list(plan.actions[: self.execute])
+            self.queue = list(self.held(plan.actions[: self.execute]))
             with torch.no_grad():
-                self.memory.expected = list(self.model.rollout(states, between, plan.actions[None, : self.execute])[0])
+                self.memory.expected = list(self.model.rollout(states, between, torch.stack(self.queue)[None])[0])
         action = self.queue.pop(0)
         self.memory.did(action)
         return action.numpy()

@@ -39,7 +39,9 @@ def parser():
     p.add_argument("--planner_options", type=dict, default={},
                    help="per-planner keyword arguments, e.g. {cem: {samples: 256, iterations: 4}}")
     p.add_argument("--horizon", type=int, default=12, help="planned steps")
-    p.add_argument("--execute", type=int, default=4, help="actions executed before replanning")
+    p.add_argument("--execute", type=int, default=4, help="planned actions executed before replanning")
+    p.add_argument("--action_repeat", type=int, default=1,
+                   help="env steps each planned action is held for: the plan looks horizon x action_repeat steps ahead")
     p.add_argument("--warm_start", type=bool, default=True, help="start each plan from the shifted previous one")
     p.add_argument("--distance", type=str, default="mse", help="latent goal distance: mse or l1")
     p.add_argument("--cost_mode", type=str, default="sum", help="sum over the horizon, or last")
@@ -157,22 +159,25 @@ def main(argv: list[str]) -> int:
     for name in cfg.planners:
         if cfg.cold_start or (actor is None and energy is None):
             agents.append((f"{name} (world model)", lambda seed, name=name: MPCAgent(
-                LatentModel(wm), planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start)))
+                LatentModel(wm), planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start,
+                action_repeat=cfg.action_repeat)))
         if actor is not None:
             agents.append((f"{name} + actor warm start (world model)", lambda seed, name=name: MPCAgent(
-                LatentModel(wm), planner(name, seed), cost, cfg.execute, actor=actor)))
+                LatentModel(wm), planner(name, seed), cost, cfg.execute, actor=actor,
+                action_repeat=cfg.action_repeat)))
         for weight in [w for w in cfg.energy_weights if w] if energy is not None else []:
             agents.append((f"{name}, lambda {weight:g} * E (world model)", lambda seed, name=name, weight=weight:
                            MPCAgent(LatentModel(energy_wm), planner(name, seed), GoalCost(
                                cfg.distance, cfg.cost_mode, cfg.action_weight, energy.energy, weight), cfg.execute,
-                               warm_start=cfg.warm_start)))
+                               warm_start=cfg.warm_start, action_repeat=cfg.action_repeat)))
         if cfg.oracle and hasattr(env, "sim"):  # a batched true simulator: two_rooms only so far
             agents.append((f"{name} (oracle simulator)", lambda seed, name=name: MPCAgent(
                 SimModel(env.sim), planner(name, seed), GoalCost("euclid", cfg.cost_mode), cfg.execute,
-                warm_start=cfg.warm_start)))
+                warm_start=cfg.warm_start, action_repeat=cfg.action_repeat)))
     for label, make_agent in agents:
         results[label] = run(make_agent)
-        results[label]["predictor_steps_per_plan"] = results[label]["rollouts_per_plan"] * cfg.horizon
+        results[label]["predictor_steps_per_plan"] = (results[label]["rollouts_per_plan"] * cfg.horizon
+                                                      * cfg.action_repeat)
         print(_line(label, results[label]), file=sys.stderr)
         # written after every agent, so a long evaluation stopped half-way keeps what it measured
         record["results"] = {k: {kk: vv for kk, vv in v.items() if kk != "shown"} for k, v in results.items()}

@@ -43,9 +43,13 @@ class Planner:
         return torch.randn(*shape, generator=self.generator)
 
     def sample_around(self, cost_fn: CostFn, mean: torch.Tensor, std, samples: int):
-        """(candidates [S, H, A], their costs): Gaussian samples around mean, clamped; the mean itself is first."""
+        """(candidates [S, H, A], their costs): Gaussian samples around mean, clamped; the mean itself is first and
+        doing nothing (zero actions, clamped to the bounds) second: once at the goal, staying is the best plan, and
+        Gaussian samples in H x A dimensions almost never come near it (the agent then wanders off the goal)."""
         cand = (mean + std * self.noise(samples, *mean.shape)).clamp(self.low, self.high)
         cand[0] = mean
+        if samples > 1:
+            cand[1] = torch.zeros_like(mean).clamp(self.low, self.high)
         with torch.no_grad():
             return cand, cost_fn(cand)
 

@@ -9,7 +9,7 @@ import torch
 
 from control.collect import collect, read_trajectories, rollout
 from control.cost import GoalCost
-from control.evaluate import RandomAgent, run_episodes, wilson
+from control.evaluate import RandomAgent, episode_seed, run_episodes, wilson
 from control.mpc import MPCAgent, SimModel, WorkingMemory
 from control.planners import (
     CEM,
@@ -223,6 +223,68 @@ def test_mpc_replans_after_executing_and_warm_starts_from_the_shifted_plan():
     assert torch.equal(spy.inits[1], first[3:].expand(4, 2))  # the unexecuted rest, its last action repeated
     assert agent.memory.error is not None  # predicted-vs-observed error tracked (the simulator: exactly 0)
     assert agent.memory.error == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mpc_holds_each_planned_action_for_action_repeat_steps():
+    env = TwoRooms()
+    obs, info = env.reset(seed=0)
+    seen = {}
+
+    class Recording(SimModel):
+        def rollout(self, states, between, actions):
+            seen.setdefault("rolled", actions.shape[1])
+            return super().rollout(states, between, actions)
+
+    class Scored(GoalCost):
+        def __call__(self, states, goal, actions):
+            seen.setdefault("scored", (states.shape[1], actions.shape[1]))
+            return super().__call__(states, goal, actions)
+
+    spy = _SpyPlanner()
+    agent = MPCAgent(Recording(env.sim), spy, Scored("euclid"), execute=2, action_repeat=3)
+    agent.reset(env.goal_observation(), info)
+    executed = []
+    for _ in range(7):
+        executed.append(agent.act(obs, info))
+        obs, *_, info = env.step(executed[-1])
+    first = torch.arange(8, dtype=torch.float32).view(4, 2) / 10 - 0.4 + 0.01
+    assert len(spy.inits) == 2  # replanned after 2 planned actions = 6 env steps
+    assert torch.equal(torch.tensor(np.stack(executed[:6])), first[:2].repeat_interleave(3, 0))
+    assert seen == {"rolled": 12, "scored": (4, 4)}  # 4 planned actions imagined over 12 steps, scored 4 times
+    assert torch.equal(spy.inits[1], torch.cat([first[2:], first[3:].expand(2, 2)]))  # shifted by planned actions
+    assert agent.memory.error == pytest.approx(0.0, abs=1e-6)  # expected states are per env step
+
+
+@pytest.mark.parametrize("planner", ["cem", "mppi"])
+def test_sampling_planners_always_try_doing_nothing(planner):
+    # zero actions are optimal; a warm start far from them and 3 samples: only the do-nothing candidate is exact
+    plan = make_planner(planner, 6, 2, samples=3, iterations=1, **({"elites": 1} if planner == "cem" else {})).plan(
+        lambda a: a.abs().sum((1, 2)), init=torch.full((6, 2), 0.8))
+    assert torch.equal(plan.actions, torch.zeros(6, 2)) and plan.cost == 0.0
+
+
+def test_action_repeat_takes_the_oracle_round_the_wall():
+    # held-out episodes where the summed goal distance over 12 single steps keeps the oracle at the wall (its local
+    # minimum); 8 actions held 2 steps each (configs/control/plan_two_rooms.yaml) look far enough ahead to go
+    # through the door (README, "Control")
+    env = TwoRooms(eval_layouts=True)
+
+    def final_distances(agent_options):
+        distances = []
+        for seed, i in [(0, 14), (2, 6)]:
+            agent = MPCAgent(SimModel(env.sim), cost=GoalCost("euclid"), **agent_options(seed))
+            obs, info = env.reset(seed=episode_seed(seed, i))
+            agent.reset(env.goal_observation(), info)
+            for _ in range(env.max_steps):
+                obs, *_, info = env.step(agent.act(obs, info))
+            distances.append(info["distance"])
+        return distances
+
+    single = final_distances(agent_options=lambda s: dict(
+        planner=CEM(12, 2, samples=256, iterations=3, elites=24, seed=s), execute=4))
+    held = final_distances(agent_options=lambda s: dict(
+        planner=CEM(8, 2, samples=192, iterations=3, elites=16, seed=s), execute=2, action_repeat=2))
+    assert min(single) > 0.2 and max(held) < 0.1, (single, held)
 
 
 def test_working_memory_keeps_the_last_k_states_and_actions_between_them():
