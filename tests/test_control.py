@@ -379,14 +379,14 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
     path, model, _ = tiny_control
     code = main(["collect", "--policy", "plan", "--world_model", str(path / "wm.ckpt"), "--env_options",
                  '{"img_size": 16}', "--planner_options", '{"samples": 8, "iterations": 1, "elites": 2}',
-                 "--horizon", "3", "--execute", "2", "--noise", "0.1", "--episodes", "3", "--steps", "6",
-                 "--out", str(path / "planned"), "--quiet"])
+                 "--horizon", "3", "--execute", "2", "--action_repeat", "2", "--noise", "0.1", "--episodes", "3",
+                 "--steps", "6", "--out", str(path / "planned"), "--quiet"])
     assert code == 0
     planned = read_trajectories(path / "planned")
     assert planned["frames"].shape == (3, 7, 16, 16, 3) and planned["actions"].shape == (3, 6, 2)
     assert planned["actions"].abs().max() <= 1 and planned["skipped"] == 0
     index = json.loads((path / "planned" / "index.json").read_text())
-    assert index["policy"] == "plan" and index["world_model"] == str(path / "wm.ckpt")
+    assert index["policy"] == "plan" and index["world_model"] == str(path / "wm.ckpt") and index["action_repeat"] == 2
     # round 2: a world model on random + planned episodes, read as one training set
     data = LatentTrajectoryDataModule([str(path / "train"), str(path / "planned")], str(path / "val"), window=3,
                                       batch_size=8, gate_min_r2=0.0, cache_dir=str(path / "cache"))
@@ -396,3 +396,14 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
                         rollout_steps=2, warmup_steps=1)
     tiny_trainer(path, max_steps=2).fit(second, data)
     assert main(["collect", "--policy", "plan", "--episodes", "1", "--out", str(path / "x")]) == 2  # no world model
+
+
+@pytest.mark.parametrize("name", ["plan_two_rooms", "plan_point_maze", "seed_mode1_refine"])
+def test_plan_configs_parse_with_the_plan_command(name):
+    from pathlib import Path
+
+    from control.plan_cli import parser
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "control" / f"{name}.yaml"
+    cfg = parser().parse_args(["--config", str(config), "--world_model", "wm.ckpt"])
+    assert cfg.horizon >= 1 and cfg.action_repeat >= 1 and cfg.planners
