@@ -15,6 +15,7 @@ import torch
 
 from control.cost import GoalCost
 from control.planners import Planner
+from jepa.errors import ConfigError
 
 
 class LatentModel:
@@ -118,7 +119,7 @@ class MPCAgent:
     def __init__(self, model, planner: Planner, cost: GoalCost, execute: int = 4, history: int | None = None,
                  warm_start: bool = True, actor=None, action_repeat: int = 1) -> None:
         if action_repeat < 1:
-            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
+            raise ConfigError(f"action_repeat must be >= 1, got {action_repeat}")
         self.model, self.planner, self.cost, self.execute = model, planner, cost, execute
         self.history = history or model.context
         self.warm, self.actor, self.repeat = warm_start, actor, action_repeat
