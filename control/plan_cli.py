@@ -126,6 +126,12 @@ def main(argv: list[str]) -> int:
     def planner(name, seed):
         return make_planner(name, cfg.horizon, action_dim, seed=seed, **(cfg.planner_options.get(name) or {}))
 
+    def mpc(model, name, seed, cost, actor=None):
+        """Receding-horizon control with the planner `name` and this run's execute / warm-start / action-repeat
+        settings (an actor, when given, replaces the shifted-plan warm start)."""
+        return MPCAgent(model, planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start, actor=actor,
+                        action_repeat=cfg.action_repeat)
+
     out = Path(cfg.out) if cfg.out else Path(cfg.world_model).resolve().parent.parent / "plan"
     out.mkdir(parents=True, exist_ok=True)
     record = {"world_model": cfg.world_model, "env": cfg.env, "settings": {k: v for k, v in vars(cfg).items()
@@ -158,22 +164,17 @@ def main(argv: list[str]) -> int:
         agents.append(("actor alone (world model)", lambda seed: ActorAgent(LatentModel(wm), actor)))
     for name in cfg.planners:
         if cfg.cold_start or (actor is None and energy is None):
-            agents.append((f"{name} (world model)", lambda seed, name=name: MPCAgent(
-                LatentModel(wm), planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start,
-                action_repeat=cfg.action_repeat)))
+            agents.append((f"{name} (world model)", lambda seed, name=name: mpc(LatentModel(wm), name, seed, cost)))
         if actor is not None:
-            agents.append((f"{name} + actor warm start (world model)", lambda seed, name=name: MPCAgent(
-                LatentModel(wm), planner(name, seed), cost, cfg.execute, actor=actor,
-                action_repeat=cfg.action_repeat)))
+            agents.append((f"{name} + actor warm start (world model)", lambda seed, name=name: mpc(
+                LatentModel(wm), name, seed, cost, actor=actor)))
         for weight in [w for w in cfg.energy_weights if w] if energy is not None else []:
-            agents.append((f"{name}, lambda {weight:g} * E (world model)", lambda seed, name=name, weight=weight:
-                           MPCAgent(LatentModel(energy_wm), planner(name, seed), GoalCost(
-                               cfg.distance, cfg.cost_mode, cfg.action_weight, energy.energy, weight), cfg.execute,
-                               warm_start=cfg.warm_start, action_repeat=cfg.action_repeat)))
+            agents.append((f"{name}, lambda {weight:g} * E (world model)", lambda seed, name=name, weight=weight: mpc(
+                LatentModel(energy_wm), name, seed, GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight,
+                                                             energy.energy, weight))))
         if cfg.oracle and hasattr(env, "sim"):  # a batched true simulator: two_rooms only so far
-            agents.append((f"{name} (oracle simulator)", lambda seed, name=name: MPCAgent(
-                SimModel(env.sim), planner(name, seed), GoalCost("euclid", cfg.cost_mode), cfg.execute,
-                warm_start=cfg.warm_start, action_repeat=cfg.action_repeat)))
+            agents.append((f"{name} (oracle simulator)", lambda seed, name=name: mpc(
+                SimModel(env.sim), name, seed, GoalCost("euclid", cfg.cost_mode))))
     for label, make_agent in agents:
         results[label] = run(make_agent)
         results[label]["predictor_steps_per_plan"] = (results[label]["rollouts_per_plan"] * cfg.horizon
