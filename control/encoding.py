@@ -1,8 +1,10 @@
 """The frozen encoder as the world model sees it: uint8 frames in, (pooled) patch tokens out.
 
 Any encoder of this project plugs in through VisionTransformer.encode (DESIGN.md section 2); it is frozen here and
-its tokens are average-pooled to a small grid (patch tokens plan far better than one vector, and a 4x4 grid keeps
-the world model cheap on a CPU).
+its tokens are average-pooled to a small grid (patch tokens plan far better than one vector, and a 2x2 grid keeps
+the world model cheap on a CPU). `fold` keeps finer detail at the same token count: the grid is pooled to
+(pool_grid * fold)^2 tokens and each fold x fold block is concatenated into one token (space-to-depth), so the
+predictor's attention still runs over pool_grid^2 tokens and only its input / output layers grow.
 """
 from __future__ import annotations
 
@@ -15,25 +17,29 @@ from jepa.errors import ConfigError
 
 
 class FrozenEncoder(nn.Module):
-    """encode(frames uint8 [B, T, H, W, C]) -> latents [B, T, G*G, D]: the encoder's last-layer patch tokens,
-    average-pooled to G x G (G = pool_grid, or the encoder's own grid when pool_grid is 0), then layer-normed
-    without affine parameters (the targets of the world model's L1 loss, as in V-JEPA 2-AC)."""
+    """encode(frames uint8 [B, T, H, W, C]) -> latents [B, T, G*G, D*F*F]: the encoder's last-layer patch tokens,
+    average-pooled to (G*F) x (G*F) (G = pool_grid, or the encoder's own grid when pool_grid is 0; F = fold),
+    layer-normed without affine parameters (the targets of the world model's L1 loss, as in V-JEPA 2-AC), each
+    F x F block then concatenated into one token."""
 
-    def __init__(self, encoder: nn.Module, mean, std, pool_grid: int = 4, source: str = "encoder") -> None:
+    def __init__(self, encoder: nn.Module, mean, std, pool_grid: int = 4, source: str = "encoder",
+                 fold: int = 1) -> None:
         super().__init__()
         self.encoder = encoder.eval().requires_grad_(False)
-        self.source, self.pool_grid = source, pool_grid or encoder.grid
-        if encoder.grid % self.pool_grid:
-            raise ConfigError(f"pool_grid {pool_grid} must divide the encoder's {encoder.grid}x{encoder.grid} grid")
+        self.source, self.pool_grid, self.fold = source, pool_grid or encoder.grid, fold
+        if fold < 1 or encoder.grid % (self.pool_grid * fold):
+            raise ConfigError(f"pool_grid {pool_grid} x fold {fold} must divide the encoder's "
+                              f"{encoder.grid}x{encoder.grid} grid")
         if len(mean) != encoder.in_chans or len(std) != encoder.in_chans:
             raise ConfigError(f"mean/std have {len(mean)} channels, {source} takes {encoder.in_chans}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     @classmethod
-    def from_checkpoint(cls, path: str, mean, std, pool_grid: int = 4, which: str = "auto") -> "FrozenEncoder":
+    def from_checkpoint(cls, path: str, mean, std, pool_grid: int = 4, which: str = "auto",
+                        fold: int = 1) -> "FrozenEncoder":
         encoder, _ = load_encoder(path, which)
-        return cls(encoder, mean, std, pool_grid, source=str(path))
+        return cls(encoder, mean, std, pool_grid, source=str(path), fold=fold)
 
     @property
     def source_digest(self) -> str:
@@ -52,7 +58,7 @@ class FrozenEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        return self.encoder.embed_dim
+        return self.encoder.embed_dim * self.fold**2
 
     def check_frames(self, shape) -> None:
         """Refuse observations the encoder was not built for, naming both shapes."""
@@ -75,12 +81,22 @@ class FrozenEncoder(nn.Module):
             x = flat[start : start + batch_size].to(self.mean.device).permute(0, 3, 1, 2).float().div_(255)
             tokens = self.encoder.encode(((x - self.mean) / self.std)[:, None])[:, 0]  # [n, N, D]
             pooled = self.pool(tokens)
-            out.append(F.layer_norm(pooled, pooled.shape[-1:]))
+            out.append(self.fold_blocks(F.layer_norm(pooled, pooled.shape[-1:])))
         return torch.cat(out).unflatten(0, (b, t))
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        g, d = self.encoder.grid, tokens.shape[-1]
-        if self.pool_grid == g:
+        """[n, g*g, D] -> [n, (G*F)^2, D], row-major."""
+        g, d, size = self.encoder.grid, tokens.shape[-1], self.pool_grid * self.fold
+        if size == g:
             return tokens
         grid = tokens.transpose(1, 2).reshape(-1, d, g, g)
-        return F.adaptive_avg_pool2d(grid, self.pool_grid).flatten(2).transpose(1, 2)
+        return F.adaptive_avg_pool2d(grid, size).flatten(2).transpose(1, 2)
+
+    def fold_blocks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[n, (G*F)^2, D] row-major -> [n, G*G, F*F*D]: each token concatenates its F x F block."""
+        f, g = self.fold, self.pool_grid
+        if f == 1:
+            return tokens
+        n, _, d = tokens.shape
+        blocks = tokens.reshape(n, g, f, g, f, d).permute(0, 1, 3, 2, 4, 5)  # [n, row, col, row-in, col-in, D]
+        return blocks.reshape(n, g * g, f * f * d)

@@ -47,7 +47,8 @@ class ActionConditionedPredictor(nn.Module):
         nn.init.zeros_(self.out.weight)  # predicts the change of each latent: starts as "nothing moves"
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def forward(self, latents: torch.Tensor, actions: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """last_only: predict only the frame after the last one ([B, 1, N, D]; what a rollout step needs)."""
         b, t, n, _ = latents.shape
         if t > self.max_frames:
             raise ConfigError(f"world model takes at most {self.max_frames} frames, got {t}")
@@ -59,8 +60,10 @@ class ActionConditionedPredictor(nn.Module):
         mask = block_causal_mask(t, n + 1).to(x.device) if t > 1 else None  # one frame: full attention
         for block in self.blocks:
             x = block(x, attn_mask=mask)
-        x = self.norm(x).unflatten(1, (t, n + 1))[:, :, 1:]
-        return latents + self.out(x)  # residual: frames change little from one step to the next
+        x = x.unflatten(1, (t, n + 1))[:, :, 1:]
+        if last_only:
+            x, latents = x[:, -1:], latents[:, -1:]
+        return latents + self.out(self.norm(x))  # residual: frames change little from one step to the next
 
     def rollout(self, history: torch.Tensor, history_actions: torch.Tensor, actions: torch.Tensor,
                 context: int | None = None) -> torch.Tensor:
@@ -75,7 +78,7 @@ class ActionConditionedPredictor(nn.Module):
         for h in range(actions.shape[1]):
             lo = max(0, k + h - context)
             z = torch.stack(frames[lo:], 1)
-            nxt = self(z, acts[:, lo : k + h])[:, -1]
+            nxt = self(z, acts[:, lo : k + h], last_only=True)[:, -1]
             frames.append(nxt)
             preds.append(nxt)
         return torch.stack(preds, 1)
@@ -89,6 +92,8 @@ class WorldModel(L.LightningModule):
         encoder_ckpt: checkpoint (or export folder) of the frozen encoder.
         encoder_which: target_encoder, encoder or auto.
         pool_grid: average-pool the encoder's patch tokens to pool_grid x pool_grid (0: keep them all).
+        fold: pool to (pool_grid * fold)^2 instead and concatenate each fold x fold block into one token: finer
+            positions at the attention cost of pool_grid^2 tokens (control/encoding.py).
         mean: per-channel normalisation of frames (the encoder's pretraining one).
         std: per-channel normalisation std.
         action_dim: action size.
@@ -103,7 +108,7 @@ class WorldModel(L.LightningModule):
         warmup_steps: linear warm-up steps.
     """
 
-    def __init__(self, encoder_ckpt: str, encoder_which: str = "auto", pool_grid: int = 2,
+    def __init__(self, encoder_ckpt: str, encoder_which: str = "auto", pool_grid: int = 2, fold: int = 1,
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
                  rollout_steps: int = 3, rollout_weight: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.01,
@@ -112,7 +117,7 @@ class WorldModel(L.LightningModule):
         from control.encoding import FrozenEncoder
 
         self.save_hyperparameters()
-        self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which)
+        self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which, fold)
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context)
 

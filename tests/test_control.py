@@ -135,6 +135,26 @@ def test_block_causal_mask_frame_t_never_sees_t_plus_1():
     assert not torch.allclose(out[:, 3:], out2[:, 3:])
     mask = block_causal_mask(3, 2)
     assert mask[1, 2] == 0 and mask[2, 1] == 1 and mask[3, 2] == 1  # token 1 (frame 0) cannot see token 2 (frame 1)
+    assert torch.equal(model(z, a, last_only=True), out[:, -1:])  # what a rollout step computes
+
+
+def test_fold_concatenates_each_block_of_the_finer_grid_into_one_token():
+    from control.encoding import FrozenEncoder
+    from jepa.vit import VisionTransformer
+
+    torch.manual_seed(0)
+    encoder = VisionTransformer(16, 2, 3, 8, 1, 2)  # an 8 x 8 grid of 8-D tokens
+    frames = torch.randint(0, 256, (1, 2, 16, 16, 3), dtype=torch.uint8)
+    mean, std = [0.5] * 3, [0.25] * 3
+    fine = FrozenEncoder(encoder, mean, std, pool_grid=4)(frames)  # [1, 2, 16, 8], row-major 4 x 4
+    folded = FrozenEncoder(encoder, mean, std, pool_grid=2, fold=2)
+    out = folded(frames)
+    assert out.shape == (1, 2, 4, 32) and folded.dim == 32 and folded.num_tokens == 4
+    for row, col in ((0, 0), (0, 1), (1, 0), (1, 1)):  # token (row, col) = its 2 x 2 block of fine tokens
+        block = [fine[:, :, (2 * row + i) * 4 + 2 * col + j] for i in (0, 1) for j in (0, 1)]
+        assert torch.equal(out[:, :, row * 2 + col], torch.cat(block, -1))
+    with pytest.raises(ConfigError, match="pool_grid 3 x fold 2 must divide the encoder's 8x8 grid"):
+        FrozenEncoder(encoder, mean, std, pool_grid=3, fold=2)
 
 
 def test_world_model_learns_a_linear_system():
