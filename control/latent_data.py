@@ -62,17 +62,18 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         self.gate: dict | None = None
 
     def encode_dir(self, encoder, path: str) -> dict:
-        """Latents (fp16) and actions of every episode of a folder, through the feature cache."""
+        """Latents (fp32: one step's change is often below fp16's resolution, ~1e-3 at unit scale) and actions of
+        every episode of a folder, through the feature cache."""
         from eval.feature_cache import FeatureCache
 
         data = read_trajectories(path)
         files = sorted(Path(path).glob("*.tar")) if Path(path).is_dir() else [Path(path)]
         spec = {"kind": "world_model_latents", "encoder": encoder.source_digest, "pool_grid": encoder.pool_grid,
-                "fold": encoder.fold,
+                "fold": encoder.fold, "dtype": "float32",
                 "mean": encoder.mean.flatten().tolist(), "std": encoder.std.flatten().tolist(),
                 "data": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
-        cache = FeatureCache(self.cache_dir)
-        latents = cache.get_or_compute(spec, lambda: encoder(data["frames"]).half())
+        cache = FeatureCache(self.cache_dir, torch.float32)
+        latents = cache.get_or_compute(spec, lambda: encoder(data["frames"]))
         return {"latents": latents, "actions": data["actions"].float(), "positions": data["proprio"].float()}
 
     def setup(self, stage: str | None = None) -> None:

@@ -25,19 +25,21 @@ def cache_key(spec: dict) -> str:
 
 
 class FeatureCache:
-    """Features stored as fp16 (half the disk; the probes standardise them anyway) under <root>/<key>.pt.
-
-    root=None disables caching. `hits` and `misses` count lookups, so a caller (and a test) can see what happened.
+    """Features stored as `dtype` under <root>/<key>.pt: fp16 by default (half the disk; the probes standardise them
+    anyway), fp32 where small differences matter (world-model latents, whose per-step change is near fp16's
+    resolution). root=None disables caching. `hits` and `misses` count lookups, so a caller (and a test) can see
+    what happened.
     """
 
-    def __init__(self, root: str | os.PathLike | None) -> None:
+    def __init__(self, root: str | os.PathLike | None, dtype: torch.dtype = torch.float16) -> None:
         self.root = Path(root).expanduser() if root else None
+        self.dtype = dtype
         self.hits = self.misses = 0
 
     def get_or_compute(self, spec: dict, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         if self.root is None:
             self.misses += 1
-            return compute().half().float()  # the same precision with and without a cache
+            return compute().to(self.dtype).float()  # the same precision with and without a cache
         path = self.root / f"{cache_key(spec)}.pt"
         if path.is_file():
             try:
@@ -47,7 +49,7 @@ class FeatureCache:
             except Exception as err:  # a damaged entry is recomputed, not trusted
                 print(f"feature cache: ignoring unreadable {path} ({type(err).__name__})")
         self.misses += 1
-        features = compute().half()
+        features = compute().to(self.dtype)
         entry = {"features": features, "spec": json.dumps(spec, sort_keys=True, default=str)}
         atomic_write(path, lambda tmp: torch.save(entry, tmp))
         return features.float()  # exactly what a later hit returns
