@@ -69,7 +69,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         data = read_trajectories(path)
         files = sorted(Path(path).glob("*.tar")) if Path(path).is_dir() else [Path(path)]
         spec = {"kind": "world_model_latents", "encoder": encoder.source_digest, "pool_grid": encoder.pool_grid,
-                "fold": encoder.fold, "dtype": "float32",
+                "fold": encoder.fold,
                 "mean": encoder.mean.flatten().tolist(), "std": encoder.std.flatten().tolist(),
                 "data": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
         cache = FeatureCache(self.cache_dir, torch.float32)

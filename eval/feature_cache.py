@@ -40,6 +40,8 @@ class FeatureCache:
         if self.root is None:
             self.misses += 1
             return compute().to(self.dtype).float()  # the same precision with and without a cache
+        if self.dtype != torch.float16:  # the stored precision is part of what an entry means (fp16 keys unchanged)
+            spec = {**spec, "dtype": str(self.dtype)}
         path = self.root / f"{cache_key(spec)}.pt"
         if path.is_file():
             try:
