@@ -14,7 +14,7 @@ import torch
 
 from jepa.errors import ConfigError
 
-POLICIES = ("random", "noisy", "plan")
+POLICIES = ("random", "noisy", "seek", "plan")
 
 
 class RandomPolicy:
@@ -42,9 +42,27 @@ class NoisyPolicy(RandomPolicy):
         self.prev = self.rng.uniform(self.low, self.high)
 
     def act(self, obs, info) -> np.ndarray:
-        self.prev = np.clip(self.rho * self.prev + self.noise * self.rng.standard_normal(self.prev.shape),
-                            self.low, self.high)
+        self.prev = np.clip(self.rho * self.prev + self.noise * self.rng.standard_normal(self.prev.shape)
+                            + self.drift(info), self.low, self.high)
         return self.prev.astype(np.float32)
+
+    def drift(self, info: dict) -> np.ndarray | float:
+        return 0.0
+
+
+class SeekPolicy(NoisyPolicy):
+    """The persistent random walk pulled towards the episode's goal (a_t = rho a_{t-1} + noise + pull * unit vector
+    to the goal): it runs into the wall on its way and slides along it, so the data hold the states where planning
+    fails (pressed against the wall near the door), which an unbiased random walk rarely visits. It reads the
+    true position and goal from info, like the oracle: a data-collection policy, never the model's input."""
+
+    def __init__(self, low, high, rng: np.random.Generator, pull: float = 0.2, **walk) -> None:
+        super().__init__(low, high, rng, **walk)
+        self.pull = pull
+
+    def drift(self, info: dict) -> np.ndarray:
+        towards = np.asarray(info["goal"], np.float64) - np.asarray(info["pos"], np.float64)
+        return self.pull * towards / max(np.linalg.norm(towards), 1e-9)
 
 
 class PlanPolicy:
@@ -70,6 +88,8 @@ def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: flo
         return RandomPolicy(env.action_low, env.action_high, rng)
     if name == "noisy":
         return NoisyPolicy(env.action_low, env.action_high, rng)
+    if name == "seek":
+        return SeekPolicy(env.action_low, env.action_high, rng)
     if name == "plan":
         if agent is None:
             raise ConfigError("the plan policy needs a planning agent (jepa collect --policy plan --world_model CKPT)")

@@ -20,6 +20,9 @@ from jepa.errors import ConfigError
 from jepa.pos_embed import sincos_1d
 
 
+LATENT_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+
+
 def block_causal_mask(frames: int, tokens_per_frame: int) -> torch.Tensor:
     """bool [F*M, F*M], True where attention is allowed: query frame >= key frame."""
     frame = torch.arange(frames * tokens_per_frame) // tokens_per_frame
@@ -103,6 +106,9 @@ class WorldModel(L.LightningModule):
         context: most frames the predictor sees (training windows and planning both).
         rollout_steps: steps of the multi-step rollout loss (0: teacher forcing only).
         rollout_weight: weight of the rollout loss.
+        loss: "l1" (V-JEPA 2-AC's, the default) or "mse". L1's optimum is each latent's conditional median, MSE's
+            its mean: where only a few pixels move (PointMaze's ball) most latents' median change is zero and L1
+            can settle on "nothing moves"; MSE still pays for the expected move.
         lr: AdamW peak learning rate (linear warm-up, cosine decay to 0 over the trainer's max_steps).
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps.
@@ -111,10 +117,14 @@ class WorldModel(L.LightningModule):
     def __init__(self, encoder_ckpt: str, encoder_which: str = "auto", pool_grid: int = 2, fold: int = 1,
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
-                 rollout_steps: int = 3, rollout_weight: float = 1.0, lr: float = 1e-3, weight_decay: float = 0.01,
-                 warmup_steps: int = 100) -> None:
+                 rollout_steps: int = 3, rollout_weight: float = 1.0, loss: str = "l1", lr: float = 1e-3,
+                 weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
         super().__init__()
         from control.encoding import FrozenEncoder
+
+        if loss not in LATENT_LOSSES:
+            raise ConfigError(f"model.loss = {loss!r}: choose one of {sorted(LATENT_LOSSES)}")
+        self.latent_loss = LATENT_LOSSES[loss]
 
         self.save_hyperparameters()
         self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which, fold)
@@ -125,13 +135,13 @@ class WorldModel(L.LightningModule):
         """Every frame of the window predicts the next one from the true frames so far."""
         c = self.hparams.context
         preds = self.predictor(latents[:, :c], actions[:, :c])
-        return F.l1_loss(preds, latents[:, 1 : c + 1])
+        return self.latent_loss(preds, latents[:, 1 : c + 1])
 
     def rollout_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """From the first true frame, feed predictions back for rollout_steps steps."""
         r = self.hparams.rollout_steps
         preds = self.predictor.rollout(latents[:, :1], actions[:, :0], actions[:, :r], self.hparams.context)
-        return F.l1_loss(preds, latents[:, 1 : r + 1])
+        return self.latent_loss(preds, latents[:, 1 : r + 1])
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
         latents, actions = batch["latents"], batch["actions"]
