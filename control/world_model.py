@@ -19,7 +19,6 @@ from control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
 from jepa.errors import ConfigError
 from jepa.pos_embed import sincos_1d
 
-
 LATENT_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 
 
@@ -32,13 +31,30 @@ def block_causal_mask(frames: int, tokens_per_frame: int) -> torch.Tensor:
 class ActionConditionedPredictor(nn.Module):
     """latents [B, T, N, D] and actions [B, T, A] (action t leads from frame t to t+1) -> predicted latents of
     frames 1..T: [B, T, N, D], as latents + a predicted change (the output layer starts at zero, so an untrained
-    model predicts "nothing moves", the baseline it must beat)."""
+    model predicts "nothing moves", the baseline it must beat).
+
+    motion: each frame's input also carries its change since the previous frame (zero for a window's first frame),
+    and the output is the next change, both in units of `change_scale` (per channel; WorldModel sets it to the
+    training latents' one-step change std): where a step moves the latents by ~1e-3 of their scale, the change
+    is otherwise invisible next to the latents themselves.
+    whiten: the predictor works in PCA-whitened coordinates of the tokens, (z - latent_mean) @ whitener, and its
+    predicted change is mapped back with unwhitener (WorldModel measures them on the training latents): where
+    what moves lives in directions holding a thousandth of the variance (PointMaze's ball; the static maze holds
+    the rest), a learned input layer on the raw tokens does not find it."""
 
     def __init__(self, token_dim: int, num_tokens: int, action_dim: int, embed_dim: int = 128, depth: int = 4,
-                 num_heads: int = 4, max_frames: int = 32) -> None:
+                 num_heads: int = 4, max_frames: int = 32, motion: bool = False, whiten: bool = False) -> None:
         super().__init__()
         self.token_dim, self.num_tokens, self.action_dim, self.max_frames = token_dim, num_tokens, action_dim, max_frames
         self.latent_in = nn.Linear(token_dim, embed_dim)
+        self.motion_in = nn.Linear(token_dim, embed_dim) if motion else None
+        if motion:
+            self.register_buffer("change_scale", torch.ones(token_dim))
+        self.whiten = whiten
+        if whiten:
+            self.register_buffer("latent_mean", torch.zeros(token_dim))
+            self.register_buffer("whitener", torch.eye(token_dim))
+            self.register_buffer("unwhitener", torch.eye(token_dim))
         self.action_in = nn.Linear(action_dim, embed_dim)
         self.slot_pos = nn.Parameter(torch.zeros(1, 1, num_tokens + 1, embed_dim))  # action slot + patch slots
         nn.init.trunc_normal_(self.slot_pos, std=0.02)
@@ -58,7 +74,12 @@ class ActionConditionedPredictor(nn.Module):
         if actions.shape[-1] != self.action_dim:
             raise ConfigError(f"this world model was trained for {self.action_dim}-D actions, got "
                               f"{actions.shape[-1]}-D ones")
-        x = torch.cat([self.action_in(actions)[:, :, None], self.latent_in(latents)], 2)  # [B, T, 1+N, E]
+        w = (latents - self.latent_mean) @ self.whitener if self.whiten else latents
+        x = self.latent_in(w)
+        if self.motion_in is not None:
+            change = torch.cat([torch.zeros_like(w[:, :1]), w[:, 1:] - w[:, :-1]], 1)
+            x = x + self.motion_in(change / self.change_scale)
+        x = torch.cat([self.action_in(actions)[:, :, None], x], 2)  # [B, T, 1+N, E]
         x = (x + self.slot_pos + self.time_pos[:, :t].to(x.dtype)).flatten(1, 2)
         mask = block_causal_mask(t, n + 1).to(x.device) if t > 1 else None  # one frame: full attention
         for block in self.blocks:
@@ -66,7 +87,12 @@ class ActionConditionedPredictor(nn.Module):
         x = x.unflatten(1, (t, n + 1))[:, :, 1:]
         if last_only:
             x, latents = x[:, -1:], latents[:, -1:]
-        return latents + self.out(self.norm(x))  # residual: frames change little from one step to the next
+        change = self.out(self.norm(x))
+        if self.motion_in is not None:
+            change = change * self.change_scale
+        if self.whiten:
+            change = change @ self.unwhitener
+        return latents + change  # residual: frames change little from one step to the next
 
     def rollout(self, history: torch.Tensor, history_actions: torch.Tensor, actions: torch.Tensor,
                 context: int | None = None) -> torch.Tensor:
@@ -106,6 +132,11 @@ class WorldModel(L.LightningModule):
         context: most frames the predictor sees (training windows and planning both).
         rollout_steps: steps of the multi-step rollout loss (0: teacher forcing only).
         rollout_weight: weight of the rollout loss.
+        motion: the predictor also sees each frame's change since the previous one and predicts the next change,
+            both in units of the training latents' per-channel change std (ActionConditionedPredictor; measured
+            when fitting starts, saved with the checkpoint).
+        whiten: the predictor works in PCA-whitened token coordinates measured on the training latents
+            (ActionConditionedPredictor says why).
         loss: "l1" (V-JEPA 2-AC's, the default) or "mse". L1's optimum is each latent's conditional median, MSE's
             its mean: where only a few pixels move (PointMaze's ball) most latents' median change is zero and L1
             can settle on "nothing moves"; MSE still pays for the expected move.
@@ -117,8 +148,8 @@ class WorldModel(L.LightningModule):
     def __init__(self, encoder_ckpt: str, encoder_which: str = "auto", pool_grid: int = 2, fold: int = 1,
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
-                 rollout_steps: int = 3, rollout_weight: float = 1.0, loss: str = "l1", lr: float = 1e-3,
-                 weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
+                 rollout_steps: int = 3, rollout_weight: float = 1.0, motion: bool = False, whiten: bool = False, loss: str = "l1",
+                 lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
         super().__init__()
         from control.encoding import FrozenEncoder
 
@@ -129,7 +160,24 @@ class WorldModel(L.LightningModule):
         self.save_hyperparameters()
         self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which, fold)
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
-                                                    action_dim, embed_dim, depth, num_heads, max_frames=context)
+                                                    action_dim, embed_dim, depth, num_heads, max_frames=context,
+                                                    motion=motion, whiten=whiten)
+
+    def setup(self, stage: str) -> None:
+        """Measure the whitening and the change scale on the training latents (a resumed fit then loads its own)."""
+        if stage != "fit" or not (self.hparams.motion or self.hparams.whiten):
+            return
+        latents = getattr(getattr(self.trainer.datamodule, "train_set", None), "latents", None)
+        if latents is None:
+            raise ConfigError("model.motion / model.whiten need the training latents (data: "
+                              "control.LatentTrajectoryDataModule)")
+        p = self.predictor
+        if self.hparams.whiten:
+            mean, whitener, unwhitener = whitening(latents)
+            p.latent_mean.copy_(mean), p.whitener.copy_(whitener), p.unwhitener.copy_(unwhitener)
+            latents = (latents.float() - mean) @ whitener
+        if self.hparams.motion:
+            p.change_scale.copy_(change_std(latents))
 
     def teacher_forcing_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Every frame of the window predicts the next one from the true frames so far."""
@@ -172,6 +220,24 @@ class WorldModel(L.LightningModule):
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames [B, T, H, W, C] -> layer-normed latents [B, T, N, D] (what the predictor models)."""
         return self.frozen_encoder(frames)
+
+
+def change_std(latents: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
+    """Per-channel std of one step's latent change over episodes [E, T, N, D], floored at `floor` x the median
+    channel's (a channel that barely moves must not be blown up into noise)."""
+    std = (latents[:, 1:].float() - latents[:, :-1].float()).flatten(0, 2).std(0)
+    return std.clamp_min(floor * std.median())
+
+
+def whitening(latents: torch.Tensor, floor: float = 1e-3, max_tokens: int = 200_000):
+    """PCA whitening of the tokens [E, T, N, D]: (mean, whitener, unwhitener) with (z - mean) @ whitener of unit
+    variance in every principal direction (eigenvalues floored at `floor` x their mean)."""
+    tokens = latents.float().flatten(0, 2)
+    tokens = tokens[torch.randperm(len(tokens), generator=torch.Generator().manual_seed(0))[:max_tokens]]
+    mean = tokens.mean(0)
+    eig, vec = torch.linalg.eigh(torch.cov((tokens - mean).T.double()))
+    eig = eig.clamp_min(floor * eig.mean())
+    return mean, (vec / eig.sqrt()).float(), (vec * eig.sqrt()).T.float()
 
 
 def adamw_cosine(params, lr: float, weight_decay: float, trainer=None, warmup_steps: int = 0) -> dict:

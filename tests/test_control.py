@@ -202,6 +202,38 @@ def test_world_model_learns_a_linear_system():
     assert err < 0.25 * copy_last, (float(err), float(copy_last))
 
 
+def test_motion_input_lets_the_predictor_see_changes_a_thousandth_of_the_latents_scale():
+    """Constant velocity at 1e-3 of the latents' scale: with `motion` (change in, change out, in units of the data's
+    change std) the predictor extrapolates it; the same predictor on the raw latents does not get far below
+    "nothing moves"."""
+    from control.world_model import change_std
+
+    g = torch.Generator().manual_seed(0)
+
+    def batch(n=128, t=4):
+        base, v = torch.randn(n, 1, 2, 8, generator=g), torch.randn(n, 1, 2, 8, generator=g) * 1e-3
+        return base + torch.arange(t).view(1, t, 1, 1) * v, torch.zeros(n, t - 1, 2)
+
+    errors = {}
+    for motion in (False, True):
+        torch.manual_seed(0)
+        model = ActionConditionedPredictor(8, 2, 2, embed_dim=32, depth=1, num_heads=2, max_frames=2, motion=motion)
+        if motion:
+            model.change_scale.copy_(change_std(batch(512)[0]))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(300):
+            z, a = batch()
+            loss = (model(z[:, :2], a[:, :2]) - z[:, 1:3]).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        z, a = batch(512)
+        with torch.no_grad():
+            pred = model.rollout(z[:, :2], a[:, :1], a[:, 1:3], context=2)
+        errors[motion] = float((pred - z[:, 2:]).abs().mean() / (z[:, 1:2] - z[:, 2:]).abs().mean())
+    assert errors[True] < 0.2 and errors[False] > 0.5, errors
+
+
 def test_mse_loss_pays_for_the_expected_move_where_l1_settles_on_nothing_moves(tmp_path):
     """A latent that moves by +1 in 40 % of the samples, unpredictably: L1's optimum is the median change (0),
     MSE's the mean (0.4); the option picks the loss, and an unknown name is refused."""
@@ -393,6 +425,33 @@ def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
     assert r["episodes"] == 1 and r["plans"] == 2
     with pytest.raises(ConfigError, match="2-D actions"):
         loaded.predictor(z, torch.rand(2, 2, 3))
+
+
+def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_control):
+    """`whiten` + `motion`: at fit start the predictor's whitening is measured on the training latents (unit
+    variance in every principal direction, unwhitener its inverse) and its change scale on the whitened changes;
+    both travel with the checkpoint."""
+    from conftest import tiny_trainer
+
+    from control import WorldModel
+    from control.world_model import change_std, load_world_model
+
+    path, _, data = tiny_control
+    model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                       rollout_steps=2, warmup_steps=1, motion=True, whiten=True, loss="mse")
+    trainer = tiny_trainer(path / "white", max_steps=3)
+    trainer.fit(model, data)
+    p = model.predictor
+    tokens = data.train_set.latents.float()
+    white = (tokens - p.latent_mean) @ p.whitener
+    var = torch.cov(white.flatten(0, 2).T).diagonal()
+    assert ((var - 1).abs() < 1e-2).float().mean() > 0.5 and var.max() < 1.01  # floored directions fall below 1
+    assert torch.allclose(p.whitener @ p.unwhitener, torch.eye(32), atol=1e-4)
+    assert torch.allclose(p.change_scale, change_std(white))
+    trainer.save_checkpoint(path / "white.ckpt")
+    loaded = load_world_model(str(path / "white.ckpt"))
+    z, a = tokens[:2, :2], torch.rand(2, 2, 2)
+    assert torch.equal(loaded.predictor(z, a), p.eval()(z, a))
 
 
 def test_gate_stops_training_when_the_encoder_cannot_see_the_agent(tiny_control):
