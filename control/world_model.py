@@ -148,8 +148,8 @@ class WorldModel(L.LightningModule):
     def __init__(self, encoder_ckpt: str, encoder_which: str = "auto", pool_grid: int = 2, fold: int = 1,
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
-                 rollout_steps: int = 3, rollout_weight: float = 1.0, motion: bool = False, whiten: bool = False, loss: str = "l1",
-                 lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
+                 rollout_steps: int = 3, rollout_weight: float = 1.0, motion: bool = False, whiten: bool = False,
+                 loss: str = "l1", lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
         super().__init__()
         from control.encoding import FrozenEncoder
 
@@ -174,7 +174,9 @@ class WorldModel(L.LightningModule):
         p = self.predictor
         if self.hparams.whiten:
             mean, whitener, unwhitener = whitening(latents)
-            p.latent_mean.copy_(mean), p.whitener.copy_(whitener), p.unwhitener.copy_(unwhitener)
+            p.latent_mean.copy_(mean)
+            p.whitener.copy_(whitener)
+            p.unwhitener.copy_(unwhitener)
             latents = (latents.float() - mean) @ whitener
         if self.hparams.motion:
             p.change_scale.copy_(change_std(latents))
@@ -230,8 +232,10 @@ def change_std(latents: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
 
 
 def whitening(latents: torch.Tensor, floor: float = 1e-3, max_tokens: int = 200_000):
-    """PCA whitening of the tokens [E, T, N, D]: (mean, whitener, unwhitener) with (z - mean) @ whitener of unit
-    variance in every principal direction (eigenvalues floored at `floor` x their mean)."""
+    """PCA whitening of the tokens [E, T, N, D] (at most max_tokens of them, drawn with a fixed seed): (mean,
+    whitener, unwhitener) with (z - mean) @ whitener of unit variance in every principal direction whose
+    eigenvalue is above `floor` x their mean (those below are scaled as if at the floor: noise is not blown up),
+    and unwhitener its inverse."""
     tokens = latents.float().flatten(0, 2)
     tokens = tokens[torch.randperm(len(tokens), generator=torch.Generator().manual_seed(0))[:max_tokens]]
     mean = tokens.mean(0)

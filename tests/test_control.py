@@ -103,7 +103,8 @@ def test_seek_policy_drifts_towards_the_goal_and_crosses_the_wall_more_often():
         return final, crossed
 
     (walk_dist, walk_cross), (seek_dist, seek_cross) = stats("noisy"), stats("seek")
-    assert seek_dist < 0.8 * walk_dist and seek_cross > walk_cross + 0.15, (walk_dist, seek_dist, walk_cross, seek_cross)
+    assert seek_dist < 0.8 * walk_dist and seek_cross > walk_cross + 0.15, (walk_dist, seek_dist, walk_cross,
+                                                                            seek_cross)
 
 
 class _Replay:
