@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from control.collect import collect, read_trajectories, rollout
 from control.cost import GoalCost
@@ -426,6 +427,43 @@ def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
     assert r["episodes"] == 1 and r["plans"] == 2
     with pytest.raises(ConfigError, match="2-D actions"):
         loaded.predictor(z, torch.rand(2, 2, 3))
+
+
+def test_folded_whitening_and_change_scale_equal_the_maps_applied_in_turn():
+    """The predictor folds its whitening and change scale into its input / motion / output layers (io_weights);
+    its outputs must equal those of the maps applied one after the other: whiten, scale the change, the layers,
+    unscale, unwhiten."""
+    torch.manual_seed(0)
+    d = 6
+    model = ActionConditionedPredictor(d, 2, 2, embed_dim=16, depth=1, num_heads=2, max_frames=3, motion=True,
+                                       whiten=True).eval()
+    q, _ = torch.linalg.qr(torch.randn(d, d))
+    s = torch.rand(d) + 0.5
+    model.latent_mean.copy_(torch.randn(d))
+    model.whitener.copy_(q / s)
+    model.unwhitener.copy_((q * s).T)
+    model.change_scale.copy_(torch.rand(d) + 0.1)
+    nn.init.normal_(model.out.weight)
+    nn.init.normal_(model.out.bias)
+    z, a = torch.randn(4, 3, 2, d), torch.randn(4, 3, 2)
+
+    def reference(z, a):
+        w = (z - model.latent_mean) @ model.whitener
+        x = model.latent_in(w)
+        change = torch.cat([torch.zeros_like(w[:, :1]), w[:, 1:] - w[:, :-1]], 1)
+        x = x + model.motion_in(change / model.change_scale)
+        x = torch.cat([model.action_in(a)[:, :, None], x], 2)
+        x = (x + model.slot_pos + model.time_pos[:, :3].float()).flatten(1, 2)
+        for block in model.blocks:
+            x = block(x, attn_mask=block_causal_mask(3, 3))
+        x = x.unflatten(1, (3, 3))[:, :, 1:]
+        return z + (model.out(model.norm(x)) * model.change_scale) @ model.unwhitener
+
+    with torch.no_grad():
+        expected = reference(z, a)
+        assert (expected - z).abs().mean() > 0.1  # the output layer is not zero: the test sees the folded maps
+        assert torch.allclose(model(z, a), expected, atol=1e-5)
+        assert torch.allclose(model(z, a, last_only=True), expected[:, -1:], atol=1e-5)
 
 
 def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_control):
