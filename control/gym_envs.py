@@ -140,16 +140,25 @@ class PointMaze(_MujocoAdapter):
     success_rule = "final distance to the goal <= 0.45 (PointMaze's rule)"
 
     def __init__(self, maze: str = "UMaze", img_size: int = 64, action_repeat: int = 5, max_steps: int = 60,
-                 **_) -> None:
+                 camera_distance: float = 0.85, show_target: bool = False, **_) -> None:
         gym = _gymnasium()
         import gymnasium_robotics
+        import mujoco
 
         gym.register_envs(gymnasium_robotics)
         self.env = gym.make(f"PointMaze_{maze}-v3", render_mode="rgb_array", width=img_size, height=img_size,
                             continuing_task=True).unwrapped
+        # camera_distance, in units of the maze's side: 0.85 frames the maze's walls, so the ball (radius 0.2) is
+        # ~7 px across at 64 px; the env's own 1.25 left it ~3 px, too faint for a 4x4 token grid.
         side = max(len(self.env.maze.maze_map), len(self.env.maze.maze_map[0])) * self.env.maze.maze_size_scaling
-        super().__init__(img_size, action_repeat, max_steps,
-                         {"distance": 1.25 * side, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)})
+        super().__init__(img_size, action_repeat, max_steps, {"distance": camera_distance * side, "elevation": -90.0,
+                                                              "azimuth": 90.0, "lookat": np.zeros(3)})
+        if not show_target:
+            # The env draws a red goal marker over the ball's spot, so the goal image (ball on the goal) showed no
+            # ball at all and the latent distance to it hardly depended on where the ball was. Pixels only: the
+            # goal is given by the goal image, not painted into every frame.
+            model = self.mujoco_env.model
+            model.site_rgba[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "target"), 3] = 0.0
 
     @property
     def mujoco_env(self):

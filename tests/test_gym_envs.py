@@ -66,6 +66,20 @@ def test_reacher_goal_pose_puts_the_fingertip_on_the_target():
     env.close()
 
 
+def test_point_maze_goal_image_shows_the_ball_and_no_goal_marker():
+    pytest.importorskip("gymnasium_robotics")
+    env = make_env("point_maze", img_size=64)
+    green = lambda f: int(((f[..., 1] > f[..., 0] + 40) & (f[..., 1] > f[..., 2] + 40)).sum())  # noqa: E731
+    red = lambda f: int(((f[..., 0] > 200) & (f[..., 1] < 60)).sum())  # noqa: E731
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        obs, goal = obs.astype(int), env.goal_observation().astype(int)
+        # the ball (green, ~7 px across) is drawn in both frames, the env's red goal marker in neither
+        assert green(obs) >= 20 and abs(green(goal) - green(obs)) <= 0.3 * green(obs)
+        assert red(obs) == 0 and red(goal) == 0
+    env.close()
+
+
 def test_push_t_goal_image_is_the_block_on_the_goal():
     pytest.importorskip("gym_pusht")
     env = make_env("push_t", img_size=SIZE)
