@@ -8,28 +8,40 @@ from __future__ import annotations
 import torch
 
 
+def ridge_fit(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge regression on standardised features, returned in raw coordinates: y ~ x @ weight + bias (float64)."""
+    x, y = x.double(), y.double()
+    mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
+    xs = (x - mu) / sd
+    w = torch.linalg.solve(xs.T @ xs + alpha * len(xs) * torch.eye(xs.shape[1], dtype=xs.dtype),
+                           xs.T @ (y - y.mean(0))) / sd[:, None]
+    return w, y.mean(0) - mu @ w
+
+
+def r2_score(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """R^2 averaged over the columns of y."""
+    y = y.double()
+    return float((1 - ((pred.double() - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)).mean())
+
+
+def ridge_select(x: torch.Tensor, y: torch.Tensor, alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> tuple[float, float]:
+    """(alpha, its R^2) chosen on the last fifth of the rows, fitted on the rest."""
+    cut = len(x) * 4 // 5
+    scores = {}
+    for a in alphas:
+        w, b = ridge_fit(x[:cut], y[:cut], a)
+        scores[a] = r2_score(x[cut:].double() @ w + b, y[cut:])
+    best = max(scores, key=scores.get)
+    return best, scores[best]
+
+
 def ridge_r2(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
              alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> dict:
     """R^2 on (test_x, test_y) of the ridge fit on train_x; alpha chosen on the last fifth of the training rows."""
-    x = train_x.double()
-    mu, sd = x.mean(0), x.std(0).clamp_min(1e-6)
-    y_mu = train_y.double().mean(0)
-
-    def fit(xs, ys, alpha):
-        xs = (xs - mu) / sd
-        a = xs.T @ xs + alpha * len(xs) * torch.eye(xs.shape[1], dtype=xs.dtype)
-        return torch.linalg.solve(a, xs.T @ (ys.double() - y_mu))
-
-    def r2(w, xs, ys):
-        pred = ((xs.double() - mu) / sd) @ w + y_mu
-        ys = ys.double()
-        return float((1 - ((pred - ys) ** 2).sum(0) / ((ys - ys.mean(0)) ** 2).sum(0)).mean())
-
-    cut = len(x) * 4 // 5
-    scores = {a: r2(fit(x[:cut], train_y[:cut], a), x[cut:], train_y[cut:]) for a in alphas}
-    best = max(scores, key=scores.get)
-    return {"r2": r2(fit(x, train_y, best), test_x, test_y), "alpha": best, "val_r2": scores[best],
-            "train_rows": len(x), "test_rows": len(test_x)}
+    best, val_r2 = ridge_select(train_x, train_y, alphas)
+    w, b = ridge_fit(train_x, train_y, best)
+    return {"r2": r2_score(test_x.double() @ w + b, test_y), "alpha": best, "val_r2": val_r2,
+            "train_rows": len(train_x), "test_rows": len(test_x)}
 
 
 def position_gate(tokens: torch.Tensor, positions: torch.Tensor, test_fraction: float = 0.2,

@@ -21,13 +21,16 @@ from jepa.io import write_json
 
 
 class LatentWindows(Dataset):
-    """Every window of `window` consecutive frames: dict(latents [W, N, D], actions [W-1, A])."""
+    """Every window of `window` consecutive frames: dict(latents [W, N, D], actions [W-1, A]). `positions` (the
+    agent's recorded (x, y) per frame, [E, T, 2]) is kept for models that fit a read-out on the whole set."""
 
-    def __init__(self, latents: torch.Tensor, actions: torch.Tensor, window: int) -> None:
+    def __init__(self, latents: torch.Tensor, actions: torch.Tensor, window: int,
+                 positions: torch.Tensor | None = None) -> None:
         e, t = latents.shape[:2]
         if window > t:
             raise ConfigError(f"data.window = {window} is longer than the episodes ({t} frames)")
         self.latents, self.actions, self.window, self.per_episode = latents, actions, window, t - window + 1
+        self.positions = positions
         self.length = e * self.per_episode
 
     def __len__(self) -> int:
@@ -111,7 +114,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
             raise ConfigError(f"position gate failed: R^2 = {self.gate['r2']:.3f} < {self.gate_min_r2}; the frozen "
                               "encoder does not see the agent well enough to plan with (train it longer, pool less, "
                               "or set data.gate_min_r2 0 to go on anyway)")
-        self.train_set = LatentWindows(train["latents"], train["actions"], self.window)
+        self.train_set = LatentWindows(train["latents"], train["actions"], self.window, train["positions"])
         self.val_set = LatentWindows(val["latents"], val["actions"], self.window) if val is not None else None
 
     def train_dataloader(self) -> DataLoader:

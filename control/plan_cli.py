@@ -43,7 +43,9 @@ def parser():
     p.add_argument("--action_repeat", type=int, default=1,
                    help="env steps each planned action is held for: the plan looks horizon x action_repeat steps ahead")
     p.add_argument("--warm_start", type=bool, default=True, help="start each plan from the shifted previous one")
-    p.add_argument("--distance", type=str, default="mse", help="latent goal distance: mse or l1")
+    p.add_argument("--distance", type=str, default="mse",
+                   help="goal distance: mse or l1 between latents, or position (between the world model's read-outs of "
+                   "the agent's position: model.position_readout)")
     p.add_argument("--cost_mode", type=str, default="sum", help="sum over the horizon, or last")
     p.add_argument("--action_weight", type=float, default=0.0, help="weight of the action-magnitude term")
     p.add_argument("--energy", type=str | None, default=None,
@@ -119,7 +121,11 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions, {cfg.env} has "
                           f"{action_dim}-D ones")
     started = time.time()
-    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight)
+    readout = wm.read_position if cfg.distance == "position" else None
+    if readout is not None and not wm.hparams.get("position_readout"):
+        raise ConfigError(f"--distance position: {cfg.world_model} has no position read-out (fit it with "
+                          "--model.init_args.position_readout true)")
+    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout)
     run = lambda agent: run_episodes(env, agent, cfg.episodes, cfg.seeds, cfg.budget, keep_frames=cfg.show)  # noqa: E731
     results = {}
 
@@ -171,7 +177,7 @@ def main(argv: list[str]) -> int:
         for weight in [w for w in cfg.energy_weights if w] if energy is not None else []:
             agents.append((f"{name}, lambda {weight:g} * E (world model)", lambda seed, name=name, weight=weight: mpc(
                 LatentModel(energy_wm), name, seed, GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight,
-                                                             energy.energy, weight))))
+                                                             energy.energy, weight, readout=readout))))
         if cfg.oracle and hasattr(env, "sim"):  # a batched true simulator: two_rooms only so far
             agents.append((f"{name} (oracle simulator)", lambda seed, name=name: mpc(
                 SimModel(env.sim), name, seed, GoalCost("euclid", cfg.cost_mode))))

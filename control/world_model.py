@@ -152,6 +152,11 @@ class WorldModel(L.LightningModule):
             when fitting starts, saved with the checkpoint).
         whiten: the predictor works in PCA-whitened token coordinates measured on the training latents
             (ActionConditionedPredictor says why).
+        position_readout: also fit a linear read-out of the agent's (x, y) from a frame's latents (ridge, on the
+            training latents and the positions recorded at collection, when fitting starts; saved with the
+            checkpoint) for `jepa plan --distance position`: a goal distance that grows with the true distance where
+            the latent one saturates (a small object: once it is in another token, every distance looks alike).
+            The planner still sees pixels only; the read-out is learned from the collected data.
         loss: "l1" (V-JEPA 2-AC's, the default) or "mse". L1's optimum is each latent's conditional median, MSE's
             its mean: where only a few pixels move (PointMaze's ball) most latents' median change is zero and L1
             can settle on "nothing moves"; MSE still pays for the expected move.
@@ -164,7 +169,7 @@ class WorldModel(L.LightningModule):
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
                  rollout_steps: int = 3, rollout_weight: float = 1.0, motion: bool = False, whiten: bool = False,
-                 loss: str = "l1", lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
+                 position_readout: bool = False, loss: str = "l1", lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
         super().__init__()
         from control.encoding import FrozenEncoder
 
@@ -177,15 +182,23 @@ class WorldModel(L.LightningModule):
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context,
                                                     motion=motion, whiten=whiten)
+        if position_readout:
+            features = self.frozen_encoder.num_tokens * self.frozen_encoder.dim
+            self.register_buffer("readout_weight", torch.zeros(features, 2))
+            self.register_buffer("readout_bias", torch.zeros(2))
 
     def setup(self, stage: str) -> None:
-        """Measure the whitening and the change scale on the training latents (a resumed fit then loads its own)."""
-        if stage != "fit" or not (self.hparams.motion or self.hparams.whiten):
+        """Measure the whitening, the change scale and the position read-out on the training latents (a resumed
+        fit then loads its own)."""
+        if stage != "fit" or not (self.hparams.motion or self.hparams.whiten or self.hparams.position_readout):
             return
-        latents = getattr(getattr(self.trainer.datamodule, "train_set", None), "latents", None)
+        train_set = getattr(self.trainer.datamodule, "train_set", None)
+        latents = getattr(train_set, "latents", None)
         if latents is None:
-            raise ConfigError("model.motion / model.whiten need the training latents (data: "
+            raise ConfigError("model.motion / model.whiten / model.position_readout need the training latents (data: "
                               "control.LatentTrajectoryDataModule)")
+        if self.hparams.position_readout:
+            self.fit_position_readout(latents, train_set.positions)
         p = self.predictor
         if self.hparams.whiten:
             mean, whitener, unwhitener = whitening(latents)
@@ -195,6 +208,29 @@ class WorldModel(L.LightningModule):
             latents = (latents.float() - mean) @ whitener
         if self.hparams.motion:
             p.change_scale.copy_(change_std(latents))
+
+    def fit_position_readout(self, latents: torch.Tensor, positions: torch.Tensor | None,
+                             max_rows: int = 20_000) -> float:
+        """Ridge read-out of the (x, y) positions [E, T, 2] from the latents [E, T, N, D] (alpha chosen on a fifth
+        of the rows); returns that fifth's R^2."""
+        from control.gate import ridge_fit, ridge_select
+
+        if positions is None or positions.shape[-1] != 2:
+            raise ConfigError("model.position_readout needs the agent's recorded (x, y) positions (the trajectories' "
+                              f"proprio), got {None if positions is None else tuple(positions.shape)}")
+        x, y = latents.float().flatten(2).flatten(0, 1), positions.float().flatten(0, 1)
+        rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:max_rows]
+        alpha, r2 = ridge_select(x[rows], y[rows])
+        weight, bias = ridge_fit(x[rows], y[rows], alpha)
+        self.readout_weight.copy_(weight.float())
+        self.readout_bias.copy_(bias.float())
+        return r2
+
+    def read_position(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents [..., N, D] -> the read-out's (x, y) [..., 2] (model.position_readout)."""
+        if not self.hparams.get("position_readout"):
+            raise ConfigError("this world model has no position read-out: fit it with model.position_readout true")
+        return latents.flatten(-2) @ self.readout_weight + self.readout_bias
 
     def teacher_forcing_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Every frame of the window predicts the next one from the true frames so far."""

@@ -293,6 +293,17 @@ def test_cost_sums_over_the_horizon_or_takes_the_last_state():
     assert GoalCost("mse", action_weight=0.5)(states, goal, actions).item() == pytest.approx(5.0 + 3.0)
 
 
+def test_position_distance_measures_between_read_outs():
+    """distance 'position': the euclidean distance between read-outs of the states and of the goal, so it grows
+    with the read-out's distance where a latent distance would not."""
+    readout = lambda z: z[..., :2] * 2  # noqa: E731
+    states = torch.tensor([[[0.0, 0.0, 5.0], [3.0, 4.0, -5.0]]])  # [S=1, H=2, 3]
+    goal, actions = torch.zeros(3), torch.zeros(1, 2, 2)
+    assert GoalCost("position", readout=readout)(states, goal, actions).item() == pytest.approx(0.0 + 10.0)
+    with pytest.raises(ConfigError, match="read-out"):
+        GoalCost("position")
+
+
 class _SpyPlanner(CEM):
     def __init__(self):
         super().__init__(horizon=4, action_dim=2, samples=8, iterations=1, elites=2)
@@ -473,13 +484,26 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     from conftest import tiny_trainer
 
     from control import WorldModel
+    from control.gate import ridge_fit, ridge_select
     from control.world_model import change_std, load_world_model
+
+    def readout_rows(windows):  # the rows the read-out is fitted on (all of them: fewer than its max_rows)
+        x, y = windows.latents.float().flatten(2).flatten(0, 1), windows.positions.float().flatten(0, 1)
+        rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        return x[rows], y[rows]
 
     path, _, data = tiny_control
     model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
-                       rollout_steps=2, warmup_steps=1, motion=True, whiten=True, loss="mse")
+                       rollout_steps=2, warmup_steps=1, motion=True, whiten=True, loss="mse", position_readout=True)
     trainer = tiny_trainer(path / "white", max_steps=3)
     trainer.fit(model, data)
+    # the position read-out is the ridge fit of the recorded positions on the training latents
+    alpha, _ = ridge_select(*readout_rows(data.train_set))
+    weight, bias = ridge_fit(*readout_rows(data.train_set), alpha)
+    latents, positions = data.train_set.latents.float(), data.train_set.positions
+    expected = latents.flatten(2).double() @ weight + bias
+    assert torch.allclose(model.read_position(latents).double(), expected, atol=1e-3)
+    assert ((model.read_position(latents) - positions) ** 2).mean() < 0.1 * positions.var(dim=(0, 1)).mean()
     p = model.predictor
     tokens = data.train_set.latents.float()
     white = (tokens - p.latent_mean) @ p.whitener
@@ -491,6 +515,19 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     loaded = load_world_model(str(path / "white.ckpt"))
     z, a = tokens[:2, :2], torch.rand(2, 2, 2)
     assert torch.equal(loaded.predictor(z, a), p.eval()(z, a))
+    assert torch.equal(loaded.read_position(z), model.read_position(z))
+
+
+def test_ridge_fit_returns_the_linear_map_in_raw_coordinates():
+    from control.gate import ridge_fit, ridge_r2
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 6, generator=g) * torch.tensor([1.0, 10.0, 0.1, 3.0, 1.0, 5.0]) + 7.0
+    w, b = torch.randn(6, 2, generator=g), torch.tensor([1.5, -2.0])
+    y = x @ w + b
+    fw, fb = ridge_fit(x, y, 1e-9)
+    assert torch.allclose(fw.float(), w, atol=1e-4) and torch.allclose(fb.float(), b, atol=1e-3)
+    assert ridge_r2(x[:300], y[:300], x[300:], y[300:])["r2"] > 0.999
 
 
 def test_gate_stops_training_when_the_encoder_cannot_see_the_agent(tiny_control):
@@ -527,6 +564,9 @@ def test_jepa_plan_end_to_end(tiny_control):
     # a world model trained for 2-D actions refuses an environment with a different action size: checked by name
     code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--episodes", "1", "--seeds", "[0]"])
     assert code == 2  # the 16x16 encoder does not fit the default 64x64 frames: a clear error, not a crash
+    code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--env_options", "{img_size: 16}", "--distance",
+                 "position", "--episodes", "1", "--seeds", "[0]"])
+    assert code == 2  # --distance position needs a world model fitted with a position read-out
 
 
 def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_control):
