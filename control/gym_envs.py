@@ -37,6 +37,7 @@ class GymAdapter:
 
     held_out_layouts = False
     success_rule = ""
+    frame_extent = (0.0, 1.0, 1.0, 0.0)  # (left, right, bottom, top) of a frame in info["pos"] units (Push-T's table)
 
     def __init__(self, img_size: int, action_repeat: int, max_steps: int) -> None:
         if img_size < 8 or action_repeat < 1 or max_steps < 1:
@@ -106,6 +107,10 @@ class _MujocoAdapter(GymAdapter):
     def __init__(self, img_size: int, action_repeat: int, max_steps: int, camera: dict) -> None:
         super().__init__(img_size, action_repeat, max_steps)
         self.mujoco_env.mujoco_renderer.default_cam_config = camera
+        # the top-down camera sees +-distance * tan(fovy / 2) around where it looks, x to the right and y up
+        half = camera["distance"] * np.tan(np.radians(self.mujoco_env.model.vis.global_.fovy) / 2)
+        x, y = camera["lookat"][:2]
+        self.frame_extent = (x - half, x + half, y - half, y + half)
 
     @property
     def mujoco_env(self):

@@ -30,13 +30,14 @@ def plot_episodes(shown: list[dict], path: str | Path, title: str) -> Path:
     for i, ep in enumerate(shown):
         size = ep["frames"].shape[1]
         top, bottom = axes[0, i], axes[1, i]
-        top.imshow(ep["frames"][0], extent=(0, 1, 1, 0))
+        extent = ep.get("extent", (0, 1, 1, 0))  # the frame in position units, so the path lies over it
+        top.imshow(ep["frames"][0], extent=extent)
         p = np.asarray(ep["path"])
         top.plot(p[:, 0], p[:, 1], "-", color="yellow", lw=1.2)
         top.plot(p[0, 0], p[0, 1], "o", color="cyan", ms=5)
         top.plot(ep["goal"][0], ep["goal"][1], "*", color="lime", ms=10)
         top.set_title(("success" if ep["success"] else "failure") + f" ({len(p) - 1} steps)", fontsize=9)
-        bottom.imshow(ep["frames"][-1], extent=(0, 1, 1, 0))
+        bottom.imshow(ep["frames"][-1], extent=extent)
         bottom.plot(ep["goal"][0], ep["goal"][1], "*", color="lime", ms=10)
         bottom.set_title(f"final frame ({size}x{size})", fontsize=9)
         for ax in (top, bottom):

@@ -66,17 +66,22 @@ def test_reacher_goal_pose_puts_the_fingertip_on_the_target():
     env.close()
 
 
-def test_point_maze_goal_image_shows_the_ball_and_no_goal_marker():
+def test_point_maze_frames_show_the_ball_where_it_is_and_no_goal_marker():
     pytest.importorskip("gymnasium_robotics")
     env = make_env("point_maze", img_size=64)
     green = lambda f: int(((f[..., 1] > f[..., 0] + 40) & (f[..., 1] > f[..., 2] + 40)).sum())  # noqa: E731
     red = lambda f: int(((f[..., 0] > 200) & (f[..., 1] < 60)).sum())  # noqa: E731
     for seed in range(3):
-        obs, _ = env.reset(seed=seed)
+        obs, info = env.reset(seed=seed)
         obs, goal = obs.astype(int), env.goal_observation().astype(int)
         # the ball (green, ~7 px across) is drawn in both frames, the env's red goal marker in neither
         assert green(obs) >= 20 and abs(green(goal) - green(obs)) <= 0.3 * green(obs)
         assert red(obs) == 0 and red(goal) == 0
+        # frame_extent places the frame in position units (what the episode plots draw paths with)
+        ys, xs = np.nonzero((obs[..., 1] > obs[..., 0] + 40) & (obs[..., 1] > obs[..., 2] + 40))
+        left, right, bottom, top = env.frame_extent
+        seen = (left + (xs.mean() + 0.5) / 64 * (right - left), top + (ys.mean() + 0.5) / 64 * (bottom - top))
+        assert np.allclose(seen, info["pos"], atol=0.1), (seen, info["pos"])
     env.close()
 
 
