@@ -1,8 +1,9 @@
 """Environments by name. Every environment follows gymnasium's interface (reset(seed, options) -> (obs, info),
 step(action) -> (obs, reward, terminated, truncated, info), render()) and adds what planning and the evaluation
 protocol need: action_low / action_high (actions live in [-1, 1]^A), observation_shape (RGB uint8 frames),
-goal_observation(), max_steps (the step budget), success_rule and held_out_layouts (for the record) and, in info,
-"pos", "goal", "distance", "success" and "clamped" (out-of-bound actions clamped so far).
+goal_observation(), max_steps (the step budget), success_rule and held_out_layouts (for the record),
+frame_extent ((left, right, bottom, top) of a frame in info["pos"] units: the episode plots draw paths with it) and,
+in info, "pos", "goal", "distance", "success" and "clamped" (out-of-bound actions clamped so far).
 
 two_rooms is built in (control/two_rooms.py); point_maze, reacher and push_t adapt gymnasium environments
 (control/gym_envs.py, the optional `control` extra)."""

@@ -62,7 +62,7 @@ def run_episodes(env, make_agent, episodes: int, seeds: list[int], budget: int |
             if len(shown) < keep_frames:
                 shown.append({"frames": np.stack(frames), "path": np.stack(path), "goal": info["goal"],
                               "goal_obs": env.goal_observation(), "success": success,
-                              "extent": getattr(env, "frame_extent", (0.0, 1.0, 1.0, 0.0))})
+                              "extent": env.frame_extent})
         seconds += agent.plan_seconds
         rollouts += agent.rollouts
         agent.plan_seconds, agent.rollouts = [], []

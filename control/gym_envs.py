@@ -37,7 +37,6 @@ class GymAdapter:
 
     held_out_layouts = False
     success_rule = ""
-    frame_extent = (0.0, 1.0, 1.0, 0.0)  # (left, right, bottom, top) of a frame in info["pos"] units (Push-T's table)
 
     def __init__(self, img_size: int, action_repeat: int, max_steps: int) -> None:
         if img_size < 8 or action_repeat < 1 or max_steps < 1:
@@ -216,6 +215,7 @@ class PushT(GymAdapter):
     distance = 1 - coverage of the goal region by the block; success = coverage > 0.95 (the env's rule)."""
 
     name = "push_t"
+    frame_extent = (0.0, 1.0, 1.0, 0.0)  # the table in table units, y down as in the frame
     success_rule = "final coverage of the goal by the block > 0.95 (Push-T's rule)"
 
     def __init__(self, img_size: int = 64, action_repeat: int = 1, max_steps: int = 100, reach: float = 64.0,

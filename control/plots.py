@@ -30,7 +30,7 @@ def plot_episodes(shown: list[dict], path: str | Path, title: str) -> Path:
     for i, ep in enumerate(shown):
         size = ep["frames"].shape[1]
         top, bottom = axes[0, i], axes[1, i]
-        extent = ep.get("extent", (0, 1, 1, 0))  # the frame in position units, so the path lies over it
+        extent = ep["extent"]  # the frame in position units, so the path lies over it
         top.imshow(ep["frames"][0], extent=extent)
         p = np.asarray(ep["path"])
         top.plot(p[:, 0], p[:, 1], "-", color="yellow", lw=1.2)

@@ -119,6 +119,7 @@ class TwoRooms:
     """
 
     name = "two_rooms"
+    frame_extent = (0.0, 1.0, 1.0, 0.0)  # the unit square, y down as in the frame
 
     def __init__(self, cfg: TwoRoomsConfig = TwoRoomsConfig(), eval_layouts: bool = False) -> None:
         self.cfg, self.sim, self.eval_layouts = cfg, TwoRoomsSim(cfg), eval_layouts

@@ -169,7 +169,8 @@ class WorldModel(L.LightningModule):
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
                  rollout_steps: int = 3, rollout_weight: float = 1.0, motion: bool = False, whiten: bool = False,
-                 position_readout: bool = False, loss: str = "l1", lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
+                 position_readout: bool = False, loss: str = "l1", lr: float = 1e-3, weight_decay: float = 0.01,
+                 warmup_steps: int = 100) -> None:
         super().__init__()
         from control.encoding import FrozenEncoder
 
