@@ -6,33 +6,38 @@ import torch
 
 from jepa.errors import ConfigError
 
-DISTANCES = ("mse", "l1", "euclid", "position")
+DISTANCES = ("mse", "l1", "euclid", "position", "geodesic")
 
 
 class GoalCost:
     """Args:
         distance: mse / l1 (mean over tokens and channels, for latents), euclid (for true positions) or position
-            (euclid between `readout`(latents), a learned read-out of the agent's position: WorldModel.read_position).
+            (euclid between `readout`(latents), a learned read-out of the agent's position: WorldModel.read_position)
+            or geodesic (`geodesic`(read-outs), the maze-aware distance of control/geodesic.py, round the walls).
         mode: sum (over the horizon, the default: beats last-state-only in eb_jepa) or last.
         action_weight: mu, the weight of the action-magnitude term.
         energy: a learned energy E (latents [S, H, N, D] -> [S, H]); energy_weight: lambda.
     """
 
     def __init__(self, distance: str = "mse", mode: str = "sum", action_weight: float = 0.0, energy=None,
-                 energy_weight: float = 0.0, readout=None) -> None:
+                 energy_weight: float = 0.0, readout=None, geodesic=None) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"unknown distance {distance!r}: use one of {', '.join(DISTANCES)}")
-        if distance == "position" and readout is None:
-            raise ConfigError("distance 'position' needs a read-out of the position from the latents")
+        if distance in ("position", "geodesic") and readout is None:
+            raise ConfigError(f"distance {distance!r} needs a read-out of the position from the latents")
+        if distance == "geodesic" and geodesic is None:
+            raise ConfigError("distance 'geodesic' needs a transition graph (control.geodesic.TransitionGraph)")
         if mode not in ("sum", "last"):
             raise ConfigError(f"cost mode must be 'sum' or 'last', got {mode!r}")
         self.distance, self.mode, self.action_weight = distance, mode, action_weight
-        self.energy, self.energy_weight, self.readout = energy, energy_weight, readout
+        self.energy, self.energy_weight, self.readout, self.geodesic = energy, energy_weight, readout, geodesic
 
     def distances(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """states [S, H, ...], goal [...] -> [S, H]."""
         if self.distance == "position":
             return (self.readout(states) - self.readout(goal)).norm(dim=-1)
+        if self.distance == "geodesic":
+            return self.geodesic(self.readout(states), self.readout(goal))
         diff = (states - goal).flatten(2)
         if self.distance == "mse":
             return diff.pow(2).mean(-1)

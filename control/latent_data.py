@@ -49,7 +49,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         train_dir: trajectory shards of `jepa collect` for training; a list of folders is read as one set (e.g.
             random-policy episodes + episodes of the planner, the act-store-retrain loop); same episode length.
         val_dir: trajectory shards for validation (and the gate's held-out episodes), optional.
-        window: frames per training window (>= the model's context + 1 and rollout_steps + 1).
+        window: frames per training window (>= the model's context + 1 and rollout_history + rollout_steps).
         batch_size: windows per step.
         num_workers: dataloader workers (the data is in memory: 0 is fastest).
         gate_min_r2: stop before training when the position probe's R^2 is below this (0: report only).

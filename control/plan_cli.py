@@ -44,8 +44,13 @@ def parser():
                    help="env steps each planned action is held for: the plan looks horizon x action_repeat steps ahead")
     p.add_argument("--warm_start", type=bool, default=True, help="start each plan from the shifted previous one")
     p.add_argument("--distance", type=str, default="mse",
-                   help="goal distance: mse or l1 between latents, or position (between the world model's read-outs of "
-                   "the agent's position: model.position_readout)")
+                   help="goal distance: mse or l1 between latents, position (between the world model's read-outs of "
+                   "the agent's position: model.position_readout) or geodesic (the read-outs' shortest path over the "
+                   "steps recorded in --graph_data: round the walls)")
+    p.add_argument("--graph_data", type=str | None, default=None,
+                   help="trajectory shards whose recorded positions make the graph of --distance geodesic")
+    p.add_argument("--graph_cell", type=float, default=0.15,
+                   help="grid cell of that graph, in position units (below half the thinnest wall)")
     p.add_argument("--cost_mode", type=str, default="sum", help="sum over the horizon, or last")
     p.add_argument("--action_weight", type=float, default=0.0, help="weight of the action-magnitude term")
     p.add_argument("--energy", type=str | None, default=None,
@@ -121,11 +126,19 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions, {cfg.env} has "
                           f"{action_dim}-D ones")
     started = time.time()
-    readout = wm.read_position if cfg.distance == "position" else None
+    readout = wm.read_position if cfg.distance in ("position", "geodesic") else None
     if readout is not None and not wm.hparams.get("position_readout"):
-        raise ConfigError(f"--distance position: {cfg.world_model} has no position read-out (fit it with "
+        raise ConfigError(f"--distance {cfg.distance}: {cfg.world_model} has no position read-out (fit it with "
                           "--model.init_args.position_readout true)")
-    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout)
+    graph = None
+    if cfg.distance == "geodesic":
+        from control.geodesic import load_graph
+
+        if not cfg.graph_data:
+            raise ConfigError("--distance geodesic needs --graph_data: trajectory shards with recorded positions")
+        graph = load_graph(cfg.graph_data, cfg.graph_cell)
+        print(f"transition graph of {cfg.graph_data}: {graph.summary()}", file=sys.stderr)
+    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout, geodesic=graph)
     run = lambda agent: run_episodes(env, agent, cfg.episodes, cfg.seeds, cfg.budget, keep_frames=cfg.show)  # noqa: E731
     results = {}
 
@@ -145,6 +158,8 @@ def main(argv: list[str]) -> int:
               "protocol": {"episodes_per_seed": cfg.episodes, "seeds": cfg.seeds,
                            "held_out_layouts": env.held_out_layouts, "budget": cfg.budget or env.max_steps,
                            "success": env.success_rule, "interval": "Wilson 95 %"}}
+    if graph is not None:
+        record["transition_graph"] = graph.summary()
     if cfg.oracle and not hasattr(env, "sim"):
         record["protocol"]["oracle"] = f"none: {cfg.env} has no batched true simulator to plan on"
         print(f"no oracle row: {cfg.env} has no batched true simulator to plan on", file=sys.stderr)
@@ -177,7 +192,8 @@ def main(argv: list[str]) -> int:
         for weight in [w for w in cfg.energy_weights if w] if energy is not None else []:
             agents.append((f"{name}, lambda {weight:g} * E (world model)", lambda seed, name=name, weight=weight: mpc(
                 LatentModel(energy_wm), name, seed, GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight,
-                                                             energy.energy, weight, readout=readout))))
+                                                             energy.energy, weight, readout=readout,
+                                                             geodesic=graph))))
         if cfg.oracle and hasattr(env, "sim"):  # a batched true simulator: two_rooms only so far
             agents.append((f"{name} (oracle simulator)", lambda seed, name=name: mpc(
                 SimModel(env.sim), name, seed, GoalCost("euclid", cfg.cost_mode))))

@@ -147,6 +147,10 @@ class WorldModel(L.LightningModule):
         context: most frames the predictor sees (training windows and planning both).
         rollout_steps: steps of the multi-step rollout loss (0: teacher forcing only).
         rollout_weight: weight of the rollout loss.
+        rollout_history: true frames the rollout loss starts from (1 to context). 1, the default, is V-JEPA
+            2-AC's; the context is how planning starts (the working memory's last frames), and where momentum
+            rules (PointMaze's ball) only two frames tell the velocity. Windows need rollout_history +
+            rollout_steps frames.
         motion: the predictor also sees each frame's change since the previous one and predicts the next change,
             both in units of the training latents' per-channel change std (ActionConditionedPredictor; measured
             when fitting starts, saved with the checkpoint).
@@ -157,6 +161,10 @@ class WorldModel(L.LightningModule):
             checkpoint) for `jepa plan --distance position`: a goal distance that grows with the true distance where
             the latent one saturates (a small object: once it is in another token, every distance looks alike).
             The planner still sees pixels only; the read-out is learned from the collected data.
+        position_weight: adds this weight x the MSE between the read-outs of the predicted and of the true next
+            latents to the loss (teacher forcing and rollout): the latent loss spreads over every direction of the
+            tokens, the read-out looks at two, and without it PointMaze's imagined positions were no better than
+            "nothing moves". In squared position units against the latent loss's (PointMaze: 1e-3).
         loss: "l1" (V-JEPA 2-AC's, the default) or "mse". L1's optimum is each latent's conditional median, MSE's
             its mean: where only a few pixels move (PointMaze's ball) most latents' median change is zero and L1
             can settle on "nothing moves"; MSE still pays for the expected move.
@@ -168,15 +176,21 @@ class WorldModel(L.LightningModule):
     def __init__(self, encoder_ckpt: str, encoder_which: str = "auto", pool_grid: int = 2, fold: int = 1,
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
-                 rollout_steps: int = 3, rollout_weight: float = 1.0, motion: bool = False, whiten: bool = False,
-                 position_readout: bool = False, loss: str = "l1", lr: float = 1e-3, weight_decay: float = 0.01,
-                 warmup_steps: int = 100) -> None:
+                 rollout_steps: int = 3, rollout_weight: float = 1.0, rollout_history: int = 1, motion: bool = False,
+                 whiten: bool = False,
+                 position_readout: bool = False, position_weight: float = 0.0, loss: str = "l1", lr: float = 1e-3,
+                 weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
         super().__init__()
         from control.encoding import FrozenEncoder
 
         if loss not in LATENT_LOSSES:
             raise ConfigError(f"model.loss = {loss!r}: choose one of {sorted(LATENT_LOSSES)}")
         self.latent_loss = LATENT_LOSSES[loss]
+        if not 1 <= rollout_history <= context:
+            raise ConfigError(f"model.rollout_history = {rollout_history}: must be between 1 and context ({context})")
+        if position_weight and not position_readout:
+            raise ConfigError("model.position_weight needs model.position_readout true (it weighs the read-out's "
+                              "error)")
 
         self.save_hyperparameters()
         self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which, fold)
@@ -233,28 +247,36 @@ class WorldModel(L.LightningModule):
             raise ConfigError("this world model has no position read-out: fit it with model.position_readout true")
         return latents.flatten(-2) @ self.readout_weight + self.readout_bias
 
-    def teacher_forcing_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Every frame of the window predicts the next one from the true frames so far."""
+    def teacher_forced(self, latents: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every frame of the window predicts the next one from the true frames so far: (predictions, targets)."""
         c = self.hparams.context
-        preds = self.predictor(latents[:, :c], actions[:, :c])
-        return self.latent_loss(preds, latents[:, 1 : c + 1])
+        return self.predictor(latents[:, :c], actions[:, :c]), latents[:, 1 : c + 1]
 
-    def rollout_loss(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """From the first true frame, feed predictions back for rollout_steps steps."""
-        r = self.hparams.rollout_steps
-        preds = self.predictor.rollout(latents[:, :1], actions[:, :0], actions[:, :r], self.hparams.context)
-        return self.latent_loss(preds, latents[:, 1 : r + 1])
+    def rolled_out(self, latents: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """From the first rollout_history true frames, feed predictions back for rollout_steps steps:
+        (predictions, targets)."""
+        r, k = self.hparams.rollout_steps, self.hparams.rollout_history
+        preds = self.predictor.rollout(latents[:, :k], actions[:, : k - 1], actions[:, k - 1 : k - 1 + r],
+                                       self.hparams.context)
+        return preds, latents[:, k : k + r]
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
         latents, actions = batch["latents"], batch["actions"]
-        need = max(self.hparams.context, self.hparams.rollout_steps) + 1
+        need = max(self.hparams.context + 1, self.hparams.rollout_steps + self.hparams.rollout_history)
         if latents.shape[1] < need:
-            raise ConfigError(f"windows of {latents.shape[1]} frames are too short: context / rollout_steps need {need}")
-        out = {"teacher_forcing": self.teacher_forcing_loss(latents, actions)}
-        out["loss"] = out["teacher_forcing"]
+            raise ConfigError(f"windows of {latents.shape[1]} frames are too short: context / rollout_history + "
+                              f"rollout_steps need {need}")
+        pairs = {"teacher_forcing": self.teacher_forced(latents, actions)}
         if self.hparams.rollout_steps:
-            out["rollout"] = self.rollout_loss(latents, actions)
-            out["loss"] = out["loss"] + self.hparams.rollout_weight * out["rollout"]
+            pairs["rollout"] = self.rolled_out(latents, actions)
+        out = {name: self.latent_loss(preds, targets) for name, (preds, targets) in pairs.items()}
+        out["loss"] = out["teacher_forcing"] + self.hparams.rollout_weight * out.get("rollout", 0.0)
+        if self.hparams.get("position_weight"):
+            # where the read-out of the predictions lands against the read-out of the true next latents (no
+            # recorded positions needed here): the few directions the position cost reads are the ones planning needs
+            out["position"] = sum(F.mse_loss(self.read_position(preds), self.read_position(targets))
+                                  for preds, targets in pairs.values()) / len(pairs)
+            out["loss"] = out["loss"] + self.hparams.position_weight * out["position"]
         return out
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

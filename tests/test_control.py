@@ -518,6 +518,51 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     assert torch.equal(loaded.read_position(z), model.read_position(z))
 
 
+def test_position_weight_adds_the_read_out_error_of_the_predictions(tiny_control):
+    """model.position_weight: the loss also pays for where the read-out of each prediction lands against the
+    read-out of the true next latents, over teacher forcing and rollout alike."""
+    import torch.nn.functional as F
+    from conftest import tiny_trainer
+
+    from control import WorldModel
+
+    path, _, data = tiny_control
+    with pytest.raises(ConfigError, match="position_readout"):
+        WorldModel(str(path / "encoder"), pool_grid=2, position_weight=1.0)
+    model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                       rollout_steps=2, warmup_steps=1, position_readout=True, position_weight=0.5)
+    tiny_trainer(path / "posw", max_steps=2).fit(model, data)
+    batch = next(iter(data.train_dataloader()))
+    out = model.losses(batch)
+    read = model.read_position
+    latents, actions = batch["latents"], batch["actions"]
+    pairs = [model.teacher_forced(latents, actions), model.rolled_out(latents, actions)]
+    expected = sum(F.mse_loss(read(p), read(t)) for p, t in pairs) / 2
+    assert out["position"].item() > 0 and torch.allclose(out["position"], expected)
+    assert torch.allclose(out["loss"], out["teacher_forcing"] + out["rollout"] + 0.5 * expected)
+    out["loss"].backward()
+    assert model.predictor.out.weight.grad.abs().sum() > 0
+
+
+def test_rollout_loss_starts_from_rollout_history_true_frames(tiny_control):
+    """model.rollout_history: the rollout loss starts from that many true frames, as planning starts from the
+    working memory's last frames (an untrained predictor says "nothing moves", so its first imagined frame is the
+    last true one it was given), and its targets are the frames after them."""
+    from control import WorldModel
+
+    path, _, _ = tiny_control
+    latents, actions = torch.randn(3, 5, 4, 32), torch.rand(3, 4, 2)
+    for k in (1, 2):
+        model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                           rollout_steps=3, rollout_history=k)
+        preds, targets = model.rolled_out(latents, actions)
+        assert torch.allclose(preds[:, 0], latents[:, k - 1], atol=1e-6) and torch.equal(targets, latents[:, k : k + 3])
+    with pytest.raises(ConfigError, match="too short"):
+        model.losses({"latents": latents[:, :4], "actions": actions[:, :3]})  # 2 + 3 frames needed
+    with pytest.raises(ConfigError, match="rollout_history"):
+        WorldModel(str(path / "encoder"), pool_grid=2, context=2, rollout_history=3)
+
+
 def test_ridge_fit_returns_the_linear_map_in_raw_coordinates():
     from control.gate import ridge_fit, ridge_r2
 
