@@ -76,10 +76,13 @@ def parser():
     return p
 
 
-def rollout_errors(world_model, path: str, horizon: int, max_episodes: int = 200) -> dict[str, list[float]]:
-    """Mean L1 between imagined and encoded latents after 1..horizon steps, from the first frame of each episode,
-    on the episodes of `path` (teacher forcing nowhere: the model's own predictions are fed back), beside the
-    error of predicting no change (the first latent held)."""
+def rollout_errors(world_model, path: str, horizon: int,
+                   max_episodes: int = 200) -> dict[str, dict[str, list[float]]]:
+    """Rollout error against horizon on the episodes of `path`, from the first frame of each (teacher forcing
+    nowhere: the model's own predictions are fed back), each beside predicting no change (the first frame held):
+    "latent_l1", the mean L1 between imagined and encoded latents after 1..horizon steps; and, for a world model
+    with a position read-out and trajectories that recorded (x, y), "position", the mean distance between the
+    read-out of the imagined latents and the recorded positions (what a position cost plans on)."""
     from control.collect import read_trajectories
 
     data = read_trajectories(path)
@@ -89,8 +92,15 @@ def rollout_errors(world_model, path: str, horizon: int, max_episodes: int = 200
         latents = world_model.encode(frames[:, : horizon + 1])
         preds = world_model.predictor.rollout(latents[:, :1], actions[:, :0], actions[:, :horizon],
                                               world_model.hparams.context)
-    per_step = lambda pred: [float(v) for v in (pred - latents[:, 1:]).abs().mean((0, 2, 3))]  # noqa: E731
-    return {"world_model": per_step(preds), "no_change": per_step(latents[:, :1].expand_as(preds))}
+        per_step = lambda pred: [float(v) for v in (pred - latents[:, 1:]).abs().mean((0, 2, 3))]  # noqa: E731
+        errors = {"latent_l1": {"world_model": per_step(preds),
+                                "no_change": per_step(latents[:, :1].expand_as(preds))}}
+        positions = data["proprio"][:max_episodes, : horizon + 1].float()
+        if world_model.hparams.get("position_readout") and positions.shape[-1] == 2:
+            off = lambda pos: [float(v) for v in (pos - positions[:, 1:]).norm(dim=-1).mean(0)]  # noqa: E731
+            errors["position"] = {"world_model": off(world_model.read_position(preds)),
+                                  "no_change": off(positions[:, :1].expand(-1, horizon, -1))}
+    return errors
 
 
 @torch.no_grad()
@@ -229,10 +239,16 @@ def main(argv: list[str]) -> int:
             "evaluation episode's start; x = straight towards the goal)", towards))
     if cfg.rollout_data:
         errors = rollout_errors(wm, cfg.rollout_data, cfg.horizon)
-        record["rollout_l1_by_horizon"] = errors
-        record["plots"]["rollout_error"] = str(plot_rollout_error(errors, out / "rollout_error.png"))
-        print("latent L1 by horizon: " + ", ".join(f"{a:.4f} (no change {b:.4f})" for a, b in
-                                                   zip(errors["world_model"], errors["no_change"])), file=sys.stderr)
+        record["rollout_l1_by_horizon"] = errors["latent_l1"]
+        record["plots"]["rollout_error"] = str(plot_rollout_error(errors["latent_l1"], out / "rollout_error.png"))
+        if "position" in errors:
+            record["rollout_position_error_by_horizon"] = errors["position"]
+            record["plots"]["rollout_position_error"] = str(plot_rollout_error(
+                errors["position"], out / "rollout_position_error.png", "position read-out error"))
+        for kind, values in errors.items():
+            print(f"{kind.replace('_', ' ')} error by horizon: " + ", ".join(
+                f"{a:.4f} (no change {b:.4f})" for a, b in zip(values["world_model"], values["no_change"])),
+                file=sys.stderr)
     gate = Path(cfg.world_model).resolve().parent.parent / "gate.json"
     if gate.is_file():
         import json

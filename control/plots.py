@@ -48,7 +48,7 @@ def plot_episodes(shown: list[dict], path: str | Path, title: str) -> Path:
     return _save(fig, Path(path))
 
 
-def plot_rollout_error(errors: dict[str, list[float]], path: str | Path) -> Path:
+def plot_rollout_error(errors: dict[str, list[float]], path: str | Path, ylabel: str = "latent L1 error") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,7 +59,7 @@ def plot_rollout_error(errors: dict[str, list[float]], path: str | Path) -> Path
         ax.plot(range(1, len(values) + 1), values, "o-", label=name.replace("_", " "))
     ax.legend(fontsize=8)
     ax.set_xlabel("steps imagined (own predictions fed back)")
-    ax.set_ylabel("latent L1 error")
+    ax.set_ylabel(ylabel)
     ax.set_title("world model: rollout error against horizon", fontsize=10)
     ax.grid(alpha=0.3)
     return _save(fig, Path(path))

@@ -542,6 +542,14 @@ def test_position_weight_adds_the_read_out_error_of_the_predictions(tiny_control
     assert torch.allclose(out["loss"], out["teacher_forcing"] + out["rollout"] + 0.5 * expected)
     out["loss"].backward()
     assert model.predictor.out.weight.grad.abs().sum() > 0
+    # jepa plan's rollout error then also reports where the imagined positions land against the recorded ones
+    from control.plan_cli import rollout_errors
+
+    errors = rollout_errors(model, str(path / "val"), horizon=3)
+    recorded = read_trajectories(path / "val")["proprio"].float()
+    assert len(errors["position"]["world_model"]) == len(errors["latent_l1"]["world_model"]) == 3
+    held = (recorded[:, 1:4] - recorded[:, :1]).norm(dim=-1).mean(0)
+    assert torch.allclose(torch.tensor(errors["position"]["no_change"]), held, atol=1e-5)
 
 
 def test_rollout_loss_starts_from_rollout_history_true_frames(tiny_control):
