@@ -177,9 +177,8 @@ class WorldModel(L.LightningModule):
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
                  rollout_steps: int = 3, rollout_weight: float = 1.0, rollout_history: int = 1, motion: bool = False,
-                 whiten: bool = False,
-                 position_readout: bool = False, position_weight: float = 0.0, loss: str = "l1", lr: float = 1e-3,
-                 weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
+                 whiten: bool = False, position_readout: bool = False, position_weight: float = 0.0, loss: str = "l1",
+                 lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
         super().__init__()
         from control.encoding import FrozenEncoder
 
@@ -271,7 +270,7 @@ class WorldModel(L.LightningModule):
             pairs["rollout"] = self.rolled_out(latents, actions)
         out = {name: self.latent_loss(preds, targets) for name, (preds, targets) in pairs.items()}
         out["loss"] = out["teacher_forcing"] + self.hparams.rollout_weight * out.get("rollout", 0.0)
-        if self.hparams.get("position_weight"):
+        if self.hparams.position_weight:
             # where the read-out of the predictions lands against the read-out of the true next latents (no
             # recorded positions needed here): the few directions the position cost reads are the ones planning needs
             out["position"] = sum(F.mse_loss(self.read_position(preds), self.read_position(targets))
