@@ -48,12 +48,16 @@ class TransitionGraph:
         for (a, b), w in zip(pairs.tolist(), lengths.tolist()):
             self.neighbours.setdefault(a, []).append((b, w))
         self.edges = len(pairs) // 2
-        self._goal, self._field = None, None
+        self._goal = self._field = self._farthest = None
+
+    def _centre(self, idx: torch.Tensor) -> torch.Tensor:
+        """The position [..., 2] of the centre of the cells with grid index idx [..., 2]."""
+        return (idx + self.origin + 0.5).double() * self.cell
 
     def centres(self) -> torch.Tensor:
         """The position of every cell's centre [H, W, 2]."""
         i, j = torch.meshgrid(torch.arange(self.shape[0]), torch.arange(self.shape[1]), indexing="ij")
-        return (torch.stack([i, j], -1) + self.origin + 0.5).double() * self.cell
+        return self._centre(torch.stack([i, j], -1))
 
     def summary(self) -> dict:
         return {"cell": self.cell, "nodes": int(self.visited.sum()), "edges": self.edges,
@@ -84,8 +88,7 @@ class TransitionGraph:
         offsets = torch.tensor([(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)])
         idx = self._cell(p)[..., None, :] + offsets
         flat = idx[..., 0] * self.shape[1] + idx[..., 1]
-        centres = (idx + self.origin + 0.5).double() * self.cell
-        return flat, (p.double()[..., None, :] - centres).norm(dim=-1)
+        return flat, (p.double()[..., None, :] - self._centre(idx)).norm(dim=-1)
 
     def field(self, goal: torch.Tensor) -> torch.Tensor:
         """Shortest-path distance from every cell to `goal` [2] (flat [H * W]; inf where never visited or cut off),
@@ -112,14 +115,14 @@ class TransitionGraph:
         cell around them (inside a wall, outside the data) cost the farthest reachable distance plus one cell."""
         key = tuple(round(v, 6) for v in goal.tolist())
         if key != self._goal:  # a plan asks with the same goal every step of an episode
-            self._goal, self._field = key, self.field(goal)
+            field = self.field(goal)
+            self._goal, self._field, self._farthest = key, field, field[field.isfinite()].max()
         flat, near = self._around(positions)
         via = (near + self._field[flat]).min(-1).values
         direct = (positions.double() - goal.double()).norm(dim=-1)
         close = (self._cell(positions) - self._cell(goal)).abs().max(-1).values <= 1
         dist = torch.where(close, torch.minimum(direct, via), via)
-        farthest = self._field[self._field.isfinite()].max()
-        return torch.where(dist.isfinite(), dist, farthest + self.cell).float()
+        return torch.where(dist.isfinite(), dist, self._farthest + self.cell).float()
 
 
 def load_graph(path: str, cell: float) -> TransitionGraph:
