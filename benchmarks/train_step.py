@@ -35,6 +35,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from ijepa.masks import MultiBlockMaskSampler  # noqa: E402
+from jepa.attention import avoid_cudnn_attention  # noqa: E402
 from jepa.ema import ema_update  # noqa: E402
 from jepa.masking import apply_masks  # noqa: E402
 from jepa.vit import VIT_SIZES, Predictor, VisionTransformer  # noqa: E402
@@ -206,10 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", default=None, help="checkout of facebookresearch/ijepa, timed side by side")
     p.add_argument("--memory", action="store_true", help="CPU: peak RSS per configuration in fresh subprocesses")
     p.add_argument("--peak_tflops", type=float, default=989.0, help="device dense bf16 peak for MFU (H100 SXM: 989)")
+    p.add_argument("--cudnn_sdp", action="store_true",
+                   help="CUDA: leave SDPA's cuDNN backend on (training turns it off: jepa/attention.py says why)")
     p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # internal: ours|official, for --memory
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if not args.cudnn_sdp:
+        avoid_cudnn_attention(device)  # as JEPAModule does when training starts
     for size in args.sizes.split(","):
         for batch in (int(b) for b in args.batch.split(",")):
             for mode in args.modes.split(","):
@@ -256,7 +261,8 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
                          "mode_means": MODES[mode], "predictor": [args.pred_dim, args.pred_depth],
                          "masks": "4 targets scale 0.15-0.2 aspect 0.75-1.5, context 0.85-1.0"},
               "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "steps_timed": args.steps}
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "steps_timed": args.steps,
+              "cudnn_sdp": torch.backends.cuda.cudnn_sdp_enabled()}
     for name, ts in times.items():
         med = statistics.median(ts)
         entry = {"step_s_median": med, "step_s_min": min(ts), "step_s_max": max(ts), "images_per_s": batch / med}
@@ -270,10 +276,11 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
         for name in steps:
             extra = ["--reference", args.reference] if name == "official" else []
             record[name].update(peak_rss_of(base + extra + ["--only", name]))
-    if device.type == "cuda" and "ours" in steps:
-        flops = step_flops(steps["ours"], x, masks_for(batch, grid, seed=0))
-        record["ours"]["flops_per_step"] = flops
-        record["ours"]["mfu"] = flops / record["ours"]["step_s_median"] / (args.peak_tflops * 1e12)
+    if device.type == "cuda":
+        for name, step in steps.items():  # each implementation's own count (the official attention is 2 bmm)
+            flops = step_flops(step, x, masks_for(batch, grid, seed=0))
+            record[name]["flops_per_step"] = flops
+            record[name]["mfu"] = flops / record[name]["step_s_median"] / (args.peak_tflops * 1e12)
         record["mfu_formula"] = ("FlopCounterMode FLOPs of one step (fwd+bwd, matmul/conv/attention) / median step "
                                  f"time / {args.peak_tflops} TFLOP/s")
     if "official" in record:

@@ -24,23 +24,27 @@ class Plan:
 
 
 class Planner:
-    """Shared set-up: horizon, bounds, seeded generator."""
+    """Shared set-up: horizon, bounds, seeded generator, and the device the action sequences live on (the cost's:
+    a world model on a GPU plans there). The noise is always drawn from a CPU generator and moved, so a seed gives
+    the same candidates on every device."""
 
-    def __init__(self, horizon: int, action_dim: int, low: float = -1.0, high: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, horizon: int, action_dim: int, low: float = -1.0, high: float = 1.0, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
         if horizon < 1 or action_dim < 1:
             raise ConfigError(f"planner horizon and action_dim must be >= 1, got {horizon}, {action_dim}")
         self.horizon, self.action_dim, self.low, self.high = horizon, action_dim, low, high
         self.generator = torch.Generator().manual_seed(seed)
+        self.device = torch.device(device)
 
     def start(self, init: torch.Tensor | None) -> torch.Tensor:
         if init is None:
-            return torch.zeros(self.horizon, self.action_dim)
+            return torch.zeros(self.horizon, self.action_dim, device=self.device)
         if init.shape != (self.horizon, self.action_dim):
             raise ValueError(f"warm start must be [{self.horizon}, {self.action_dim}], got {list(init.shape)}")
-        return init.clamp(self.low, self.high)
+        return init.to(self.device).clamp(self.low, self.high)
 
     def noise(self, *shape) -> torch.Tensor:
-        return torch.randn(*shape, generator=self.generator)
+        return torch.randn(*shape, generator=self.generator).to(self.device, non_blocking=True)
 
     def sample_around(self, cost_fn: CostFn, mean: torch.Tensor, std, samples: int):
         """(candidates [S, H, A], their costs): Gaussian samples around mean, clamped; the mean itself is first and

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
 
+from jepa.attention import avoid_cudnn_attention
 from jepa.ema import ema_update
 from jepa.errors import ConfigError
 from jepa.metrics import feature_std, rankme
@@ -144,6 +145,9 @@ class JEPAModule(L.LightningModule):
         loss, _ = self.jepa_loss(batch, self.masks_for(batch, batch_idx, rank=1 << 20))
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         return loss
+
+    def on_fit_start(self) -> None:
+        avoid_cudnn_attention(self.device)  # mask lengths change every batch (jepa/attention.py)
 
     def on_train_start(self) -> None:
         t = self.trainer

@@ -70,3 +70,14 @@ def test_video_benchmark_times_both_clip_pipelines_and_both_recipes(tmp_path, fm
     steps = {r["recipe"]: r for r in records if r["bench"] == "train_step"}
     assert steps["vjepa"]["inputs"] == [4, 8, 1, 64, 64] and steps["ijepa_frames"]["inputs"] == [16, 1, 64, 64]
     assert all(r["step_s_median"] > 0 for r in steps.values())
+
+
+def test_planner_latency_benchmark_prints_a_json_line():
+    script = SCRIPT.parent / "plan_step.py"
+    out = subprocess.run([sys.executable, str(script), "--devices", "cpu", "--shapes", "point_maze", "--samples", "8",
+                          "--iterations", "2", "--plans", "2", "--warmup", "0", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300, check=True)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["shape"] == "point_maze" and record["samples"] == 8 and record["horizon"] == 12
+    assert record["plan_s_min"] <= record["plan_s_median"] <= record["plan_s_max"]
+    assert record["rollouts_per_s"] == pytest.approx(8 * 2 / record["plan_s_median"])
