@@ -1,5 +1,6 @@
 """The planning cost: C(a) = sum_t d(s_hat_t, goal) [or d at the last step only] + lambda * sum_t E(s_hat_t)
-+ mu * sum_t ||a_t||^2, with E the learned energy of control/energy.py (optional). Lower is better."""
++ mu * sum_t ||a_t||^2 [+ rho * ||r(s_hat_H) - r(s_hat_{H-1})||], with E the learned energy of control/energy.py
+(optional) and r a position read-out. Lower is better."""
 from __future__ import annotations
 
 import torch
@@ -17,20 +18,28 @@ class GoalCost:
         mode: sum (over the horizon, the default: beats last-state-only in eb_jepa) or last.
         action_weight: mu, the weight of the action-magnitude term.
         energy: a learned energy E (latents [S, H, N, D] -> [S, H]); energy_weight: lambda.
+        rest_weight: rho, the weight of the read-out distance moved in the plan's last imagined step (needs a
+            readout): a plan must end at rest. Where momentum carries the agent (PointMaze's ball), the summed goal
+            distance alone lets plans sweep through the goal, and the agent circles it.
     """
 
     def __init__(self, distance: str = "mse", mode: str = "sum", action_weight: float = 0.0, energy=None,
-                 energy_weight: float = 0.0, readout=None, geodesic=None) -> None:
+                 energy_weight: float = 0.0, readout=None, geodesic=None, rest_weight: float = 0.0) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"unknown distance {distance!r}: use one of {', '.join(DISTANCES)}")
         if distance in ("position", "geodesic") and readout is None:
             raise ConfigError(f"distance {distance!r} needs a read-out of the position from the latents")
         if distance == "geodesic" and geodesic is None:
             raise ConfigError("distance 'geodesic' needs a transition graph (control.geodesic.TransitionGraph)")
+        if rest_weight and readout is None:
+            raise ConfigError("rest_weight needs a read-out of the position from the latents")
+        if rest_weight < 0:
+            raise ConfigError(f"rest_weight must be >= 0, got {rest_weight}")
         if mode not in ("sum", "last"):
             raise ConfigError(f"cost mode must be 'sum' or 'last', got {mode!r}")
         self.distance, self.mode, self.action_weight = distance, mode, action_weight
         self.energy, self.energy_weight, self.readout, self.geodesic = energy, energy_weight, readout, geodesic
+        self.rest_weight = rest_weight
 
     def distances(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """states [S, H, ...], goal [...] -> [S, H]."""
@@ -52,4 +61,7 @@ class GoalCost:
             cost = cost + self.energy_weight * self.energy(states).sum(1)
         if self.action_weight:
             cost = cost + self.action_weight * actions.pow(2).sum((1, 2))
+        if self.rest_weight and states.shape[1] > 1:
+            last = self.readout(states[:, -2:])
+            cost = cost + self.rest_weight * (last[:, 1] - last[:, 0]).norm(dim=-1)
         return cost

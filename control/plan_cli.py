@@ -53,6 +53,9 @@ def parser():
                    help="grid cell of that graph, in position units (below half the thinnest wall)")
     p.add_argument("--cost_mode", type=str, default="sum", help="sum over the horizon, or last")
     p.add_argument("--action_weight", type=float, default=0.0, help="weight of the action-magnitude term")
+    p.add_argument("--rest_weight", type=float, default=0.0,
+                   help="weight of the read-out distance moved in a plan's last step (position / geodesic "
+                        "distances): plans end at rest")
     p.add_argument("--energy", type=str | None, default=None,
                    help="learned-energy checkpoint (jepa fit of control.energy.EnergyModule): adds lambda * E to the cost")
     p.add_argument("--energy_weights", type=list[float], default=[0.0],
@@ -148,7 +151,10 @@ def main(argv: list[str]) -> int:
             raise ConfigError("--distance geodesic needs --graph_data: trajectory shards with recorded positions")
         graph = load_graph(cfg.graph_data, cfg.graph_cell)
         print(f"transition graph of {cfg.graph_data}: {graph.summary()}", file=sys.stderr)
-    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout, geodesic=graph)
+    if cfg.rest_weight and readout is None:
+        raise ConfigError("--rest_weight needs --distance position or geodesic (a read-out of the position)")
+    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout, geodesic=graph,
+                    rest_weight=cfg.rest_weight)
     run = lambda agent: run_episodes(env, agent, cfg.episodes, cfg.seeds, cfg.budget, keep_frames=cfg.show)  # noqa: E731
     results = {}
 
@@ -203,7 +209,7 @@ def main(argv: list[str]) -> int:
             agents.append((f"{name}, lambda {weight:g} * E (world model)", lambda seed, name=name, weight=weight: mpc(
                 LatentModel(energy_wm), name, seed, GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight,
                                                              energy.energy, weight, readout=readout,
-                                                             geodesic=graph))))
+                                                             geodesic=graph, rest_weight=cfg.rest_weight))))
         if cfg.oracle and hasattr(env, "sim"):  # a batched true simulator: two_rooms only so far
             agents.append((f"{name} (oracle simulator)", lambda seed, name=name: mpc(
                 SimModel(env.sim), name, seed, GoalCost("euclid", cfg.cost_mode))))

@@ -304,6 +304,23 @@ def test_position_distance_measures_between_read_outs():
         GoalCost("position")
 
 
+def test_rest_weight_prefers_plans_that_end_at_rest():
+    """Two plans with the same summed goal distance: one stops on the goal, one sweeps through it at the last step.
+    Only rest_weight tells them apart, by the read-out distance moved in the last step."""
+    readout = lambda z: z[..., :2]  # noqa: E731
+    goal, actions = torch.zeros(2), torch.zeros(2, 3, 2)
+    states = torch.tensor([[[2.0, 0.0], [0.0, 0.0], [0.0, 0.0]],     # arrives, stays
+                           [[1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]]])   # sweeps through
+    plain = GoalCost("position", readout=readout)(states, goal, actions)
+    assert plain[0].item() == pytest.approx(plain[1].item())
+    rested = GoalCost("position", readout=readout, rest_weight=0.5)(states, goal, actions)
+    assert rested.tolist() == pytest.approx([2.0, 2.0 + 0.5])
+    with pytest.raises(ConfigError, match="read-out"):
+        GoalCost("mse", rest_weight=1.0)
+    with pytest.raises(ConfigError, match="rest_weight"):
+        GoalCost("position", readout=readout, rest_weight=-1.0)
+
+
 class _SpyPlanner(CEM):
     def __init__(self):
         super().__init__(horizon=4, action_dim=2, samples=8, iterations=1, elites=2)
