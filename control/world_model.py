@@ -7,6 +7,7 @@ outputs of frame t predict the latents of frame t+1. Trained with teacher forcin
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import lightning as L
@@ -347,6 +348,11 @@ def load_module(path: str, cls, what: str, required: tuple[str, ...], **override
         raise ConfigError(f"{path} is not {what} checkpoint of this project (no "
                           f"{missing[0] + ' hyperparameter' if missing else 'state_dict'})")
     hparams = {k: v for k, v in {**hparams, **overrides}.items() if not k.startswith("_")}
+    # options added after the checkpoint was written take their defaults (chosen to keep the old behaviour), and
+    # are recorded, so code reading self.hparams finds them (a pre-rollout_history world model in the joint step)
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    hparams = {**defaults, **hparams}
     model = cls(**hparams)
     # loaded inside another module built by LightningCLI (an actor, an energy), save_hyperparameters() records that
     # module's config instead of these: put the module's own back

@@ -457,6 +457,24 @@ def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
         loaded.predictor(z, torch.rand(2, 2, 3))
 
 
+def test_a_world_model_saved_before_newer_options_loads_with_their_defaults_and_trains(tiny_control):
+    """A checkpoint whose hyperparameters predate rollout_history / position_weight (two-rooms' world model of
+    earlier sessions) loads with those options' defaults recorded, so its losses (the joint step) run."""
+    from control.world_model import load_world_model
+    from jepa.checkpoint import load_checkpoint
+
+    path, model, data = tiny_control
+    ckpt = load_checkpoint(str(path / "wm.ckpt"))
+    for key in ("rollout_history", "position_weight"):
+        del ckpt["hyper_parameters"][key]
+    torch.save(ckpt, path / "old.ckpt")
+    loaded = load_world_model(str(path / "old.ckpt"))
+    assert loaded.hparams.rollout_history == 1 and loaded.hparams.position_weight == 0.0
+    batch = next(iter(data.train_dataloader()))
+    losses = loaded.losses(batch)
+    assert set(losses) == {"teacher_forcing", "rollout", "loss"} and torch.isfinite(losses["loss"])
+
+
 def test_folded_whitening_and_change_scale_equal_the_maps_applied_in_turn():
     """The predictor folds its whitening and change scale into its input / motion / output layers (io_weights);
     its outputs must equal those of the maps applied one after the other: whiten, scale the change, the layers,
