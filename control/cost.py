@@ -32,7 +32,8 @@ class GoalCost:
         if distance == "geodesic" and geodesic is None:
             raise ConfigError("distance 'geodesic' needs a transition graph (control.geodesic.TransitionGraph)")
         if rest_weight and readout is None:
-            raise ConfigError("rest_weight needs a read-out of the position from the latents")
+            raise ConfigError("rest_weight needs a read-out of the position from the latents (distance position "
+                              "or geodesic)")
         if rest_weight < 0:
             raise ConfigError(f"rest_weight must be >= 0, got {rest_weight}")
         if mode not in ("sum", "last"):

@@ -151,8 +151,6 @@ def main(argv: list[str]) -> int:
             raise ConfigError("--distance geodesic needs --graph_data: trajectory shards with recorded positions")
         graph = load_graph(cfg.graph_data, cfg.graph_cell)
         print(f"transition graph of {cfg.graph_data}: {graph.summary()}", file=sys.stderr)
-    if cfg.rest_weight and readout is None:
-        raise ConfigError("--rest_weight needs --distance position or geodesic (a read-out of the position)")
     cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout, geodesic=graph,
                     rest_weight=cfg.rest_weight)
     run = lambda agent: run_episodes(env, agent, cfg.episodes, cfg.seeds, cfg.budget, keep_frames=cfg.show)  # noqa: E731
