@@ -685,7 +685,8 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
     assert main(["collect", "--policy", "plan", "--episodes", "1", "--out", str(path / "x")]) == 2  # no world model
 
 
-@pytest.mark.parametrize("name", ["plan_two_rooms", "plan_point_maze", "seed_mode1_refine"])
+@pytest.mark.parametrize("name", ["plan_two_rooms", "plan_point_maze", "plan_reacher", "plan_push_t",
+                                  "seed_mode1_refine"])
 def test_plan_configs_parse_with_the_plan_command(name):
     from pathlib import Path
 
