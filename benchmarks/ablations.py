@@ -5,7 +5,8 @@ online monitor (eval.monitors.OnlineProbe) measuring at the end: kNN and linear 
 encoder's average-pooled features, fitted on 5,000 labelled *training* images and scored on 5,000 others, plus
 RankMe. The test split is never touched, so these numbers can choose a recipe.
 
-Prints one JSON line per run and writes <out>/ablations.json and <out>/ablations.md.
+Prints one JSON line per run and writes <out>/ablations.json and <out>/ablations.md after each run; run again with
+the same settings, it skips the runs already in ablations.json (a long sweep can span several sittings).
 Example: python benchmarks/ablations.py --steps 850 --seeds 0 1 2 --variants baseline,ema_0.99,sigreg_0.01
 """
 from __future__ import annotations
@@ -92,14 +93,29 @@ def main() -> None:
         raise SystemExit(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
     out = Path(args.out)
     jepa = [sys.executable, "-m", "jepa.cli"]
-    rows = []
+    setting = {"steps": args.steps, "limit_train": args.limit_train, "probe_samples": args.probe_samples}
+    rows = finished_runs(out / "ablations.json", setting)
     for seed in args.seeds:  # seeds outermost: a cut-short sweep still has every variant at the first seeds
         for name in names:
+            if any(r["variant"] == name and r["seed"] == seed for r in rows):
+                continue  # measured by an earlier, cut-short sweep of the same setting
             rows.append(run(name, seed, args.steps, out, jepa, args.limit_train, args.probe_samples))
             print(json.dumps(rows[-1]), flush=True)
-            write_json(out / "ablations.json", {"steps": args.steps, "runs": rows})
+            write_json(out / "ablations.json", {**setting, "runs": rows})
             write_text(out / "ablations.md", table(rows, args.steps, args.probe_samples) + "\n")
     print(table(rows, args.steps, args.probe_samples))
+
+
+def finished_runs(path: Path, setting: dict) -> list[dict]:
+    """The runs an earlier sweep wrote to `path`, so a sweep cut short (a 20-minute run each) goes on where it
+    stopped; a different step budget, training subset or probe size starts afresh rather than mixing settings."""
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    earlier = {key: saved.get(key) for key in setting}
+    if earlier != setting:
+        raise SystemExit(f"{path} holds runs of {earlier}, not {setting}: pass another --out or remove it")
+    return saved["runs"]
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ class OnlineProbe(L.Callback):
         linear_epochs: epochs of the small linear probe.
         collapse_fraction: warn when RankMe falls below this fraction of the best RankMe seen so far.
         min_rankme: warn when RankMe falls below this value (1 = every image maps to one direction).
-        plot: write monitors.png (curves over steps and RankMe against probe accuracy) at the end of fit.
+        plot: write monitors.png (curves over steps and RankMe against probe accuracy) at the end of fit
+            (monitors.json, the numbers, is written either way).
         at_start: also measure before the first step (the curves' starting point).
         seed: which images form the subset.
     """
@@ -132,10 +133,11 @@ class OnlineProbe(L.Callback):
             self._run(trainer, pl_module)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if self.plot and trainer.is_global_zero and self.history:
+        if trainer.is_global_zero and self.history:  # the curves' numbers always; their picture if asked
             out = Path(trainer.log_dir or trainer.default_root_dir)
             write_json(out / "monitors.json", {"history": self.history})
-            plot_monitors(self.history, out / "monitors.png")
+            if self.plot:
+                plot_monitors(self.history, out / "monitors.png")
 
     # ---- resume: the curves continue across restarts --------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -81,3 +81,22 @@ def test_planner_latency_benchmark_prints_a_json_line():
     assert record["shape"] == "point_maze" and record["samples"] == 8 and record["horizon"] == 12
     assert record["plan_s_min"] <= record["plan_s_median"] <= record["plan_s_max"]
     assert record["rollouts_per_s"] == pytest.approx(8 * 2 / record["plan_s_median"])
+
+
+def test_ablation_sweep_measures_each_run_once_and_goes_on_after_a_cut(tmp_path, fmnist_root):
+    script = SCRIPT.parent / "ablations.py"
+    args = [sys.executable, str(script), "--steps", "2", "--seeds", "0", "--variants", "baseline", "--limit_train",
+            "512", "--probe_samples", "100", "--out", str(tmp_path)]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
+    saved = json.loads((tmp_path / "ablations.json").read_text())
+    assert [(r["variant"], r["seed"], r["steps"]) for r in saved["runs"]] == [("baseline", 0, 2)]
+    assert 0.0 <= saved["runs"][0]["linear_acc"] <= 1.0 and saved["runs"][0]["rankme"] > 0
+    assert json.loads(first.stdout.splitlines()[0]) == saved["runs"][0]
+    assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
+    # the same sweep again: nothing left to run, the saved run is reported as it was
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads((tmp_path / "ablations.json").read_text()) == saved
+    assert not again.stdout.startswith("{") and "| baseline: the recipe" in again.stdout
+    # another step budget into the same folder would mix settings in one table: refused, naming both
+    other = subprocess.run([*args[:3], "3", *args[4:]], capture_output=True, text=True, timeout=120)
+    assert other.returncode != 0 and "'steps': 2" in other.stderr and "'steps': 3" in other.stderr
