@@ -130,6 +130,8 @@ def test_a_mistyped_key_in_a_config_is_caught_by_that_parse(tmp_path, capsys):
     from jepa.cli import main
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs" / "control" / "push_t.yaml").read_text().replace("    fold: 4", "    fodl: 4"))
+    text = (ROOT / "configs" / "control" / "push_t.yaml").read_text().replace("    fold: 4", "    fodl: 4")
+    assert "fodl" in text
+    bad.write_text(text)
     assert main(["fit", "--config", str(bad), "--print_config"]) == 2
     assert "'fodl' is not accepted" in capsys.readouterr().err
