@@ -229,8 +229,9 @@ def main(argv: list[str]) -> int:
     )
 
     main_name = next(k for k in results if k.startswith(cfg.planners[0]) and k.endswith("(world model)"))
+    where = "held-out layouts" if env.held_out_layouts else f"{cfg.env} episodes"  # gymnasium envs have no layouts
     record["plots"] = {"episodes": str(plot_episodes(results[main_name]["shown"], out / "episodes.png",
-                                                     f"{main_name} on held-out layouts"))}
+                                                     f"{main_name} on {where}"))}
     record["plots"]["pareto"] = str(plot_pareto(results, out / "pareto.png"))
     costs = {"cost": cost}
     if energy is not None:
