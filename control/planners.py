@@ -63,15 +63,21 @@ class Planner:
 
 class CEM(Planner):
     """Cross-entropy method: sample around a Gaussian, refit it to the `elites` cheapest, repeat; the warm start
-    (or the current mean) is always among the samples, and the cheapest sequence seen is returned."""
+    (or the current mean) is always among the samples. `result` says what is returned: "best", the cheapest
+    sequence seen, or "mean", the Gaussian's final mean (the elites' average, as DINO-WM's and PETS' CEM return;
+    one more rollout scores it). With few samples in many dimensions the cheapest sample is mostly noise, and the
+    one that the world model's errors flatter most; the mean averages both away."""
 
     def __init__(self, horizon: int, action_dim: int, samples: int = 256, iterations: int = 4, elites: int = 24,
-                 init_std: float = 0.7, min_std: float = 0.05, **kw) -> None:
+                 init_std: float = 0.7, min_std: float = 0.05, result: str = "best", **kw) -> None:
         super().__init__(horizon, action_dim, **kw)
         if not 1 <= elites <= samples:
             raise ConfigError(f"CEM elites must be between 1 and samples={samples}, got {elites}")
-        self.samples, self.iterations, self.elites, self.init_std, self.min_std = (
-            samples, iterations, elites, init_std, min_std)
+        if result not in ("best", "mean"):
+            raise ConfigError(f"CEM result = {result!r}: choose 'best' (the cheapest sequence sampled) or 'mean' "
+                              "(the elites' final mean)")
+        self.samples, self.iterations, self.elites, self.init_std, self.min_std, self.result = (
+            samples, iterations, elites, init_std, min_std, result)
 
     def plan(self, cost_fn: CostFn, init: torch.Tensor | None = None) -> Plan:
         mean = self.start(init)
@@ -83,7 +89,11 @@ class CEM(Planner):
             if costs[order[0]] < best_cost:
                 best, best_cost = cand[order[0]].clone(), float(costs[order[0]])
             elite = cand[order[: self.elites]]
-            mean, std = elite.mean(0), elite.std(0).clamp_min(self.min_std)
+            # one elite has no sample std (NaN): then the std falls to its floor
+            mean, std = elite.mean(0), elite.std(0, correction=int(self.elites > 1)).clamp_min(self.min_std)
+        if self.result == "mean":
+            with torch.no_grad():
+                return Plan(mean, float(cost_fn(mean[None])[0]), self.samples * self.iterations + 1)
         return Plan(best, best_cost, self.samples * self.iterations)
 
 

@@ -386,6 +386,26 @@ def test_sampling_planners_always_try_doing_nothing(planner):
     assert torch.equal(plan.actions, torch.zeros(6, 2)) and plan.cost == 0.0
 
 
+def test_cem_mean_result_averages_the_noise_that_the_best_sample_keeps():
+    # an uninformative cost: the cheapest of 256 samples is one Gaussian draw (std 0.7), the elites' mean of all
+    # 256 is near the start; "mean" is scored once more, and the default still returns the cheapest sample
+    def cost(actions):
+        return torch.rand(len(actions), generator=torch.Generator().manual_seed(len(actions)))
+
+    best = CEM(8, 2, samples=256, iterations=1, elites=256, seed=0).plan(cost)
+    mean = CEM(8, 2, samples=256, iterations=1, elites=256, seed=0, result="mean").plan(cost)
+    assert best.actions.abs().max() > 0.5 and mean.actions.abs().max() < 0.25
+    assert mean.cost == float(cost(mean.actions[None])[0]) and (best.rollouts, mean.rollouts) == (256, 257)
+    with pytest.raises(ConfigError, match="result = 'median'"):
+        CEM(8, 2, result="median")
+
+
+def test_cem_with_one_elite_keeps_a_finite_search():
+    # one elite has no sample std: the next iteration must still sample finite candidates
+    plan = CEM(4, 2, samples=8, iterations=3, elites=1, seed=0).plan(lambda a: (a - 0.3).pow(2).sum((1, 2)))
+    assert torch.isfinite(plan.actions).all() and plan.cost < (0.3 ** 2) * 8
+
+
 def test_action_repeat_takes_the_oracle_round_the_wall():
     # held-out episodes where the summed goal distance over 12 single steps keeps the oracle at the wall (its local
     # minimum); 8 actions held 2 steps each (configs/control/plan_two_rooms.yaml) look far enough ahead to go
