@@ -5,14 +5,17 @@ online monitor (eval.monitors.OnlineProbe) measuring at the end: kNN and linear 
 encoder's average-pooled features, fitted on 5,000 labelled *training* images and scored on 5,000 others, plus
 RankMe. The test split is never touched, so these numbers can choose a recipe.
 
-Prints one JSON line per run and writes <out>/ablations.json and <out>/ablations.md after each run; run again with
-the same settings, it skips the runs already in ablations.json (a long sweep can span several sittings).
+Prints one JSON line per run and writes <results>/ablations.json and <results>/ablations.md after each run; run again
+with the same settings, it skips the runs already in ablations.json (a long sweep can span several sittings). The
+results folder is tracked by git (benchmarks/results/ by default) so a sweep spread over several machines adds up;
+the training runs themselves (checkpoints, logs) go to --out, which is not.
 Example: python benchmarks/ablations.py --steps 850 --seeds 0 1 2 --variants baseline,ema_0.99,sigreg_0.01
 """
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import subprocess
 import sys
@@ -56,7 +59,19 @@ def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_t
         raise SystemExit(f"{variant} seed {seed} failed:\n{proc.stderr[-3000:]}")
     final = json.loads((run_dir / "monitors.json").read_text())["history"][-1]
     return {"variant": variant, "seed": seed, "steps": steps, "knn_acc": final["knn_acc"],
-            "linear_acc": final["linear_acc"], "rankme": final["rankme"], "seconds": round(time.time() - started, 1)}
+            "linear_acc": final["linear_acc"], "rankme": final["rankme"], "seconds": round(time.time() - started, 1),
+            "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}
+
+
+def cpu_name() -> str:
+    """The processor a run's `seconds` were measured on (runs of one sweep may come from different machines)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def table(rows: list[dict], steps: int, samples: int) -> str:
@@ -85,7 +100,9 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument("--limit_train", type=int, default=0, help="pretrain on the first N images (0: all 60k)")
     p.add_argument("--probe_samples", type=int, default=5000, help="labelled training images to fit on, and to score on")
-    p.add_argument("--out", default="runs/ablations")
+    p.add_argument("--out", default="runs/ablations", help="the training runs (checkpoints, logs)")
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "ablations"),
+                   help="ablations.json and ablations.md (tracked by git, so the sweep adds up across machines)")
     args = p.parse_args()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
@@ -94,15 +111,16 @@ def main() -> None:
     out = Path(args.out)
     jepa = [sys.executable, "-m", "jepa.cli"]
     setting = {"steps": args.steps, "limit_train": args.limit_train, "probe_samples": args.probe_samples}
-    rows = finished_runs(out / "ablations.json", setting)
+    results = Path(args.results)
+    rows = finished_runs(results / "ablations.json", setting)
     for seed in args.seeds:  # seeds outermost: a cut-short sweep still has every variant at the first seeds
         for name in names:
             if any(r["variant"] == name and r["seed"] == seed for r in rows):
                 continue  # measured by an earlier, cut-short sweep of the same setting
             rows.append(run(name, seed, args.steps, out, jepa, args.limit_train, args.probe_samples))
             print(json.dumps(rows[-1]), flush=True)
-            write_json(out / "ablations.json", {**setting, "runs": rows})
-            write_text(out / "ablations.md", table(rows, args.steps, args.probe_samples) + "\n")
+            write_json(results / "ablations.json", {**setting, "runs": rows})
+            write_text(results / "ablations.md", table(rows, args.steps, args.probe_samples) + "\n")
     print(table(rows, args.steps, args.probe_samples))
 
 
@@ -114,7 +132,7 @@ def finished_runs(path: Path, setting: dict) -> list[dict]:
     saved = json.loads(path.read_text())
     earlier = {key: saved.get(key) for key in setting}
     if earlier != setting:
-        raise SystemExit(f"{path} holds runs of {earlier}, not {setting}: pass another --out or remove it")
+        raise SystemExit(f"{path} holds runs of {earlier}, not {setting}: pass another --results or remove it")
     return saved["runs"]
 
 

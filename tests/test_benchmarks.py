@@ -86,11 +86,12 @@ def test_planner_latency_benchmark_prints_a_json_line():
 def test_ablation_sweep_measures_each_run_once_and_goes_on_after_a_cut(tmp_path, fmnist_root):
     script = SCRIPT.parent / "ablations.py"
     args = [sys.executable, str(script), "--steps", "2", "--seeds", "0", "--variants", "baseline", "--limit_train",
-            "512", "--probe_samples", "100", "--out", str(tmp_path)]
+            "512", "--probe_samples", "100", "--out", str(tmp_path / "runs"), "--results", str(tmp_path)]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
     saved = json.loads((tmp_path / "ablations.json").read_text())
     assert [(r["variant"], r["seed"], r["steps"]) for r in saved["runs"]] == [("baseline", 0, 2)]
-    assert 0.0 <= saved["runs"][0]["linear_acc"] <= 1.0 and saved["runs"][0]["rankme"] > 0
+    assert 0.0 <= saved["runs"][0]["linear_acc"] <= 1.0 and saved["runs"][0]["rankme"] > 0 and saved["runs"][0]["cpu"]
+    assert (tmp_path / "runs" / "baseline" / "seed0" / "monitors.json").exists()  # the run itself went to --out
     assert json.loads(first.stdout.splitlines()[0]) == saved["runs"][0]
     assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
     # the same sweep again: nothing left to run, the saved run is reported as it was
