@@ -51,11 +51,14 @@ class _Shuffled:
     rng_state: torch.Tensor
 
     @classmethod
-    def of(cls, x: torch.Tensor, y: torch.Tensor, seed: int, rows: torch.Tensor | None = None) -> _Shuffled:
+    def of(cls, x: torch.Tensor, y: torch.Tensor, seed: int) -> _Shuffled:
         g = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(x) if rows is None else len(rows), generator=g)
-        index = order if rows is None else rows[order]
-        return cls(x[index], y[index], g.get_state())
+        order = torch.randperm(len(x), generator=g)
+        return cls(x[order], y[order], g.get_state())
+
+    def rows(self, start: int, stop: int | None = None) -> _Shuffled:
+        """A contiguous part, as views: a random subset of the rows, still in random order."""
+        return _Shuffled(self.x[start:stop], self.y[start:stop], self.rng_state)
 
 
 def _train(data: _Shuffled, num_classes: int, settings: list[tuple[float, float]], epochs: int,
@@ -99,23 +102,37 @@ def _predict(head: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([head(xb).argmax(1) for xb in x.split(8192)])
 
 
-def standardise(train: torch.Tensor, *others: torch.Tensor, chunk: int = 4096) -> list[torch.Tensor]:
-    """Every tensor minus the training mean, over the training std (unbiased), per feature. The statistics are
-    summed in float64 over row chunks: torch's std(0) over 60k x 6,272 flattened features took 7-12 s here, the
-    chunked sums 3 s, with the same result to 1e-7."""
+def standardise(train: torch.Tensor, *others: torch.Tensor, chunk: int = 4096,
+                order: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Every tensor minus the training mean, over the training std (unbiased), per feature; the training rows in
+    `order` if given. One new copy per tensor, filled chunk by chunk: a flattened probe of the last 4 layers is
+    60k x 25,088 floats (6 GB), and every extra full-size temporary beside the caller's features risks the OOM
+    killer. The statistics are summed in float64 over row chunks (torch's std(0) over 60k x 6,272 features took
+    7-12 s here, the chunked sums 3 s, with the same result to 1e-7)."""
     mean = sum(c.sum(0, dtype=torch.float64) for c in train.split(chunk)) / len(train)
     mean32 = mean.float()
-    var = sum((c - mean32).pow(2).sum(0, dtype=torch.float64) for c in train.split(chunk)) / max(len(train) - 1, 1)
-    std = var.sqrt().float().clamp_min(1e-6)
-    return [(t - mean32).div_(std) for t in (train, *others)]
+    var = sum((c.float() - mean32).pow(2).sum(0, dtype=torch.float64) for c in train.split(chunk))
+    std = (var / max(len(train) - 1, 1)).sqrt().float().clamp_min(1e-6)
+    out = []
+    for t, rows in [(train, order), *((o, None) for o in others)]:
+        z = torch.empty(t.shape, dtype=torch.float32)
+        for start in range(0, len(t), chunk):
+            part = t[start : start + chunk] if rows is None else t[rows[start : start + chunk]]
+            torch.sub(part.float(), mean32, out=z[start : start + chunk]).div_(std)
+        out.append(z)
+    return out
+
+
+def _validation_rows(n: int, val_fraction: float) -> int:
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    return max(1, int(n * val_fraction))
 
 
 def holdout_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fit indices, validation indices) of a seeded split of the training set."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    """(fit indices, validation indices) of a seeded split of the training set (the linear probe's split too)."""
+    n_val = _validation_rows(n, val_fraction)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, int(n * val_fraction))
     return perm[n_val:], perm[:n_val]
 
 
@@ -126,21 +143,26 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     if overrides:
         cfg = LinearProbeConfig(**{**asdict(cfg), **overrides})
     num_classes = int(train_y.max()) + 1
+    # One standardised copy of the training rows, in the seeded random order that is both the hold-out split
+    # (validation = its first rows) and the final training's order: the sweep trains on a view of the rest.
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train_x), generator=g)
+    n_val = _validation_rows(len(train_x), cfg.val_fraction)
     with torch.no_grad():
-        train_x, test_x = standardise(train_x.float(), test_x.float())
-    fit_idx, val_idx = holdout_split(len(train_x), cfg.val_fraction, seed)
+        train_x, test_x = standardise(train_x, test_x, order=order)
+    data = _Shuffled(train_x, train_y[order], g.get_state())
     settings = [(lr, wd) for lr in cfg.lrs for wd in cfg.weight_decays]
     val_acc = {}
     with torch.enable_grad():
         if len(settings) > 1:
-            fit, val_x, val_y = _Shuffled.of(train_x, train_y, seed, fit_idx), train_x[val_idx], train_y[val_idx]
-            for (lr, wd), head in zip(settings, _train(fit, num_classes, settings, cfg.sweep_epochs, cfg.batch_size)):
-                val_acc[f"lr={lr:g},wd={wd:g}"] = float((_predict(head, val_x) == val_y).float().mean())
-            del fit, val_x
+            val = data.rows(0, n_val)
+            for (lr, wd), head in zip(settings, _train(data.rows(n_val), num_classes, settings, cfg.sweep_epochs,
+                                                       cfg.batch_size)):
+                val_acc[f"lr={lr:g},wd={wd:g}"] = float((_predict(head, val.x) == val.y).float().mean())
             lr, wd = max(settings, key=lambda s: val_acc[f"lr={s[0]:g},wd={s[1]:g}"])
         else:
             lr, wd = settings[0]
-        head = _train(_Shuffled.of(train_x, train_y, seed), num_classes, [(lr, wd)], cfg.epochs, cfg.batch_size)[0]
+        head = _train(data, num_classes, [(lr, wd)], cfg.epochs, cfg.batch_size)[0]
     pred = _predict(head, test_x)
     return ProbeResult(test_acc=float((pred == test_y).float().mean()), lr=lr, weight_decay=wd, val_acc=val_acc,
                        features=train_x.shape[1], test_pred=pred)

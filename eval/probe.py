@@ -129,6 +129,10 @@ class _Features:
                 "mean": self.data.mean, "std": self.data.std, "layers": self.layers, "pooling": pooling}
         return self.cache.get_or_compute(spec, lambda: self.tokens() if pooling == "tokens" else pool(self.tokens(), pooling))
 
+    def drop_tokens(self) -> None:
+        """Free the tokens after their last use: the last 4 layers of 60k images are 6 GB, room the probe needs."""
+        self._tokens = None
+
 
 def probe_rows(rows: list[Row], data: ProbeData, protocols=("avg", "flat"), layers: int = 1,
                linear: LinearProbeConfig | None = None, knn: KnnConfig | None = None,
@@ -153,6 +157,8 @@ def probe_rows(rows: list[Row], data: ProbeData, protocols=("avg", "flat"), laye
         for protocol in protocols:
             t1 = time.time()
             x_tr, x_te = tr.get(protocol), te.get(protocol)
+            if protocol == protocols[-1] and not attentive.enabled:
+                tr.drop_tokens(), te.drop_tokens()
             if protocol == protocols[0] and row.encoder is not None:
                 out["_embeddings"] = x_te  # for the PCA plot, without reading the features again
             res = linear_probe(x_tr, data.train_y, x_te, data.test_y, linear, seed=seed)

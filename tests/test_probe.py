@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from eval.features import pixel_tokens, pool
-from eval.linear_probe import _Shuffled, _train, linear_probe
+from eval.linear_probe import _Shuffled, _train, linear_probe, standardise
 from jepa.checkpoint import load_strict, strip_prefixes
 from jepa.errors import ConfigError
 from jepa.vit import VisionTransformer
@@ -30,6 +30,19 @@ def test_sweep_heads_trained_in_one_pass_equal_heads_trained_alone():
         torch.testing.assert_close(head.weight, alone.weight, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(head.bias, alone.bias, rtol=1e-4, atol=1e-6)
     assert not torch.allclose(together[0].weight, together[1].weight)  # the settings really differ
+
+
+def test_standardise_gathers_rows_in_order_chunk_by_chunk():
+    g = torch.Generator().manual_seed(2)
+    x, other = torch.randn(50, 6, generator=g) * 3 + 1, torch.randn(7, 6, generator=g)
+    order = torch.randperm(50, generator=g)
+    z, z_other = standardise(x, other, chunk=8, order=order)
+    expect = (x - x.mean(0)) / x.std(0)
+    torch.testing.assert_close(z, expect[order])
+    torch.testing.assert_close(z_other, (other - x.mean(0)) / x.std(0))
+    z16 = standardise(x.half(), chunk=8)[0]  # fp16 features (the cache's) come back as fp32, standardised
+    assert z16.dtype == torch.float32
+    torch.testing.assert_close(z16, (x.half().float() - x.half().float().mean(0)) / x.half().float().std(0))
 
 
 def test_linear_probe_on_noise_is_near_chance():
