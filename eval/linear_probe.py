@@ -1,10 +1,16 @@
 """Linear probe on frozen features: multinomial logistic regression, learning rate and weight decay chosen on a
 held-out part of the training set.
 
-Protocol: features are standardised with training statistics; every (lr, weight decay) pair of the sweep is
-trained (AdamW, cosine LR, `sweep_epochs`) on 90 % of the training set and scored on the other 10 %; the best pair
-is retrained for `epochs` on the whole training set and the test set is scored once. Test labels take no part in
-any choice. (15 epochs at LR 2e-3 under-fitted: 64.0 % vs 70.4 % at 40 epochs / 1e-2 on the same features.)
+Protocol: features are standardised with training statistics; every setting of the sweep is fitted on 90 % of the
+training set and scored on the other 10 %; the best is refitted on the whole training set and the test set is
+scored once. Test labels take no part in any choice.
+
+Solvers: `adamw` (default) trains minibatch heads (one per lr x weight decay pair, in one pass) for a fixed number
+of epochs. It under-fits pooled features: on the 850-step quickstart encoder's average-pooled features it scored
+71.6 % where `lbfgs` scored 79.8 % (2026-12-02). `lbfgs` minimises the regularised cross-entropy to convergence,
+full batch, one fit per weight decay (no learning rate), walking the weight decays from the largest down, each fit
+starting from the previous solution; it is slow on wide features (flat: 19 min instead of ~1 min), hence not yet
+the default.
 """
 from __future__ import annotations
 
@@ -16,10 +22,13 @@ import torch.nn.functional as F
 
 @dataclass
 class LinearProbeConfig:
-    """Settings of the linear probe (the sweep is over every lr x weight decay pair)."""
+    """Settings of the linear probe. lbfgs sweeps the weight decays; adamw every lr x weight decay pair and uses
+    lrs, epochs, sweep_epochs and batch_size."""
 
+    solver: str = "adamw"
     lrs: tuple[float, ...] = (1e-2,)
     weight_decays: tuple[float, ...] = (1e-4, 1e-3)
+    max_iter: int = 500
     epochs: int = 30
     sweep_epochs: int = 10
     batch_size: int = 1024
@@ -29,7 +38,7 @@ class LinearProbeConfig:
 @dataclass
 class ProbeResult:
     test_acc: float
-    lr: float
+    lr: float | None  # None: the lbfgs solver has none
     weight_decay: float
     val_acc: dict[str, float] = field(default_factory=dict)
     features: int = 0
@@ -97,6 +106,27 @@ def _train(data: _Shuffled, num_classes: int, settings: list[tuple[float, float]
     return heads
 
 
+def _fit_lbfgs(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, max_iter: int,
+               start: torch.nn.Linear | None = None) -> torch.nn.Linear:
+    """Multinomial logistic regression, mean cross-entropy + weight_decay / 2 * |W|^2, minimised full batch by
+    L-BFGS (strong Wolfe line search) from zero or from `start`. Deterministic: no data order, no learning rate."""
+    head = torch.nn.Linear(x.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.copy_(start.weight if start is not None else torch.zeros_like(head.weight))
+        head.bias.copy_(start.bias if start is not None else torch.zeros_like(head.bias))
+    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-10)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(head(x), y) + 0.5 * weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return head
+
+
 @torch.no_grad()
 def _predict(head: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([head(xb).argmax(1) for xb in x.split(8192)])
@@ -142,6 +172,8 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     cfg = config or LinearProbeConfig()
     if overrides:
         cfg = LinearProbeConfig(**{**asdict(cfg), **overrides})
+    if cfg.solver not in ("lbfgs", "adamw"):
+        raise ValueError(f"linear probe solver must be 'lbfgs' or 'adamw', got {cfg.solver!r}")
     num_classes = int(train_y.max()) + 1
     # One standardised copy of the training rows, in the seeded random order that is both the hold-out split
     # (validation = its first rows) and the final training's order: the sweep trains on a view of the rest.
@@ -151,6 +183,35 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     with torch.no_grad():
         train_x, test_x = standardise(train_x, test_x, order=order)
     data = _Shuffled(train_x, train_y[order], g.get_state())
+    if cfg.solver == "lbfgs":
+        lr, wd, head, val_acc = None, *_lbfgs_sweep(data, n_val, num_classes, cfg)
+    else:
+        lr, wd, head, val_acc = _adamw_sweep(data, n_val, num_classes, cfg)
+    pred = _predict(head, test_x)
+    return ProbeResult(test_acc=float((pred == test_y).float().mean()), lr=lr, weight_decay=wd, val_acc=val_acc,
+                       features=train_x.shape[1], test_pred=pred)
+
+
+def _lbfgs_sweep(data: _Shuffled, n_val: int, num_classes: int, cfg: LinearProbeConfig):
+    """(weight decay, head refitted on all rows, validation accuracies): the largest weight decay first, each fit
+    warm-started from the previous one (a regularisation path converges in fewer iterations)."""
+    decays = sorted(cfg.weight_decays, reverse=True)
+    val_acc, fits, previous = {}, {}, None
+    with torch.enable_grad():
+        if len(decays) > 1:
+            fit, val = data.rows(n_val), data.rows(0, n_val)
+            for wd in decays:
+                previous = fits[wd] = _fit_lbfgs(fit.x, fit.y, num_classes, wd, cfg.max_iter, previous)
+                val_acc[f"wd={wd:g}"] = float((_predict(previous, val.x) == val.y).float().mean())
+            wd = max(decays, key=lambda d: val_acc[f"wd={d:g}"])
+        else:
+            wd = decays[0]
+        head = _fit_lbfgs(data.x, data.y, num_classes, wd, cfg.max_iter, fits.get(wd))
+    return wd, head, val_acc
+
+
+def _adamw_sweep(data: _Shuffled, n_val: int, num_classes: int, cfg: LinearProbeConfig):
+    """(lr, weight decay, head retrained on all rows, validation accuracies) of minibatch AdamW heads."""
     settings = [(lr, wd) for lr in cfg.lrs for wd in cfg.weight_decays]
     val_acc = {}
     with torch.enable_grad():
@@ -163,6 +224,4 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         else:
             lr, wd = settings[0]
         head = _train(data, num_classes, [(lr, wd)], cfg.epochs, cfg.batch_size)[0]
-    pred = _predict(head, test_x)
-    return ProbeResult(test_acc=float((pred == test_y).float().mean()), lr=lr, weight_decay=wd, val_acc=val_acc,
-                       features=train_x.shape[1], test_pred=pred)
+    return lr, wd, head, val_acc

@@ -164,7 +164,8 @@ def probe_rows(rows: list[Row], data: ProbeData, protocols=("avg", "flat"), laye
             res = linear_probe(x_tr, data.train_y, x_te, data.test_y, linear, seed=seed)
             out["linear"][protocol] = res.as_dict()
             out["_predictions"][f"linear/{protocol}"] = res.test_pred
-            msg = f"  {row.name:<14} {protocol:<8} linear {100 * res.test_acc:5.1f} % (lr {res.lr:g}, wd {res.weight_decay:g})"
+            lr = "" if res.lr is None else f"lr {res.lr:g}, "
+            msg = f"  {row.name:<14} {protocol:<8} linear {100 * res.test_acc:5.1f} % ({lr}wd {res.weight_decay:g})"
             if knn.enabled and protocol in knn.protocols:
                 out["knn"][protocol] = knn_accuracy(x_tr, data.train_y, x_te, data.test_y, knn.k, knn.temperature)
                 msg += f"  kNN {100 * out['knn'][protocol]:5.1f} %"

@@ -17,6 +17,31 @@ def test_linear_probe_learns_separable_classes_and_picks_on_validation():
     assert result.test_acc > 0.95
     assert set(result.val_acc) == {"lr=0.01,wd=0.0001", "lr=0.01,wd=0.001"}
     assert result.weight_decay in (1e-4, 1e-3)
+    converged = linear_probe(x[:600], y[:600], x[600:], y[600:], solver="lbfgs", weight_decays=(1e-5, 1e-3))
+    assert converged.test_acc > 0.95 and converged.lr is None  # no learning rate to choose
+    assert set(converged.val_acc) == {"wd=1e-05", "wd=0.001"}
+    with pytest.raises(ValueError, match="solver must be 'lbfgs' or 'adamw', got 'sgd'"):
+        linear_probe(x[:600], y[:600], x[600:], y[600:], solver="sgd")
+
+
+def test_lbfgs_probe_reaches_the_optimum_that_fixed_epochs_of_adamw_miss():
+    """The converged solver's training loss is the minimum of the regularised objective: at it the gradient
+    vanishes, and it beats the minibatch solver's loss at the same weight decay."""
+    from eval.linear_probe import _fit_lbfgs
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2000, 30, generator=g)
+    y = (x[:, :3] @ torch.randn(3, 5, generator=g) + 0.8 * torch.randn(2000, 5, generator=g)).argmax(1)
+    wd = 1e-4
+
+    def objective(head):
+        return torch.nn.functional.cross_entropy(head(x), y) + 0.5 * wd * head.weight.pow(2).sum()
+
+    head = _fit_lbfgs(x, y, 5, wd, max_iter=500)
+    loss = objective(head)
+    loss.backward()
+    assert head.weight.grad.abs().max() < 1e-4
+    minibatch = _train(_Shuffled.of(x, y, seed=0), 5, [(1e-2, wd)], epochs=2, batch_size=256)[0]
+    assert loss.item() < objective(minibatch).item() - 1e-3
 
 
 def test_sweep_heads_trained_in_one_pass_equal_heads_trained_alone():
