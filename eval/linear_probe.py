@@ -61,9 +61,8 @@ class _Shuffled:
 
     @classmethod
     def of(cls, x: torch.Tensor, y: torch.Tensor, seed: int) -> _Shuffled:
-        g = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(x), generator=g)
-        return cls(x[order], y[order], g.get_state())
+        order, rng_state = _seeded_order(len(x), seed)
+        return cls(x[order], y[order], rng_state)
 
     def rows(self, start: int, stop: int | None = None) -> _Shuffled:
         """A contiguous part, as views: a random subset of the rows, still in random order."""
@@ -159,11 +158,18 @@ def _validation_rows(n: int, val_fraction: float) -> int:
     return max(1, int(n * val_fraction))
 
 
+def _seeded_order(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random order of n rows and the generator state after drawing it (for what is drawn next)."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=g)
+    return order, g.get_state()
+
+
 def holdout_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(fit indices, validation indices) of a seeded split of the training set (the linear probe's split too)."""
     n_val = _validation_rows(n, val_fraction)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[n_val:], perm[:n_val]
+    order, _ = _seeded_order(n, seed)
+    return order[n_val:], order[:n_val]
 
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -177,12 +183,11 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     num_classes = int(train_y.max()) + 1
     # One standardised copy of the training rows, in the seeded random order that is both the hold-out split
     # (validation = its first rows) and the final training's order: the sweep trains on a view of the rest.
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(train_x), generator=g)
+    order, rng_state = _seeded_order(len(train_x), seed)
     n_val = _validation_rows(len(train_x), cfg.val_fraction)
     with torch.no_grad():
         train_x, test_x = standardise(train_x, test_x, order=order)
-    data = _Shuffled(train_x, train_y[order], g.get_state())
+    data = _Shuffled(train_x, train_y[order], rng_state)
     if cfg.solver == "lbfgs":
         lr, wd, head, val_acc = None, *_lbfgs_sweep(data, n_val, num_classes, cfg)
     else:

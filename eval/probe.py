@@ -158,7 +158,8 @@ def probe_rows(rows: list[Row], data: ProbeData, protocols=("avg", "flat"), laye
             t1 = time.time()
             x_tr, x_te = tr.get(protocol), te.get(protocol)
             if protocol == protocols[-1] and not attentive.enabled:
-                tr.drop_tokens(), te.drop_tokens()
+                tr.drop_tokens()
+                te.drop_tokens()
             if protocol == protocols[0] and row.encoder is not None:
                 out["_embeddings"] = x_te  # for the PCA plot, without reading the features again
             res = linear_probe(x_tr, data.train_y, x_te, data.test_y, linear, seed=seed)
