@@ -166,7 +166,8 @@ def probe_rows(rows: list[Row], data: ProbeData, protocols=("avg", "flat"), laye
             out["linear"][protocol] = res.as_dict()
             out["_predictions"][f"linear/{protocol}"] = res.test_pred
             lr = "" if res.lr is None else f"lr {res.lr:g}, "
-            msg = f"  {row.name:<14} {protocol:<8} linear {100 * res.test_acc:5.1f} % ({lr}wd {res.weight_decay:g})"
+            msg = (f"  {row.name:<14} {protocol:<8} linear {100 * res.test_acc:5.1f} % "
+                   f"({res.solver}, {lr}wd {res.weight_decay:g})")
             if knn.enabled and protocol in knn.protocols:
                 out["knn"][protocol] = knn_accuracy(x_tr, data.train_y, x_te, data.test_y, knn.k, knn.temperature)
                 msg += f"  kNN {100 * out['knn'][protocol]:5.1f} %"
@@ -205,8 +206,10 @@ def markdown_table(results: dict[str, dict], protocols, knn: KnnConfig | None = 
     lines.append("")
     which = "the last layer" if layers == 1 else f"the last {layers} layers, concatenated"
     lines += [f"- {p}: {PROTOCOLS[p]} of {which}" for p in protocols]
-    lines.append("- linear: logistic regression on standardised features; lr and weight decay chosen on 10 % of "
-                 "the training set, retrained on all of it; test scored once")
+    solvers = sorted({r["linear"][p]["solver"] for r in results.values() for p in protocols})
+    lines.append(f"- linear ({' / '.join(solvers)}): logistic regression on standardised features; weight decay (and "
+                 "the minibatch solver's lr) chosen on 10 % of the training set, retrained on all of it; test scored "
+                 "once")
     if knn_protocols:
         lines.append(f"- kNN: k={knn.k}, cosine similarity, votes weighted exp(sim / {knn.temperature:g})")
     if has_attentive:

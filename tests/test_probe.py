@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from eval.features import pixel_tokens, pool
-from eval.linear_probe import _Shuffled, _train, linear_probe, standardise
+from eval.linear_probe import DEFAULT_WEIGHT_DECAYS, _Shuffled, _train, linear_probe, standardise
 from jepa.checkpoint import load_strict, strip_prefixes
 from jepa.errors import ConfigError
 from jepa.vit import VisionTransformer
@@ -13,15 +13,28 @@ def test_linear_probe_learns_separable_classes_and_picks_on_validation():
     centres = torch.randn(4, 20, generator=g) * 3
     y = torch.randint(0, 4, (800,), generator=g)
     x = centres[y] + torch.randn(800, 20, generator=g)
-    result = linear_probe(x[:600], y[:600], x[600:], y[600:], epochs=10)
-    assert result.test_acc > 0.95
-    assert set(result.val_acc) == {"lr=0.01,wd=0.0001", "lr=0.01,wd=0.001"}
+    result = linear_probe(x[:600], y[:600], x[600:], y[600:], solver="adamw", epochs=10)
+    assert result.test_acc > 0.95 and result.solver == "adamw"
+    assert set(result.val_acc) == {"lr=0.01,wd=0.0001", "lr=0.01,wd=0.001"}  # the minibatch solver's grid
     assert result.weight_decay in (1e-4, 1e-3)
     converged = linear_probe(x[:600], y[:600], x[600:], y[600:], solver="lbfgs", weight_decays=(1e-5, 1e-3))
     assert converged.test_acc > 0.95 and converged.lr is None  # no learning rate to choose
     assert set(converged.val_acc) == {"wd=1e-05", "wd=0.001"}
-    with pytest.raises(ValueError, match="solver must be 'lbfgs' or 'adamw', got 'sgd'"):
+    with pytest.raises(ValueError, match="solver must be one of auto, lbfgs, adamw, got 'sgd'"):
         linear_probe(x[:600], y[:600], x[600:], y[600:], solver="sgd")
+
+
+def test_auto_solver_converges_narrow_features_and_trains_wide_ones_minibatch():
+    """auto = lbfgs with its own weight-decay grid up to lbfgs_max_features features, adamw with its grid above."""
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 3, (400,), generator=g)
+    x = torch.randn(3, 24, generator=g)[y] + torch.randn(400, 24, generator=g)
+    narrow = linear_probe(x[:300], y[:300], x[300:], y[300:], lbfgs_max_features=24)
+    assert narrow.solver == "lbfgs" and set(narrow.val_acc) == {f"wd={wd:g}" for wd in DEFAULT_WEIGHT_DECAYS["lbfgs"]}
+    wide = linear_probe(x[:300], y[:300], x[300:], y[300:], lbfgs_max_features=23, epochs=2, sweep_epochs=2)
+    assert wide.solver == "adamw" and set(wide.val_acc) == {"lr=0.01,wd=0.0001", "lr=0.01,wd=0.001"}
+    given = linear_probe(x[:300], y[:300], x[300:], y[300:], weight_decays=(1e-2,))  # a given grid is kept
+    assert given.solver == "lbfgs" and given.weight_decay == 1e-2 and given.val_acc == {}
 
 
 def test_lbfgs_probe_reaches_the_optimum_that_fixed_epochs_of_adamw_miss():
@@ -42,6 +55,30 @@ def test_lbfgs_probe_reaches_the_optimum_that_fixed_epochs_of_adamw_miss():
     assert head.weight.grad.abs().max() < 1e-4
     minibatch = _train(_Shuffled.of(x, y, seed=0), 5, [(1e-2, wd)], epochs=2, batch_size=256)[0]
     assert loss.item() < objective(minibatch).item() - 1e-3
+
+
+def test_preconditioned_lbfgs_reaches_the_plain_objective_on_correlated_features_in_few_iterations():
+    """Rotating into the covariance eigenbasis and rescaling is a change of variables: the head it returns, on the
+    rotated features, has the plain objective's value at the optimum, and it gets there where plain L-BFGS, on
+    strongly correlated features, is still far off after the same number of iterations."""
+    from eval.linear_probe import _fit_lbfgs, _fit_preconditioned, rotate
+    g = torch.Generator().manual_seed(5)
+    latent = torch.randn(3000, 4, generator=g) * torch.tensor([1.0, 0.1, 0.01, 0.003])  # eigenvalues 36 ... 3e-3
+    y = (latent / latent.std(0) @ torch.randn(4, 5, generator=g) + 0.5 * torch.randn(3000, 5, generator=g)).argmax(1)
+    mix = torch.randn(4, 40, generator=g)
+    x = standardise(latent @ mix + 1e-4 * torch.randn(3000, 40, generator=g))[0]  # rank 4 plus a noise floor
+    wd = 1e-6
+
+    def objective(head, feats):
+        with torch.no_grad():
+            return (torch.nn.functional.cross_entropy(head(feats), y) + 0.5 * wd * head.weight.pow(2).sum()).item()
+
+    (u,), eigvals = rotate(x)
+    torch.testing.assert_close(u.T @ u / len(u), torch.diag(eigvals), atol=1e-3, rtol=1e-3)  # an eigenbasis
+    best = objective(_fit_lbfgs(x, y, 5, wd, max_iter=5000), x)
+    pre = objective(_fit_preconditioned(u, y, eigvals, 5, wd, max_iter=40), u)
+    plain = objective(_fit_lbfgs(x, y, 5, wd, max_iter=40), x)
+    assert abs(pre - best) < 1e-3 and plain - best > 0.05
 
 
 def test_sweep_heads_trained_in_one_pass_equal_heads_trained_alone():
