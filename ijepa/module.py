@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from ijepa.masks import Masks, MultiBlockMaskSampler
 from jepa.errors import ConfigError
 from jepa.masking import apply_masks
-from jepa.module import JEPAModule, check_sigreg
+from jepa.module import JEPAModule, check_model_args
 from jepa.vit import Predictor, VisionTransformer
 
 
@@ -72,12 +72,7 @@ class IJEPA(JEPAModule):
         sigreg_slices: int = 256,
         predictor_shared_context: bool = False,
     ) -> None:
-        check_sigreg(sigreg_weight, sigreg_slices)
-        if predictor_embed_dim % num_heads:
-            raise ConfigError(
-                f"model.predictor_embed_dim {predictor_embed_dim} must be divisible by model.num_heads {num_heads} "
-                "(the predictor uses the encoder's head count)"
-            )
+        check_model_args(sigreg_weight, sigreg_slices, predictor_embed_dim, num_heads)
         encoder = VisionTransformer(img_size, patch_size, in_chans, embed_dim, depth, num_heads, drop_path_rate=drop_path_rate)
         predictor = Predictor(encoder.grid, embed_dim, predictor_embed_dim, predictor_depth, num_heads,
                               shared_context=predictor_shared_context)

@@ -25,10 +25,14 @@ from jepa.sharding import shard_jepa
 from jepa.sigreg import sigreg
 
 
-def check_sigreg(weight: float, slices: int) -> None:
-    """The SIGReg settings every JEPA module takes (model.sigreg_weight, model.sigreg_slices)."""
-    if weight < 0 or slices < 1:
-        raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got {weight} and {slices}")
+def check_model_args(sigreg_weight: float, sigreg_slices: int, predictor_embed_dim: int, num_heads: int) -> None:
+    """The settings every JEPA module takes, checked before anything is built so the error names the config key."""
+    if sigreg_weight < 0 or sigreg_slices < 1:
+        raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got {sigreg_weight} and "
+                          f"{sigreg_slices}")
+    if predictor_embed_dim % num_heads:
+        raise ConfigError(f"model.predictor_embed_dim {predictor_embed_dim} must be divisible by model.num_heads "
+                          f"{num_heads} (the predictor uses the encoder's head count)")
 
 
 class NonFiniteTrainingError(RuntimeError):

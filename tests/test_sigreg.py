@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from jepa.sigreg import epps_pulley, sigreg
@@ -56,3 +57,18 @@ def test_vjepa_adds_sigreg_only_when_asked():
     base, _ = plain.jepa_loss(x, masks)
     with_reg, _ = reg.jepa_loss(x, masks)
     assert with_reg > base + 0.1
+
+
+@pytest.mark.parametrize("bad, match", [({"sigreg_weight": -0.1}, "model.sigreg_weight must be >= 0"),
+                                        ({"sigreg_slices": 0}, "model.sigreg_slices >= 1"),
+                                        ({"predictor_embed_dim": 15}, "model.predictor_embed_dim 15 must be divisible")])
+def test_both_modules_name_the_bad_model_key(bad, match):
+    from jepa.errors import ConfigError
+    from vjepa import VJEPA
+
+    video = dict(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, in_chans=1, embed_dim=32, depth=1,
+                 num_heads=2, predictor_embed_dim=16, predictor_depth=1)
+    with pytest.raises(ConfigError, match=match):
+        tiny_model(**bad)
+    with pytest.raises(ConfigError, match=match):
+        VJEPA(**{**video, **bad})

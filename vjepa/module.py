@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from jepa.errors import ConfigError
 from jepa.masking import apply_masks
-from jepa.module import JEPAModule, check_sigreg
+from jepa.module import JEPAModule, check_model_args
 from jepa.vit import Predictor, VisionTransformer
 from vjepa.masks import MultiBlock3DMaskSampler, VideoMasks
 
@@ -61,10 +61,7 @@ class VJEPA(JEPAModule):
         sigreg_weight: float = 0.0,
         sigreg_slices: int = 256,
     ) -> None:
-        check_sigreg(sigreg_weight, sigreg_slices)
-        if predictor_embed_dim % num_heads:
-            raise ConfigError(f"model.predictor_embed_dim {predictor_embed_dim} must be divisible by model.num_heads "
-                              f"{num_heads} (the predictor uses the encoder's head count)")
+        check_model_args(sigreg_weight, sigreg_slices, predictor_embed_dim, num_heads)
         if num_frames < 2:
             raise ConfigError(f"model.num_frames must be >= 2 for a video model, got {num_frames}")
         sampler = mask_sampler if mask_sampler is not None else MultiBlock3DMaskSampler()
