@@ -8,18 +8,22 @@ RankMe. The test split is never touched, so these numbers can choose a recipe.
 Prints one JSON line per run and writes <results>/ablations.json and <results>/ablations.md after each run; run again
 with the same settings, it skips the runs already in ablations.json (a long sweep can span several sittings). The
 results folder is tracked by git (benchmarks/results/ by default) so a sweep spread over several machines adds up;
-the training runs themselves (checkpoints, logs) go to --out, which is not.
+the training runs themselves (checkpoints, logs) go to --out, which is not. --jobs N runs N at a time, each on
+cores / N threads (on 2 cores, two 1-thread runs did 1.2x the steps per hour of one 2-thread run).
 Example: python benchmarks/ablations.py --steps 850 --seeds 0 1 2 --variants baseline,ema_0.99,sigreg_0.01
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +46,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_train: int, samples: int) -> dict:
+def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_train: int, samples: int,
+        jobs: int = 1) -> dict:
+    """One training run and its final monitor readings; with jobs > 1 it shares the CPU with jobs - 1 others and
+    gets cores / jobs threads (its `seconds` are then those of a shared machine, recorded as `parallel_runs`)."""
     run_dir = out / variant / f"seed{seed}"
     argv = [*jepa, "fit", "--config", str(BASE), *VARIANTS[variant][1],
             f"--seed_everything={seed}", f"--model.mask_seed={seed}", f"--data.seed={seed}",
@@ -53,14 +60,21 @@ def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_t
             "--trainer.callbacks.at_start=false"]
     if limit_train:
         argv.append(f"--data.limit_train={limit_train}")
+    env = dict(os.environ)
+    if jobs > 1:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     started = time.time()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False, env=env)
     if proc.returncode != 0:
-        raise SystemExit(f"{variant} seed {seed} failed:\n{proc.stderr[-3000:]}")
+        raise RunFailed(f"{variant} seed {seed} failed:\n{proc.stderr[-3000:]}")
     final = json.loads((run_dir / "monitors.json").read_text())["history"][-1]
     return {"variant": variant, "seed": seed, "steps": steps, "knn_acc": final["knn_acc"],
             "linear_acc": final["linear_acc"], "rankme": final["rankme"], "seconds": round(time.time() - started, 1),
-            "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}
+            "parallel_runs": jobs, "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}
+
+
+class RunFailed(RuntimeError):
+    """A training run of the sweep exited with an error (its stderr's tail is the message)."""
 
 
 def cpu_name() -> str:
@@ -100,10 +114,15 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument("--limit_train", type=int, default=0, help="pretrain on the first N images (0: all 60k)")
     p.add_argument("--probe_samples", type=int, default=5000, help="labelled training images to fit on, and to score on")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time, each with cores / jobs threads (2 x 1 thread on 2 cores: 1.2x the runs per "
+                        "hour of one run with 2 threads)")
     p.add_argument("--out", default="runs/ablations", help="the training runs (checkpoints, logs)")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "ablations"),
                    help="ablations.json and ablations.md (tracked by git, so the sweep adds up across machines)")
     args = p.parse_args()
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
@@ -113,14 +132,31 @@ def main() -> None:
     setting = {"steps": args.steps, "limit_train": args.limit_train, "probe_samples": args.probe_samples}
     results = Path(args.results)
     rows = finished_runs(results / "ablations.json", setting)
-    for seed in args.seeds:  # seeds outermost: a cut-short sweep still has every variant at the first seeds
-        for name in names:
-            if any(r["variant"] == name and r["seed"] == seed for r in rows):
-                continue  # measured by an earlier, cut-short sweep of the same setting
-            rows.append(run(name, seed, args.steps, out, jepa, args.limit_train, args.probe_samples))
-            print(json.dumps(rows[-1]), flush=True)
+    # seeds outermost: a cut-short sweep still has every variant at the first seeds; runs an earlier, cut-short
+    # sweep of the same setting measured are not run again
+    pending = [(name, seed) for seed in args.seeds for name in names
+               if not any(r["variant"] == name and r["seed"] == seed for r in rows)]
+    lock, failed = threading.Lock(), threading.Event()
+
+    def one(name: str, seed: int) -> None:
+        if failed.is_set():
+            return  # a run failed: the runs under way finish and are saved, none new starts
+        try:
+            row = run(name, seed, args.steps, out, jepa, args.limit_train, args.probe_samples, args.jobs)
+        except RunFailed:
+            failed.set()
+            raise
+        with lock:  # each finished run is saved at once, so a cut sweep loses only the runs under way
+            rows.append(row)
+            print(json.dumps(row), flush=True)
             write_json(results / "ablations.json", {**setting, "runs": rows})
             write_text(results / "ablations.md", table(rows, args.steps, args.probe_samples) + "\n")
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(one, name, seed) for name, seed in pending]
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                raise SystemExit(str(future.exception()))
     print(table(rows, args.steps, args.probe_samples))
 
 

@@ -85,19 +85,53 @@ def test_planner_latency_benchmark_prints_a_json_line():
 
 def test_ablation_sweep_measures_each_run_once_and_goes_on_after_a_cut(tmp_path, fmnist_root):
     script = SCRIPT.parent / "ablations.py"
-    args = [sys.executable, str(script), "--steps", "2", "--seeds", "0", "--variants", "baseline", "--limit_train",
-            "512", "--probe_samples", "100", "--out", str(tmp_path / "runs"), "--results", str(tmp_path)]
+    args = [sys.executable, str(script), "--steps", "2", "--seeds", "0", "--variants", "baseline,ema_0.99",
+            "--limit_train", "512", "--probe_samples", "100", "--out", str(tmp_path / "runs"), "--results",
+            str(tmp_path), "--jobs", "2"]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
     saved = json.loads((tmp_path / "ablations.json").read_text())
-    assert [(r["variant"], r["seed"], r["steps"]) for r in saved["runs"]] == [("baseline", 0, 2)]
-    assert 0.0 <= saved["runs"][0]["linear_acc"] <= 1.0 and saved["runs"][0]["rankme"] > 0 and saved["runs"][0]["cpu"]
-    assert (tmp_path / "runs" / "baseline" / "seed0" / "monitors.json").exists()  # the run itself went to --out
-    assert json.loads(first.stdout.splitlines()[0]) == saved["runs"][0]
+    runs = sorted(saved["runs"], key=lambda r: r["variant"])  # two at a time: saved in the order they finished
+    assert [(r["variant"], r["seed"], r["steps"], r["parallel_runs"]) for r in runs] == [
+        ("baseline", 0, 2, 2), ("ema_0.99", 0, 2, 2)]
+    for r in runs:
+        assert 0.0 <= r["linear_acc"] <= 1.0 and r["rankme"] > 0 and r["cpu"]
+        assert (tmp_path / "runs" / r["variant"] / "seed0" / "monitors.json").exists()  # the run went to --out
+    assert [json.loads(line) for line in first.stdout.splitlines()[:2]] == saved["runs"]
     assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
-    # the same sweep again: nothing left to run, the saved run is reported as it was
+    assert "| ema_0.99: EMA start 0.99" in (tmp_path / "ablations.md").read_text()
+    # the same sweep again: nothing left to run, the saved runs are reported as they were
     again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
     assert json.loads((tmp_path / "ablations.json").read_text()) == saved
     assert not again.stdout.startswith("{") and "| baseline: the recipe" in again.stdout
     # another step budget into the same folder would mix settings in one table: refused, naming both
     other = subprocess.run([*args[:3], "3", *args[4:]], capture_output=True, text=True, timeout=120)
     assert other.returncode != 0 and "'steps': 2" in other.stderr and "'steps': 3" in other.stderr
+
+
+def test_ablation_sweep_stops_starting_runs_after_a_failure_and_keeps_the_finished(tmp_path, monkeypatch):
+    import importlib.util
+    import threading
+
+    spec = importlib.util.spec_from_file_location("ablations", SCRIPT.parent / "ablations.py")
+    ablations = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablations)
+    other_started, baseline_failed = threading.Event(), threading.Event()
+
+    def fake_run(variant, seed, steps, out, jepa, limit_train, samples, jobs=1):
+        if variant == "baseline":
+            other_started.wait(5)
+            baseline_failed.set()
+            raise ablations.RunFailed("baseline seed 0 failed: boom")
+        other_started.set()
+        baseline_failed.wait(5)  # under way while the other run fails
+        return {"variant": variant, "seed": seed, "steps": steps, "knn_acc": 0.5, "linear_acc": 0.5, "rankme": 1.0,
+                "seconds": 0.0, "parallel_runs": jobs, "cpu": "test", "date": "today"}
+
+    monkeypatch.setattr(ablations, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["ablations.py", "--steps", "5", "--seeds", "0", "--jobs", "2", "--variants",
+                                      "baseline,ema_0.99,ema_0.999", "--results", str(tmp_path), "--out",
+                                      str(tmp_path / "runs")])
+    with pytest.raises(SystemExit, match="baseline seed 0 failed: boom"):
+        ablations.main()
+    saved = json.loads((tmp_path / "ablations.json").read_text())["runs"]
+    assert [r["variant"] for r in saved] == ["ema_0.99"]  # under way: finished and saved; ema_0.999 never started
