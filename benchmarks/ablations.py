@@ -143,7 +143,7 @@ def main() -> None:
             return  # a run failed: the runs under way finish and are saved, none new starts
         try:
             row = run(name, seed, args.steps, out, jepa, args.limit_train, args.probe_samples, args.jobs)
-        except RunFailed:
+        except BaseException:  # a failed run, an unreadable monitors.json, an interrupt
             failed.set()
             raise
         with lock:  # each finished run is saved at once, so a cut sweep loses only the runs under way
