@@ -155,8 +155,9 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(one, name, seed) for name, seed in pending]
         for future in as_completed(futures):
-            if future.exception() is not None:
-                raise SystemExit(str(future.exception()))
+            error = future.exception()
+            if error is not None:
+                raise SystemExit(str(error) if isinstance(error, RunFailed) else f"{type(error).__name__}: {error}")
     print(table(rows, args.steps, args.probe_samples))
 
 
