@@ -1,10 +1,10 @@
 """Moving Fashion-MNIST: a deterministic, offline video dataset for V-JEPA on a CPU.
 
-Training clips: 1-3 garments from the training split, each with its own random speed (1-3 px / frame) and
-heading, bouncing off the borders of a 64 x 64 frame (overlaps composed by the brighter pixel). Evaluation clips:
-one garment from the test split moving at 2 px / frame in one of 8 directions, always wholly inside the frame (no bounce), labelled
-with the garment's class and the direction. Clip i is a pure function of (seed, split, i), so any worker, any
-process and any rerun sees the same clip.
+Training clips: 1-3 garments from the training split (28 x 28 px, or resized to `garment` px), each with its own
+random speed (1-3 px / frame) and heading, bouncing off the borders of a 64 x 64 frame (overlaps composed by the
+brighter pixel). Evaluation clips: one garment from the test split moving at 2 px / frame in one of 8 directions,
+always wholly inside the frame (no bounce), labelled with the garment's class and the direction. Clip i is a pure
+function of (seed, split, i), so any worker, any process and any rerun sees the same clip.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from data.fashion_mnist import CLASSES, MEAN, STD, load_split
@@ -19,11 +20,20 @@ from data.resumable import ResumableDataModule
 from jepa.errors import ConfigError
 from jepa.seeding import key_seed
 
-GARMENT = 28
+GARMENT = 28  # Fashion-MNIST's image side; `garment` resizes the garments
 # direction k moves by (dx, dy) pixels per frame, y pointing down: 0 right, 1 up-right, 2 up, ... 7 down-right
 DIRECTIONS = ("right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right")
 STEPS = tuple((round(math.cos(k * math.pi / 4)), -round(math.sin(k * math.pi / 4))) for k in range(8))
 SPLIT_KEYS = {"train": 1, "eval": 2}
+
+
+def resize_garments(images: torch.Tensor, side: int, chunk: int = 10_000) -> torch.Tensor:
+    """uint8 [N, 1, h, w] -> uint8 [N, 1, side, side], bilinear (antialiased when shrinking); in chunks, so 60,000
+    garments never need a float copy of the whole set."""
+    out = [F.interpolate(part.float(), size=(side, side), mode="bilinear", align_corners=False,
+                         antialias=side < part.shape[-1]).round_().clamp_(0, 255).to(torch.uint8)
+           for part in images.split(chunk)]
+    return torch.cat(out)
 
 
 class MovingFashionMNIST(Dataset):
@@ -37,17 +47,26 @@ class MovingFashionMNIST(Dataset):
         size: frame side in pixels.
         seed: the clips are a function of (seed, split, index).
         speed: eval clips' pixels per frame along each moving axis.
+        max_garments: most garments in a training clip.
+        garment: garment side in pixels (28: Fashion-MNIST's own; larger ones are upsampled bilinearly, so a garment
+            fills more of the frame and of the patch grid).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, split: str = "train", length: int = 10_000,
-                 num_frames: int = 16, size: int = 64, seed: int = 0, speed: int = 2, max_garments: int = 3) -> None:
+                 num_frames: int = 16, size: int = 64, seed: int = 0, speed: int = 2, max_garments: int = 3,
+                 garment: int = GARMENT) -> None:
         if split not in SPLIT_KEYS:
             raise ConfigError(f"moving Fashion-MNIST split must be 'train' or 'eval', got {split!r}")
-        room = size - GARMENT
+        if garment < 1:
+            raise ConfigError(f"moving Fashion-MNIST garment must be >= 1 px, got {garment}")
+        room = size - garment
         if room < 0 or (split == "eval" and speed * (num_frames - 1) > room):
             raise ConfigError(f"a {size}px frame cannot hold {num_frames} frames of a garment moving {speed} px / frame "
-                              f"without leaving it: raise size or lower num_frames / speed")
+                              f"without leaving it: raise size or lower garment, num_frames or speed")
+        if garment != images.shape[-1]:
+            images = resize_garments(images, garment)
         self.images, self.labels = images[:, 0].numpy(), labels.numpy()
+        self.garment = garment
         self.split, self.length, self.num_frames, self.size = split, length, num_frames, size
         self.seed, self.speed, self.max_garments = seed, speed, max_garments
 
@@ -56,7 +75,7 @@ class MovingFashionMNIST(Dataset):
 
     def _paste(self, frame: np.ndarray, garment: np.ndarray, x: float, y: float) -> None:
         r, c = int(round(y)), int(round(x))
-        region = frame[r : r + GARMENT, c : c + GARMENT]
+        region = frame[r : r + self.garment, c : c + self.garment]
         np.maximum(region, garment, out=region)
 
     def clip(self, index: int) -> tuple[np.ndarray, dict]:
@@ -64,7 +83,7 @@ class MovingFashionMNIST(Dataset):
         (-1 for training clips), `garments` (indices into images) and, for eval clips, the `start` corner (x, y)."""
         rng = np.random.default_rng(key_seed(self.seed, SPLIT_KEYS[self.split], index))
         frames = np.zeros((self.num_frames, self.size, self.size), np.uint8)
-        room = self.size - GARMENT
+        room = self.size - self.garment
         if self.split == "eval":
             g = int(rng.integers(len(self.images)))
             direction = int(rng.integers(8))
@@ -121,21 +140,24 @@ class MovingFashionMNISTDataModule(ResumableDataModule):
         num_workers: dataloader workers.
         seed: which clips (and the epoch order).
         frames: single frames (clips x num_frames images per epoch) instead of clips.
+        garment: garment side in pixels (28: Fashion-MNIST's own; see MovingFashionMNIST).
     """
 
     def __init__(self, root: str | None = None, train_clips: int = 20_000, val_clips: int = 2_000, num_frames: int = 16,
                  size: int = 64, batch_size: int = 32, num_workers: int = 1, seed: int = 0,
-                 frames: bool = False) -> None:
+                 frames: bool = False, garment: int = GARMENT) -> None:
         super().__init__()
         from data.fashion_mnist import find_root
 
         self.root = str(find_root(root))
         self.train_clips, self.val_clips, self.num_frames, self.size = train_clips, val_clips, num_frames, size
         self.batch_size, self.num_workers, self.seed, self.frames = batch_size, num_workers, seed, frames
+        self.garment = garment
 
     def dataset(self, split: str, length: int) -> Dataset:
         images, labels = load_split(self.root, "train" if split == "train" else "test")
-        clips = MovingFashionMNIST(images, labels, split, length, self.num_frames, self.size, self.seed)
+        clips = MovingFashionMNIST(images, labels, split, length, self.num_frames, self.size, self.seed,
+                                   garment=self.garment)
         return ClipFrames(clips) if self.frames else clips
 
     def setup(self, stage: str | None = None) -> None:

@@ -37,9 +37,9 @@ class ClipProbeData:
 
 
 def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
-                        size: int = 64, seed: int = 0) -> ClipProbeData:
-    """Labelled moving-Fashion-MNIST clips (one garment, 8 directions): the probe trains on clips of training-split
-    garments and is tested on clips of test-split garments (default 5,000 and 2,000)."""
+                        size: int = 64, seed: int = 0, garment: int = 28) -> ClipProbeData:
+    """Labelled moving-Fashion-MNIST clips (one garment of `garment` px, 8 directions): the probe trains on clips of
+    training-split garments and is tested on clips of test-split garments (default 5,000 and 2,000)."""
     from data.fashion_mnist import MEAN, STD, find_root, load_split
     from data.moving_fmnist import MovingFashionMNIST
 
@@ -47,7 +47,7 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
     parts = {}
     for split, n, offset in (("train", train_limit or 5000, 1000), ("test", test_limit or 2000, 0)):
         images, labels = load_split(base, split)
-        data = MovingFashionMNIST(images, labels, "eval", n, num_frames, size, seed=seed + offset)
+        data = MovingFashionMNIST(images, labels, "eval", n, num_frames, size, seed=seed + offset, garment=garment)
         clips, classes, directions = [], [], []
         for i in range(n):
             frames, info = data.clip(i)
@@ -56,7 +56,8 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
             directions.append(info["direction"])
         parts[split] = (torch.stack(clips), {"class": torch.tensor(classes), "direction": torch.tensor(directions)})
     return ClipProbeData("moving_fmnist", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
-                         MEAN, STD, {"dataset": "moving_fmnist", "num_frames": num_frames, "size": size, "seed": seed})
+                         MEAN, STD, {"dataset": "moving_fmnist", "num_frames": num_frames, "size": size, "seed": seed,
+                                                     "garment": garment})
 
 
 CLIP_DATASETS = {"moving_fmnist": moving_fmnist_clips}

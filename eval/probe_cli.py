@@ -57,6 +57,8 @@ def parser():
                    help=f"probe dataset: {', '.join(DATASETS)} (images), {', '.join(CLIP_DATASETS)} (clips: attentive "
                         "probes on every label)")
     p.add_argument("--data_root", type=str | None, default=None, help="dataset folder (default: the Debian package's)")
+    p.add_argument("--garment", type=int, default=28,
+                   help="moving_fmnist: garment side in pixels; use the pretraining data's `data.garment`")
     p.add_argument("--train_limit", type=int, default=0, help="probe on the first N training images (0: all)")
     p.add_argument("--test_limit", type=int, default=0, help="score the first N test images (0: all)")
     p.add_argument("--protocols", type=list[str], default=["avg", "flat"],
@@ -156,7 +158,7 @@ def clip_main(cfg, init, ckpt: Path, started: float) -> int:
     encoder, hparams = load_encoder(ckpt, cfg.which)
     num_frames = encoder.num_frames if encoder.is_video else 8
     data = CLIP_DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
-                                   size=encoder.img_size, seed=cfg.seed)
+                                   size=encoder.img_size, seed=cfg.seed, garment=cfg.garment)
     check_clip_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
     rows = encoder_rows(cfg, ckpt, encoder, hparams, lambda enc, src: check_clip_compatible(enc, data, src))
     cache = FeatureCache(cfg.cache_dir)
