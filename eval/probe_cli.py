@@ -166,7 +166,7 @@ def clip_main(cfg, init, ckpt: Path, started: float) -> int:
     labels = list(data.train_labels)
     table = clip_table(results, labels)
     out = Path(cfg.out) if cfg.out else default_out(ckpt)
-    record = {"checkpoint": str(ckpt), "encoder": cfg.which, "data": cfg.data, "labels": labels,
+    record = {"checkpoint": str(ckpt), "encoder": cfg.which, "data": cfg.data, "clips": data.source, "labels": labels,
               "n_train": len(data.train_x), "n_test": len(data.test_x), "settings": settings(attentive=init.attentive),
               "rows": results, "table": table,
               "feature_cache": {"dir": cfg.cache_dir, "hits": cache.hits, "misses": cache.misses},

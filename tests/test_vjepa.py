@@ -83,7 +83,7 @@ def test_cpu_recipe_trains_from_the_command_line(tmp_path, fmnist_root):
     run = subprocess.run(
         [sys.executable, "-m", "jepa.cli", "probe", "--ckpt", str(tmp_path / "checkpoints" / "last.ckpt"), "--data",
          "moving_fmnist", f"--data_root={fmnist_root}", "--train_limit=40", "--test_limit=16",
-         "--attentive.epochs=1", "--attentive.batch_size=8", f"--out={tmp_path / 'probe'}"],
+         "--garment=36", "--attentive.epochs=1", "--attentive.batch_size=8", f"--out={tmp_path / 'probe'}"],
         capture_output=True, text=True, timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     import json
@@ -91,6 +91,7 @@ def test_cpu_recipe_trains_from_the_command_line(tmp_path, fmnist_root):
     probe = json.loads((tmp_path / "probe" / "results.json").read_text())
     assert set(probe["rows"]) == {"jepa", "random init"} and probe["labels"] == ["class", "direction"]
     assert probe["rows"]["jepa"]["tokens"] == [4 * 64, 96]
+    assert probe["clips"]["garment"] == 36  # --garment reaches the probe's clips
 
 
 def test_moving_fmnist_shards_decode_as_clips(tmp_path, fmnist_root):
