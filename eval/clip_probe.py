@@ -55,9 +55,9 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
             classes.append(info["label"])
             directions.append(info["direction"])
         parts[split] = (torch.stack(clips), {"class": torch.tensor(classes), "direction": torch.tensor(directions)})
+    source = {"dataset": "moving_fmnist", "num_frames": num_frames, "size": size, "seed": seed, "garment": garment}
     return ClipProbeData("moving_fmnist", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
-                         MEAN, STD, {"dataset": "moving_fmnist", "num_frames": num_frames, "size": size, "seed": seed,
-                                                     "garment": garment})
+                         MEAN, STD, source)
 
 
 CLIP_DATASETS = {"moving_fmnist": moving_fmnist_clips}
