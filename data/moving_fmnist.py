@@ -153,6 +153,8 @@ class MovingFashionMNISTDataModule(ResumableDataModule):
         self.train_clips, self.val_clips, self.num_frames, self.size = train_clips, val_clips, num_frames, size
         self.batch_size, self.num_workers, self.seed, self.frames = batch_size, num_workers, seed, frames
         self.garment = garment
+        # kept in the checkpoint, so `jepa probe` builds its clips with the garments the encoder was trained on
+        self.save_hyperparameters("garment")
 
     def dataset(self, split: str, length: int) -> Dataset:
         images, labels = load_split(self.root, "train" if split == "train" else "test")

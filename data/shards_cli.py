@@ -23,6 +23,8 @@ def parser() -> argparse.ArgumentParser:
                    help="fashion_mnist: train or test; moving_fmnist: train (bouncing) or eval (8 labelled directions)")
     w.add_argument("--count", type=int, default=10_000, help="moving_fmnist: clips to write (default 10000)")
     w.add_argument("--num_frames", type=int, default=16, help="moving_fmnist: frames per clip (default 16)")
+    w.add_argument("--garment", type=int, default=None,
+                   help="moving_fmnist: garment side in pixels (default: Fashion-MNIST's 28)")
     w.add_argument("--max_count", type=int, default=10_000, help="most samples per shard (default 10000)")
     w.add_argument("--max_size", type=float, default=1e9, help="most bytes per shard, about (default 1e9)")
     w.add_argument("--seed", type=int, default=0, help="seed of the sample order written (default 0)")
@@ -39,7 +41,8 @@ def main(argv: list[str]) -> int:
     elif args.source == MovingFashionMNISTSource.name:
         if args.split not in ("train", "eval"):
             parser().error("moving_fmnist --split must be train or eval")
-        source = MovingFashionMNISTSource(args.input, args.split, args.seed, args.count, args.num_frames)
+        source = MovingFashionMNISTSource(args.input, args.split, args.seed, args.count, args.num_frames,
+                                          args.garment)
     elif args.input is None:
         parser().error(f"{args.source} needs an input folder")
     else:

@@ -37,11 +37,14 @@ class ClipProbeData:
 
 
 def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
-                        size: int = 64, seed: int = 0, garment: int = 28) -> ClipProbeData:
-    """Labelled moving-Fashion-MNIST clips (one garment of `garment` px, 8 directions): the probe trains on clips of
-    training-split garments and is tested on clips of test-split garments (default 5,000 and 2,000)."""
+                        size: int = 64, seed: int = 0, garment: int | None = None) -> ClipProbeData:
+    """Labelled moving-Fashion-MNIST clips (one garment of `garment` px, default Fashion-MNIST's 28, 8 directions):
+    the probe trains on clips of training-split garments and is tested on clips of test-split garments (default 5,000
+    and 2,000)."""
     from data.fashion_mnist import MEAN, STD, find_root, load_split
-    from data.moving_fmnist import MovingFashionMNIST
+    from data.moving_fmnist import GARMENT, MovingFashionMNIST
+
+    garment = garment or GARMENT
 
     base = find_root(root)
     parts = {}

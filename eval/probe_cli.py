@@ -57,8 +57,9 @@ def parser():
                    help=f"probe dataset: {', '.join(DATASETS)} (images), {', '.join(CLIP_DATASETS)} (clips: attentive "
                         "probes on every label)")
     p.add_argument("--data_root", type=str | None, default=None, help="dataset folder (default: the Debian package's)")
-    p.add_argument("--garment", type=int, default=28,
-                   help="moving_fmnist: garment side in pixels; use the pretraining data's `data.garment`")
+    p.add_argument("--garment", type=int | None, default=None,
+                   help="moving_fmnist: garment side in pixels (default: the checkpoint's pretraining `data.garment`, "
+                        "else Fashion-MNIST's 28)")
     p.add_argument("--train_limit", type=int, default=0, help="probe on the first N training images (0: all)")
     p.add_argument("--test_limit", type=int, default=0, help="score the first N test images (0: all)")
     p.add_argument("--protocols", type=list[str], default=["avg", "flat"],
@@ -157,8 +158,9 @@ def clip_main(cfg, init, ckpt: Path, started: float) -> int:
     encoder, --references (e.g. an image encoder applied frame by frame) and the same architecture at random init."""
     encoder, hparams = load_encoder(ckpt, cfg.which)
     num_frames = encoder.num_frames if encoder.is_video else 8
+    garment = cfg.garment or hparams["data"].get("garment")  # the clips the encoder was pretrained on
     data = CLIP_DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
-                                   size=encoder.img_size, seed=cfg.seed, garment=cfg.garment)
+                                   size=encoder.img_size, seed=cfg.seed, garment=garment)
     check_clip_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
     rows = encoder_rows(cfg, ckpt, encoder, hparams, lambda enc, src: check_clip_compatible(enc, data, src))
     cache = FeatureCache(cfg.cache_dir)

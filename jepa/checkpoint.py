@@ -54,14 +54,15 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
 def load_encoder(path: str | os.PathLike, which: str = "target_encoder") -> tuple[VisionTransformer, dict]:
     """The frozen encoder (`target_encoder` by default, or `encoder`; `auto`: the target encoder if there is one)
     of a checkpoint of this project (JEPA, supervised or imported), rebuilt from the checkpoint's hyperparameters,
-    or of an export folder / .safetensors file of `jepa export`; returns (encoder, hyperparameters)."""
+    or of an export folder / .safetensors file of `jepa export`; returns (encoder, hyperparameters): the module's,
+    plus `data`, the datamodule's saved ones (empty when it saved none, and for exports)."""
     if which not in ("target_encoder", "encoder", "auto"):
         raise ConfigError(f"which encoder: use 'target_encoder', 'encoder' or 'auto', got {which!r}")
     if Path(path).is_dir() or str(path).endswith(".safetensors"):  # an export of `jepa export`
         from jepa.export import load_exported
 
         encoder, config = load_exported(path)
-        return encoder, dict(config["args"])
+        return encoder, {**config["args"], "data": {}}
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise ConfigError(f"{path} is not a Lightning checkpoint of this project (it holds a {type(ckpt).__name__})")
@@ -79,4 +80,5 @@ def load_encoder(path: str | os.PathLike, which: str = "target_encoder") -> tupl
     prefix = which + "."
     state = {k[len(prefix):]: v for k, v in strip_prefixes(ckpt["state_dict"]).items() if k.startswith(prefix)}
     load_strict(encoder, state, f"{path} [{which}]")
-    return encoder.eval().requires_grad_(False), dict(hparams)
+    data = dict(ckpt.get("datamodule_hyper_parameters") or {})
+    return encoder.eval().requires_grad_(False), {**hparams, "data": data}

@@ -1,4 +1,6 @@
 """The VJEPA module: a few training steps reduce the loss, masks are keyed, checkpoints round-trip."""
+import json
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -74,24 +76,24 @@ def test_cpu_recipe_trains_from_the_command_line(tmp_path, fmnist_root):
     run = subprocess.run(
         [sys.executable, "-m", "jepa.cli", "fit", "--config", str(root / "configs/vjepa/moving_fmnist_cpu.yaml"),
          "--trainer.max_steps=2", "--data.train_clips=32", "--data.batch_size=8", f"--data.root={fmnist_root}",
-         f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false", "--trainer.enable_progress_bar=false"],
+         "--data.garment=36", f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+         "--trainer.enable_progress_bar=false"],
         capture_output=True, text=True, timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     encoder, hp = load_encoder(tmp_path / "checkpoints" / "last.ckpt")
-    assert encoder.is_video and hp["num_frames"] == 8 and hp["in_chans"] == 1
+    assert encoder.is_video and hp["num_frames"] == 8 and hp["in_chans"] == 1 and hp["data"] == {"garment": 36}
     # ... and its clip probe: attentive probes on both labels of moving Fashion-MNIST, beside random init
     run = subprocess.run(
         [sys.executable, "-m", "jepa.cli", "probe", "--ckpt", str(tmp_path / "checkpoints" / "last.ckpt"), "--data",
          "moving_fmnist", f"--data_root={fmnist_root}", "--train_limit=40", "--test_limit=16",
-         "--garment=36", "--attentive.epochs=1", "--attentive.batch_size=8", f"--out={tmp_path / 'probe'}"],
+         "--attentive.epochs=1", "--attentive.batch_size=8", f"--out={tmp_path / 'probe'}"],
         capture_output=True, text=True, timeout=300, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
-    import json
 
     probe = json.loads((tmp_path / "probe" / "results.json").read_text())
     assert set(probe["rows"]) == {"jepa", "random init"} and probe["labels"] == ["class", "direction"]
     assert probe["rows"]["jepa"]["tokens"] == [4 * 64, 96]
-    assert probe["clips"]["garment"] == 36  # --garment reaches the probe's clips
+    assert probe["clips"]["garment"] == 36  # the probe's clips have the pretraining clips' garments
 
 
 def test_moving_fmnist_shards_decode_as_clips(tmp_path, fmnist_root):
@@ -99,7 +101,8 @@ def test_moving_fmnist_shards_decode_as_clips(tmp_path, fmnist_root):
     from jepa.cli import main as jepa
 
     assert jepa(["shards", "write", "moving_fmnist", fmnist_root, "--split", "eval", "--count", "6", "--num_frames",
-                 "8", "--out", str(tmp_path), "--quiet"]) == 0
+                 "8", "--garment", "36", "--out", str(tmp_path), "--quiet"]) == 0
+    assert json.loads((tmp_path / "index.json").read_text())["garment"] == 36
     dm = ClipShardDataModule(str(tmp_path), img_size=64, num_frames=8, frame_step=1, crop_scale=(1.0, 1.0),
                              mean=(0.5,) * 3, std=(0.5,) * 3, batch_size=2, num_workers=0)
     dm.setup("fit")
