@@ -89,10 +89,10 @@ def cpu_name() -> str:
 
 
 def table(rows: list[dict], steps: int, samples: int) -> str:
-    def stat(values):
+    def stat(values):  # mean +- sample std; one seed has no spread to show
         values = [100 * v for v in values]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.1f} +- {sd:.1f}"
+        spread = f" +- {statistics.stdev(values):.1f}" if len(values) > 1 else ""
+        return f"{statistics.mean(values):.1f}{spread}"
 
     lines = ["| variant | kNN acc (%) | linear acc (%) | RankMe | seeds |", "|---|---:|---:|---:|---:|"]
     for name, (what, _) in VARIANTS.items():
@@ -103,7 +103,7 @@ def table(rows: list[dict], steps: int, samples: int) -> str:
                          f"{stat([r['linear_acc'] for r in runs])} | {rank:.1f} | {len(runs)} |")
     lines += ["", f"{steps} optimizer steps of batch 256 per run; average-pooled target-encoder features; probes fitted "
               f"on {samples:,} training images and scored on {samples:,} other training images (the test split is not "
-              "used)."]
+              "used); mean +- standard deviation over the seeds (n - 1 in its denominator)."]
     return "\n".join(lines)
 
 
@@ -158,6 +158,7 @@ def main() -> None:
             error = future.exception()
             if error is not None:
                 raise SystemExit(str(error) if isinstance(error, RunFailed) else f"{type(error).__name__}: {error}")
+    write_text(results / "ablations.md", table(rows, args.steps, args.probe_samples) + "\n")  # also with none to run
     print(table(rows, args.steps, args.probe_samples))
 
 

@@ -99,22 +99,41 @@ def test_ablation_sweep_measures_each_run_once_and_goes_on_after_a_cut(tmp_path,
     assert [json.loads(line) for line in first.stdout.splitlines()[:2]] == saved["runs"]
     assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
     assert "| ema_0.99: EMA start 0.99" in (tmp_path / "ablations.md").read_text()
-    # the same sweep again: nothing left to run, the saved runs are reported as they were
+    assert "+-" not in (tmp_path / "ablations.md").read_text().split("\n\n")[0]  # one seed: no spread to show
+    # the same sweep again: nothing left to run, the saved runs are reported as they were and the table rewritten
+    (tmp_path / "ablations.md").unlink()
     again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
     assert json.loads((tmp_path / "ablations.json").read_text()) == saved
     assert not again.stdout.startswith("{") and "| baseline: the recipe" in again.stdout
+    assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
     # another step budget into the same folder would mix settings in one table: refused, naming both
     other = subprocess.run([*args[:3], "3", *args[4:]], capture_output=True, text=True, timeout=120)
     assert other.returncode != 0 and "'steps': 2" in other.stderr and "'steps': 3" in other.stderr
 
 
-def test_ablation_sweep_stops_starting_runs_after_a_failure_and_keeps_the_finished(tmp_path, monkeypatch):
+def _ablations_module():
     import importlib.util
-    import threading
 
     spec = importlib.util.spec_from_file_location("ablations", SCRIPT.parent / "ablations.py")
     ablations = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ablations)
+    return ablations
+
+
+def test_ablation_table_gives_mean_and_sample_std_over_seeds():
+    ablations = _ablations_module()
+    rows = [{"variant": "baseline", "seed": s, "knn_acc": k, "linear_acc": k + 0.1, "rankme": r}
+            for s, k, r in ((0, 0.5, 2.0), (1, 0.6, 4.0), (2, 0.7, 6.0))]
+    rows.append({"variant": "ema_0.99", "seed": 0, "knn_acc": 0.4, "linear_acc": 0.45, "rankme": 3.0})
+    lines = ablations.table(rows, 850, 5000).splitlines()
+    assert lines[2].endswith("| 60.0 +- 10.0 | 70.0 +- 10.0 | 4.0 | 3 |")  # std with n - 1: 10, not 8.2
+    assert lines[3].endswith("| 40.0 | 45.0 | 3.0 | 1 |")
+
+
+def test_ablation_sweep_stops_starting_runs_after_a_failure_and_keeps_the_finished(tmp_path, monkeypatch):
+    import threading
+
+    ablations = _ablations_module()
     other_started, baseline_failed = threading.Event(), threading.Event()
 
     def fake_run(variant, seed, steps, out, jepa, limit_train, samples, jobs=1):
