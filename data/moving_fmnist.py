@@ -48,13 +48,14 @@ class MovingFashionMNIST(Dataset):
         seed: the clips are a function of (seed, split, index).
         speed: eval clips' pixels per frame along each moving axis.
         max_garments: most garments in a training clip.
-        garment: garment side in pixels (28: Fashion-MNIST's own; larger ones are upsampled bilinearly, so a garment
-            fills more of the frame and of the patch grid).
+        garment: garment side in pixels (None or 28: Fashion-MNIST's own; larger ones are upsampled bilinearly, so a
+            garment fills more of the frame and of the patch grid).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, split: str = "train", length: int = 10_000,
                  num_frames: int = 16, size: int = 64, seed: int = 0, speed: int = 2, max_garments: int = 3,
-                 garment: int = GARMENT) -> None:
+                 garment: int | None = GARMENT) -> None:
+        garment = GARMENT if garment is None else garment
         if split not in SPLIT_KEYS:
             raise ConfigError(f"moving Fashion-MNIST split must be 'train' or 'eval', got {split!r}")
         if garment < 1:

@@ -155,14 +155,14 @@ class MovingFashionMNISTSource(Source):
     def __init__(self, root: str | None, split: str = "train", seed: int | None = 0, count: int = 10_000,
                  num_frames: int = 16, garment: int | None = None) -> None:
         from data.fashion_mnist import load_split
-        from data.moving_fmnist import DIRECTIONS, GARMENT, MovingFashionMNIST
+        from data.moving_fmnist import DIRECTIONS, MovingFashionMNIST
 
         super().__init__(None)
         images, labels = load_split(root, "train" if split == "train" else "test")
-        garment = garment or GARMENT
         self.data = MovingFashionMNIST(images, labels, split, count, num_frames, seed=seed or 0, garment=garment)
         self.split = split
-        self.extra = {"split": split, "num_frames": num_frames, "garment": garment, "directions": list(DIRECTIONS)}
+        self.extra = {"split": split, "num_frames": num_frames, "garment": self.data.garment,
+                      "directions": list(DIRECTIONS)}
 
     def __len__(self) -> int:
         return len(self.data)

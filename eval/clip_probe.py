@@ -42,9 +42,7 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
     the probe trains on clips of training-split garments and is tested on clips of test-split garments (default 5,000
     and 2,000)."""
     from data.fashion_mnist import MEAN, STD, find_root, load_split
-    from data.moving_fmnist import GARMENT, MovingFashionMNIST
-
-    garment = garment or GARMENT
+    from data.moving_fmnist import MovingFashionMNIST
 
     base = find_root(root)
     parts = {}
@@ -58,7 +56,8 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
             classes.append(info["label"])
             directions.append(info["direction"])
         parts[split] = (torch.stack(clips), {"class": torch.tensor(classes), "direction": torch.tensor(directions)})
-    source = {"dataset": "moving_fmnist", "num_frames": num_frames, "size": size, "seed": seed, "garment": garment}
+    source = {"dataset": "moving_fmnist", "num_frames": num_frames, "size": size, "seed": seed,
+              "garment": data.garment}
     return ClipProbeData("moving_fmnist", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
                          MEAN, STD, source)
 

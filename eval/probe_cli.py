@@ -158,7 +158,8 @@ def clip_main(cfg, init, ckpt: Path, started: float) -> int:
     encoder, --references (e.g. an image encoder applied frame by frame) and the same architecture at random init."""
     encoder, hparams = load_encoder(ckpt, cfg.which)
     num_frames = encoder.num_frames if encoder.is_video else 8
-    garment = cfg.garment or hparams["data"].get("garment")  # the clips the encoder was pretrained on
+    # the clips the encoder was pretrained on, unless told otherwise
+    garment = hparams["data"].get("garment") if cfg.garment is None else cfg.garment
     data = CLIP_DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
                                    size=encoder.img_size, seed=cfg.seed, garment=garment)
     check_clip_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
