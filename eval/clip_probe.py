@@ -65,13 +65,21 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
 CLIP_DATASETS = {"moving_fmnist": moving_fmnist_clips}
 
 
-def check_clip_compatible(encoder: nn.Module, data: ClipProbeData, source: str) -> None:
+def check_clip_compatible(encoder: nn.Module, data: ClipProbeData, source: str,
+                          pretrain_garment: int | None = None) -> None:
+    """Frames, channels and clip length must match the encoder; a reference pretrained on clips with other garments
+    than the probe's (its checkpoint records them; exports record none) would make an unfair row, so it fails too."""
     t, c, h, w = data.train_x.shape[1:]
     if (c, h, w) != (encoder.in_chans, encoder.img_size, encoder.img_size):
         raise ConfigError(f"{source}: the encoder expects {encoder.in_chans}-channel {encoder.img_size}x"
                           f"{encoder.img_size} frames but {data.name} has {c}-channel {h}x{w} frames")
     if encoder.is_video and t != encoder.num_frames:
         raise ConfigError(f"{source}: the video encoder takes {encoder.num_frames} frames, {data.name} has {t}")
+    garment = data.source.get("garment")
+    if pretrain_garment is not None and garment is not None and pretrain_garment != garment:
+        raise ConfigError(f"{source}: pretrained on {pretrain_garment}-pixel garments (its data.garment) but the probe "
+                          f"clips have {garment}-pixel garments; probe it with --garment {pretrain_garment}, or export "
+                          f"it (`jepa export`) to compare it on these clips anyway")
 
 
 @torch.no_grad()

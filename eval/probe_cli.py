@@ -81,12 +81,12 @@ def parser():
 
 
 def encoder_rows(cfg, ckpt: Path, encoder, hparams: dict, check) -> list[Row]:
-    """The checkpoint's encoder, each --references encoder (checked against the data) and, with --random_init,
-    the same architecture at random init."""
+    """The checkpoint's encoder, each --references encoder (checked against the data: check(encoder, its hparams,
+    source)) and, with --random_init, the same architecture at random init."""
     rows = [checkpoint_row("jepa", ckpt, encoder, cfg.which)]
     for name, path in cfg.references.items():
-        ref, _ = load_encoder(path, "auto")
-        check(ref, f"reference {name!r} ({path})")
+        ref, ref_hparams = load_encoder(path, "auto")
+        check(ref, ref_hparams, f"reference {name!r} ({path})")
         rows.append(checkpoint_row(name, path, ref, "auto"))
     if cfg.random_init:
         torch.manual_seed(cfg.seed)
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
 
     encoder, hparams = load_encoder(ckpt, cfg.which)
     check_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
-    rows = encoder_rows(cfg, ckpt, encoder, hparams, lambda enc, src: check_compatible(enc, data, src))
+    rows = encoder_rows(cfg, ckpt, encoder, hparams, lambda enc, _, src: check_compatible(enc, data, src))
     if cfg.pixels:
         rows.append(Row("raw pixels", None, {"pixels": True}, hparams["patch_size"]))
 
@@ -163,7 +163,8 @@ def clip_main(cfg, init, ckpt: Path, started: float) -> int:
     data = CLIP_DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
                                    size=encoder.img_size, seed=cfg.seed, garment=garment)
     check_clip_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
-    rows = encoder_rows(cfg, ckpt, encoder, hparams, lambda enc, src: check_clip_compatible(enc, data, src))
+    rows = encoder_rows(cfg, ckpt, encoder, hparams,
+                        lambda enc, hp, src: check_clip_compatible(enc, data, src, hp["data"].get("garment")))
     cache = FeatureCache(cfg.cache_dir)
     results = probe_clip_rows(rows, data, init.attentive, cache, cfg.seed)
     labels = list(data.train_labels)

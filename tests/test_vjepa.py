@@ -66,7 +66,7 @@ def test_masks_are_keyed_by_step_and_rank():
     assert not all(torch.equal(x.target, y.target) for x, y in zip(a, c))
 
 
-def test_cpu_recipe_trains_from_the_command_line(tmp_path, fmnist_root):
+def test_cpu_recipe_trains_from_the_command_line(tmp_path, fmnist_root, capsys):
     import os
     import subprocess
     import sys
@@ -94,6 +94,15 @@ def test_cpu_recipe_trains_from_the_command_line(tmp_path, fmnist_root):
     assert set(probe["rows"]) == {"jepa", "random init"} and probe["labels"] == ["class", "direction"]
     assert probe["rows"]["jepa"]["tokens"] == [4 * 64, 96]
     assert probe["clips"]["garment"] == 36  # the probe's clips have the pretraining clips' garments
+    # a reference pretrained on other garments than the probe clips' is refused, naming both sides
+    from jepa.cli import main as jepa
+
+    ckpt = str(tmp_path / "checkpoints" / "last.ckpt")
+    assert jepa(["probe", "--ckpt", ckpt, "--data", "moving_fmnist", f"--data_root={fmnist_root}", "--garment=28",
+                 "--train_limit=8", "--test_limit=8", f"--references={{other: {ckpt}}}", "--random_init=false",
+                 f"--out={tmp_path / 'probe28'}"]) == 2
+    assert "pretrained on 36-pixel garments" in capsys.readouterr().err
+    assert not (tmp_path / "probe28").exists()
 
 
 def test_moving_fmnist_shards_decode_as_clips(tmp_path, fmnist_root):
@@ -155,3 +164,9 @@ def test_clip_probes_see_frame_order_for_framewise_image_encoders():
     assert rows(blind[0]) == rows(blind[1]) and rows(seen[0]) != rows(seen[1])
     with pytest.raises(ConfigError, match="takes 4 frames"):
         check_clip_compatible(video, ClipProbeData("short", x[:2, :2], {}, x[:2, :2], {}, (0.5,), (0.5,), {}), "v")
+    # references pretrained on other garments than the probe clips' fail; exports (no record) and a match pass
+    garments = ClipProbeData("g28", x[:2], {}, x[:2], {}, (0.5,), (0.5,), {"garment": 28})
+    check_clip_compatible(video, garments, "v", None)
+    check_clip_compatible(video, garments, "v", 28)
+    with pytest.raises(ConfigError, match="pretrained on 40-pixel garments .* 28-pixel"):
+        check_clip_compatible(video, garments, "v", 40)
