@@ -29,15 +29,22 @@ def encode_tokens(encoder: nn.Module, images: torch.Tensor, mean, std, batch_siz
     mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
     wanted = list(range(depth - layers, depth))
-    chunks = []
+    # filled batch by batch: a list of batches and its torch.cat would hold the tokens twice (12 GB for the last 4
+    # layers of 60k images)
+    out = None
     for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
         x = images[start : start + batch_size].to(device).float().div_(255).sub_(mean_t).div_(std_t)
         if layers == 1:
-            chunks.append(encoder(x).float().cpu())
+            tokens = encoder(x)
         else:
             _, outs = encoder(x, return_layers=wanted)
-            chunks.append(torch.cat(outs, dim=-1).float().cpu())
-    return torch.cat(chunks)
+            tokens = torch.cat(outs, dim=-1)
+        if out is None:
+            out = torch.empty((len(images), *tokens.shape[1:]), dtype=torch.float32)
+        out[start : start + len(x)] = tokens.float().cpu()
+    if out is None:
+        raise ValueError("no images to encode")
+    return out
 
 
 def pixel_tokens(images: torch.Tensor, patch_size: int) -> torch.Tensor:

@@ -275,3 +275,23 @@ def test_fashion_mnist_monitor_data_comes_from_the_training_split(fmnist_root):
     nearest = torch.cdist(raw, train, compute_mode="donot_use_mm_for_euclid_dist").min(1).values
     assert nearest.max() < 0.1  # every monitor image is a training image
     assert len({tuple(r.round().tolist()) for r in raw}) == 80
+
+
+def test_last_k_layer_tokens_are_each_blocks_normed_output_in_order_batch_by_batch():
+    from eval.features import encode_tokens
+
+    torch.manual_seed(0)
+    enc = VisionTransformer(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=3, num_heads=2).eval()
+    images = torch.randint(0, 256, (5, 1, 8, 8), dtype=torch.uint8)
+    x = images.float().div(255).sub(0.5).div(0.25)
+    with torch.no_grad():  # the blocks by hand: layer i's tokens = the final norm of block i's output
+        h, outs = enc.patch_embed(x) + enc.pos_embed, []
+        for block in enc.blocks:
+            h = block(h)
+            outs.append(enc.norm(h))
+    last2 = encode_tokens(enc, images, (0.5,), (0.25,), batch_size=2, layers=2)  # batches of 2, 2, 1
+    assert last2.shape == (5, 4, 32) and last2.dtype == torch.float32
+    torch.testing.assert_close(last2, torch.cat(outs[1:], dim=-1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(encode_tokens(enc, images, (0.5,), (0.25,), batch_size=3), outs[-1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="depth 3"):
+        encode_tokens(enc, images, (0.5,), (0.25,), layers=4)
