@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from eval.linear_probe import LinearProbeConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,7 +49,8 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     for row in probe["rows"].values():
         assert set(row) >= {"linear", "knn", "attentive"} and 0.0 <= row["attentive"]["test_acc"] <= 1.0
     config = yaml.safe_load((ROOT / "configs/probe/fmnist.yaml").read_text())
-    assert probe["settings"]["linear"]["lrs"] == config["linear"]["lrs"] != [0.01]  # the file's, not the default
+    default = list(LinearProbeConfig().lrs)
+    assert probe["settings"]["linear"]["lrs"] == config["linear"]["lrs"] != default  # the file's, not the default
     assert "| jepa |" in (probe_dir / "results.md").read_text()
     assert (probe_dir / "confusion_matrix.png").stat().st_size > 1000 and (probe_dir / "pca.png").stat().st_size > 1000
     assert probe["feature_cache"]["misses"] > 0
