@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The one prepared check for a lent GPU (H100 / H200; README "Performance"): ~7 minutes, torch/timm only.
+# The one prepared check for a lent GPU (H100 / H200; README "Performance"): ~9 minutes, torch/timm only.
 #   1. the card and the measured bf16 matmul ceiling (8192^3, random data);
-#   2. ViT-B/16 224 px I-JEPA training step, bf16 autocast, batch 64/128/256/512 (MFU still rose from 128 to 256),
+#   2. new: batch 128 with token counts padded to multiples of 16 (model.pad_tokens), eager and under
+#      torch.compile (on torch 2.11 inductor failed on the unpadded, changing mask lengths); 25 warm-up steps so
+#      that most of the ~7 (context, target) size buckets are compiled before the timed steps;
+#   3. ViT-B/16 224 px I-JEPA training step, bf16 autocast, batch 64/128/256/512 (MFU still rose from 128 to 256),
 #      ours beside the official code
 #      (REF: a checkout of facebookresearch/ijepa kept outside git, e.g. an ignored .ref/ijepa): images/s, MFU,
 #      peak memory;
-#   3. planner latency (benchmarks/plan_step.py) on the GPU and on 2 of its CPU cores;
-#   4. batch 128 with SDPA's cuDNN backend left on (training turns it off: jepa/attention.py), the predictor's
-#      shared-context option, and torch.compile last (on torch 2.11 inductor fails on the changing mask lengths:
-#      README "Performance").
+#   4. planner latency (benchmarks/plan_step.py) on the GPU.
+# Measured once already and left out to fit the 10-minute call (README "Performance" has them): cuDNN's SDPA
+# backend on (--cudnn_sdp), the shared-context predictor (--modes shared_ctx), the planner on 2 CPU cores.
 # Writes JSON lines under $OUT (the device tool's output folder; /tmp/device_check otherwise).
 set -u
 OUT=${OUT:-/tmp/device_check}
@@ -34,16 +36,10 @@ torch.cuda.synchronize()
 s = start.elapsed_time(end) / 1000 / 20
 print(json.dumps({"bf16_matmul_8192_tflops": 2 * 8192**3 / s / 1e12, "device": torch.cuda.get_device_name()}))
 EOF
-timeout 260 $PY benchmarks/train_step.py --sizes base --batch 64,128,256,512 --modes bf16 --steps 20 --warmup 5 \
-  --threads 8 --reference "$REF" 2>"$OUT/train_step.err" | tee "$OUT/train_step.jsonl"
+timeout 300 $PY benchmarks/train_step.py --sizes base --batch 128 --modes pad,compile_pad --pad_tokens 16 \
+  --steps 20 --warmup 25 --threads 8 --reference "$REF" 2>"$OUT/train_step.err" | tee "$OUT/train_step.jsonl"
+timeout 200 $PY benchmarks/train_step.py --sizes base --batch 64,128,256,512 --modes bf16 --steps 20 --warmup 5 \
+  --threads 8 --reference "$REF" 2>>"$OUT/train_step.err" | tee -a "$OUT/train_step.jsonl"
 timeout 90 $PY benchmarks/plan_step.py --devices cuda --shapes point_maze,large --samples 128,1024 \
   2>>"$OUT/plan_step.err" | tee "$OUT/plan_step.jsonl"
-timeout 60 $PY benchmarks/plan_step.py --devices cpu --shapes point_maze --samples 128 --threads 2 \
-  2>>"$OUT/plan_step.err" | tee -a "$OUT/plan_step.jsonl"
-timeout 60 $PY benchmarks/train_step.py --sizes base --batch 128 --modes bf16 --steps 20 --warmup 5 \
-  --threads 8 --cudnn_sdp 2>>"$OUT/train_step.err" | tee -a "$OUT/train_step.jsonl"
-timeout 60 $PY benchmarks/train_step.py --sizes base --batch 128 --modes shared_ctx --steps 20 --warmup 5 \
-  --threads 8 --reference "$REF" 2>>"$OUT/train_step.err" | tee -a "$OUT/train_step.jsonl"
-timeout 180 $PY benchmarks/train_step.py --sizes base --batch 128 --modes compile --steps 15 --warmup 5 \
-  --threads 8 2>>"$OUT/train_step.err" | tee -a "$OUT/train_step.jsonl"
 tail -n 5 "$OUT/train_step.err" "$OUT/plan_step.err"

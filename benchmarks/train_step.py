@@ -38,14 +38,18 @@ from ijepa.masks import MultiBlockMaskSampler  # noqa: E402
 from jepa.attention import avoid_cudnn_attention  # noqa: E402
 from jepa.ema import ema_update  # noqa: E402
 from jepa.masking import apply_masks  # noqa: E402
-from jepa.vit import VIT_SIZES, Predictor, VisionTransformer  # noqa: E402
+from jepa.module import compile_networks  # noqa: E402
+from jepa.vit import VIT_SIZES, Predictor, VisionTransformer, context_and_predictions  # noqa: E402
 
 MODES = {
     "eager": "fp32, AdamW with torch's default implementation for the device",
     "foreach": "fp32, AdamW(foreach=True)",
     "fused": "fp32, AdamW(fused=True)",
     "bf16": "bf16 autocast, AdamW(fused=True) on CUDA / foreach on CPU",
-    "compile": "torch.compile(encoder, predictor), fp32 (bf16 autocast on CUDA), foreach/fused AdamW",
+    "compile": "torch.compile(encoders, predictor), fp32 (bf16 autocast on CUDA), foreach/fused AdamW",
+    "pad": "token counts padded to multiples of --pad_tokens and masked out (same values), fp32 (bf16 autocast on "
+           "CUDA), foreach/fused AdamW",
+    "compile_pad": "compile + pad: torch.compile sees a few token counts instead of one per batch",
     "ckpt": "activation checkpointing in every block, fp32 (bf16 autocast on CUDA), foreach/fused AdamW",
     "shared_ctx": "the predictor's shared-context option (a recipe change: context held once for all target "
                   "blocks), fp32 (bf16 autocast on CUDA), foreach/fused AdamW",
@@ -55,7 +59,7 @@ MODES = {
 def uses_bf16(mode: str, device: torch.device) -> bool:
     """bf16 autocast: always in mode bf16; in the other non-fp32 modes only on CUDA (this project's CPU has no
     native bf16)."""
-    return mode == "bf16" or (mode in ("compile", "ckpt", "shared_ctx") and device.type == "cuda")
+    return mode == "bf16" or (mode not in ("eager", "foreach", "fused") and device.type == "cuda")
 
 
 def build(size: str, img: int, patch: int, pred_dim: int, pred_depth: int, seed: int = 0):
@@ -73,7 +77,7 @@ def masks_for(batch: int, grid: int, seed: int):
 
 
 class OurStep:
-    def __init__(self, enc, pred, mode: str, device: torch.device) -> None:
+    def __init__(self, enc, pred, mode: str, device: torch.device, pad_tokens: int = 16) -> None:
         self.enc, self.pred = enc.to(device), pred.to(device)
         self.target = copy.deepcopy(self.enc).requires_grad_(False)
         cuda = device.type == "cuda"
@@ -86,9 +90,9 @@ class OurStep:
             self.enc.set_grad_checkpointing(True)
             self.pred.set_grad_checkpointing(True)
         self.pred.shared_context = mode == "shared_ctx"
-        self.enc_fn, self.pred_fn = self.enc, self.pred
-        if mode == "compile":
-            self.enc_fn, self.pred_fn = torch.compile(self.enc), torch.compile(self.pred)
+        if mode.startswith("compile"):
+            compile_networks(self.enc, self.target, self.pred)  # in place, as training's model.torch_compile
+        self.pad = pad_tokens if mode.endswith("pad") else 0
         self.device = device
 
     def __call__(self, x: torch.Tensor, masks) -> float:
@@ -98,8 +102,7 @@ class OurStep:
             with torch.no_grad():
                 h = self.target(x)
                 h = apply_masks(F.layer_norm(h, (h.size(-1),)), tgts)
-            z = self.enc_fn(x, ctx)
-            p = self.pred_fn(z, ctx, tgts)
+            _, p = context_and_predictions(self.enc, self.pred, x, ctx, tgts, self.pad)
             loss = F.smooth_l1_loss(p.float(), h.float())
         loss.backward()
         self.opt.step()
@@ -207,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", default=None, help="checkout of facebookresearch/ijepa, timed side by side")
     p.add_argument("--memory", action="store_true", help="CPU: peak RSS per configuration in fresh subprocesses")
     p.add_argument("--peak_tflops", type=float, default=989.0, help="device dense bf16 peak for MFU (H100 SXM: 989)")
+    p.add_argument("--pad_tokens", type=int, default=16, help="modes pad, compile_pad: round token counts up to this")
     p.add_argument("--cudnn_sdp", action="store_true",
                    help="CUDA: leave SDPA's cuDNN backend on (training turns it off: jepa/attention.py says why)")
     p.add_argument("--only", default=None, help=argparse.SUPPRESS)  # internal: ours|official, for --memory
@@ -230,7 +234,7 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
     x = torch.randn(batch, 3, args.img, args.img, generator=torch.Generator().manual_seed(0)).to(device)
     steps: dict[str, object] = {}
     if args.only in (None, "ours"):
-        steps["ours"] = OurStep(enc, pred, mode, device)
+        steps["ours"] = OurStep(enc, pred, mode, device, args.pad_tokens)
     if args.reference and args.only in (None, "official"):
         steps["official"] = OfficialStep(args.reference, size, args.img, args.patch, args.pred_dim,
                                          args.pred_depth, uses_bf16(mode, device), device)
@@ -272,7 +276,7 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
     if args.memory and device.type == "cpu":
         base = ["--sizes", size, "--batch", str(batch), "--modes", mode, "--img", str(args.img), "--patch",
                 str(args.patch), "--pred_dim", str(args.pred_dim), "--pred_depth", str(args.pred_depth), "--steps",
-                "2", "--warmup", "1", "--threads", str(args.threads), "--device", "cpu"]
+                "2", "--warmup", "1", "--pad_tokens", str(args.pad_tokens), "--threads", str(args.threads), "--device", "cpu"]
         for name in steps:
             extra = ["--reference", args.reference] if name == "official" else []
             record[name].update(peak_rss_of(base + extra + ["--only", name]))

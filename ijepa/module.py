@@ -43,6 +43,11 @@ class IJEPA(JEPAModule):
         predictor_shared_context: a recipe change, off in the paper's recipe: the predictor holds the context once
             for all target blocks and the context stops attending to the mask tokens (jepa.vit.Predictor); fewer
             predictor tokens per image (README, Performance, for its speed and probe A/B).
+        pad_tokens: round each batch's context and target token counts up to a multiple of this (0: off); the
+            padding is masked out of attention and cut from the outputs, so the loss and gradients are the same,
+            but the networks see a few tensor shapes instead of one per mask size (what torch_compile needs).
+        torch_compile: torch.compile every transformer block when fitting starts (static shapes, one graph per token
+            count: use it with pad_tokens, e.g. 16 at 224 px; meant for GPUs, slower on the 2-core CPU: README).
     """
 
     def __init__(
@@ -71,6 +76,8 @@ class IJEPA(JEPAModule):
         sigreg_weight: float = 0.0,
         sigreg_slices: int = 256,
         predictor_shared_context: bool = False,
+        pad_tokens: int = 0,
+        torch_compile: bool = False,
     ) -> None:
         check_model_args(sigreg_weight, sigreg_slices, predictor_embed_dim, num_heads)
         encoder = VisionTransformer(img_size, patch_size, in_chans, embed_dim, depth, num_heads, drop_path_rate=drop_path_rate)
@@ -80,6 +87,7 @@ class IJEPA(JEPAModule):
             encoder, predictor, lr=lr, start_lr=start_lr, final_lr=final_lr, warmup_fraction=warmup_fraction,
             weight_decay=weight_decay, final_weight_decay=final_weight_decay, ema_momentum=ema_momentum,
             betas=betas, mask_seed=mask_seed, monitor_every=monitor_every, max_nonfinite_steps=max_nonfinite_steps,
+            pad_tokens=pad_tokens, torch_compile=torch_compile,
         )
         self.mask_sampler = mask_sampler if mask_sampler is not None else MultiBlockMaskSampler()
         # The sampler is rebuilt from the saved config.yaml, not pickled into checkpoints (weights_only loading).
@@ -102,7 +110,6 @@ class IJEPA(JEPAModule):
             full = self.target_encoder(x)
             h = F.layer_norm(full, (full.size(-1),))
             h = apply_masks(h, targets)
-        z = self.encoder(x, masks.context)
-        pred = self.predictor(z, masks.context, targets)
+        z, pred = self.context_and_predictions(x, masks.context, targets)
         loss = F.smooth_l1_loss(pred.float(), h.float())
         return self.add_sigreg(loss, [z]), full

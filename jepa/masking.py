@@ -20,3 +20,20 @@ def apply_masks(x: torch.Tensor, masks: list[torch.Tensor] | torch.Tensor) -> to
 def repeat_batch(x: torch.Tensor, repeats: int) -> torch.Tensor:
     """[B, ...] -> [repeats * B, ...] in the same mask-major order as apply_masks with a list."""
     return x.repeat(repeats, *([1] * (x.dim() - 1)))
+
+
+def pad_indices(idx: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Round a token count up to a multiple so that changing mask sizes give a few shapes (torch.compile builds one
+    graph per shape).
+
+    idx: [..., K] token indices -> ([..., K'] with K' the next multiple of `multiple`, padded by repeating each row's
+    first index; valid: bool [K'], True on the K real tokens). With multiple <= 0: (idx, None), no padding. Padded
+    tokens must be masked out of attention as keys (`valid`) and dropped from the outputs ([:, :K]); the real tokens'
+    outputs are then the unpadded ones'. `valid` is returned even when K is already a multiple, so the same graph
+    serves both cases."""
+    if multiple <= 0:
+        return idx, None
+    k = idx.shape[-1]
+    padded = -(-k // multiple) * multiple
+    idx = torch.cat([idx, idx[..., :1].expand(*idx.shape[:-1], padded - k)], dim=-1)
+    return idx, torch.arange(padded, device=idx.device) < k

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import copy
 import random
+import warnings
 
 import lightning as L
 import numpy as np
 import torch
+from timm.models.vision_transformer import Block
 from torch import nn
 from torch.distributed.tensor import DTensor
 
@@ -23,6 +25,7 @@ from jepa.schedules import JEPASchedule, linear
 from jepa.seeding import key_seed
 from jepa.sharding import shard_jepa
 from jepa.sigreg import sigreg
+from jepa.vit import context_and_predictions
 
 
 def check_model_args(sigreg_weight: float, sigreg_slices: int, predictor_embed_dim: int, num_heads: int) -> None:
@@ -33,6 +36,25 @@ def check_model_args(sigreg_weight: float, sigreg_slices: int, predictor_embed_d
     if predictor_embed_dim % num_heads:
         raise ConfigError(f"model.predictor_embed_dim {predictor_embed_dim} must be divisible by model.num_heads "
                           f"{num_heads} (the predictor uses the encoder's head count)")
+
+
+def compile_networks(*networks: nn.Module) -> None:
+    """torch.compile every transformer block of the networks in place (regional compilation: nn.Module.compile keeps
+    parameter names and checkpoints as they are; all blocks of one width share a graph, so compiling takes seconds
+    per shape instead of minutes per network, and the rest, patch embedding and gathers, stays eager).
+
+    Shapes are static (dynamic=False: torch 2.11's inductor failed on dynamic token counts on CUDA, README
+    "Performance"), so each new token count is a new graph: with the paper's masks nearly every batch, unless
+    model.pad_tokens rounds the counts to a few sizes. The recompile limit is raised so that those few all fit."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), 64))
+    for network in networks:
+        for module in network.modules():
+            if isinstance(module, Block):
+                module.compile(dynamic=False)
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -60,8 +82,12 @@ class JEPAModule(L.LightningModule):
         mask_seed: int = 0,
         monitor_every: int = 50,
         max_nonfinite_steps: int = 5,
+        pad_tokens: int = 0,
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
+        if pad_tokens < 0:
+            raise ConfigError(f"model.pad_tokens must be >= 0 (0: no padding), got {pad_tokens}")
         if max_nonfinite_steps < 0:
             raise ConfigError(f"model.max_nonfinite_steps must be >= 0, got {max_nonfinite_steps}")
         if not 0.0 <= warmup_fraction < 1.0:
@@ -79,6 +105,7 @@ class JEPAModule(L.LightningModule):
         self.ema_momentum, self.betas = tuple(ema_momentum), tuple(betas)
         self.mask_seed, self.monitor_every = mask_seed, monitor_every
         self.max_nonfinite_steps = max_nonfinite_steps
+        self.pad_tokens, self.torch_compile = pad_tokens, torch_compile
         self.nonfinite_in_a_row = 0  # consecutive skipped steps
         self.nonfinite_total = 0
         self._skip_step = False
@@ -150,8 +177,17 @@ class JEPAModule(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         return loss
 
+    def context_and_predictions(self, x: torch.Tensor, context: torch.Tensor, targets, mask_index: int = 0):
+        """Context-encoder tokens and predictions (jepa.vit.context_and_predictions), padded to model.pad_tokens."""
+        return context_and_predictions(self.encoder, self.predictor, x, context, targets, self.pad_tokens, mask_index)
+
     def on_fit_start(self) -> None:
         avoid_cudnn_attention(self.device)  # mask lengths change every batch (jepa/attention.py)
+        if self.torch_compile:
+            if not self.pad_tokens:
+                warnings.warn("model.torch_compile without model.pad_tokens compiles a new graph for every new token "
+                              "count, nearly every batch at 224 px: set model.pad_tokens (e.g. 16)", stacklevel=2)
+            compile_networks(self.encoder, self.target_encoder, self.predictor)
 
     def on_train_start(self) -> None:
         t = self.trainer
@@ -246,8 +282,6 @@ class JEPAModule(L.LightningModule):
         self.nonfinite_total += 1
         step = self.trainer.global_step if self.trainer is not None else -1
         if self.trainer is None or self.trainer.is_global_zero:
-            import warnings
-
             warnings.warn(f"step {step}: non-finite {what}, step skipped ({self.nonfinite_in_a_row} in a row, "
                           f"{self.nonfinite_total} in all)", stacklevel=2)
         if self.nonfinite_in_a_row > self.max_nonfinite_steps:

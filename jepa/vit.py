@@ -16,7 +16,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from jepa.errors import ConfigError
-from jepa.masking import apply_masks, repeat_batch
+from jepa.masking import apply_masks, pad_indices, repeat_batch
 from jepa.pos_embed import sincos_2d, sincos_3d
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-6)
@@ -142,16 +142,18 @@ class VisionTransformer(nn.Module):
     def num_patches(self) -> int:
         return self.grid_t * self.grid * self.grid
 
-    def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None, return_layers: list[int] | None = None):
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None, return_layers: list[int] | None = None,
+                valid: torch.Tensor | None = None):
         """x: [B, C, H, W] (or [B, C, T, H, W] for a video encoder) -> [B, N or K, D]. With return_layers, also a
         list of those blocks' outputs (each passed through the final norm, as the probes of the I-JEPA paper use
-        them)."""
+        them). valid: bool [K] for padded `masks` (jepa.masking.pad_indices): only those tokens are attended to."""
         x = self.patch_embed(x) + self.pos_embed.to(x.dtype)
         if masks is not None:
             x = apply_masks(x, masks)
+        attn_mask = None if valid is None else valid[None, :]
         layers = []
         for i, block in enumerate(self.blocks):
-            x = run_block(block, x, self.grad_checkpointing)
+            x = run_block(block, x, self.grad_checkpointing, attn_mask)
             if return_layers is not None and i in return_layers:
                 layers.append(self.norm(x))
         x = self.norm(x)
@@ -227,25 +229,37 @@ class Predictor(nn.Module):
         self.grad_checkpointing = enable
 
     def forward(self, ctx: torch.Tensor, ctx_masks: torch.Tensor, tgt_masks: list[torch.Tensor],
-                mask_index: int = 0) -> torch.Tensor:
+                mask_index: int = 0, ctx_valid: torch.Tensor | None = None,
+                tgt_valid: torch.Tensor | None = None) -> torch.Tensor:
         """ctx: [B, Kc, D] context-encoder tokens at indices ctx_masks [B, Kc];
-        tgt_masks: list of [B, Kt] -> predictions [len(tgt_masks) * B, Kt, D], mask-major."""
+        tgt_masks: list of [B, Kt] -> predictions [len(tgt_masks) * B, Kt, D], mask-major.
+        ctx_valid [Kc], tgt_valid [Kt]: for padded indices (jepa.masking.pad_indices), the tokens that are real;
+        padded ones are never attended to."""
         b, n_ctx = ctx.shape[:2]
         pos = self.predictor_pos_embed.expand(b, -1, -1).to(ctx.dtype)
         x = self.predictor_embed(ctx) + apply_masks(pos, ctx_masks)
         token = self.mask_tokens[mask_index % len(self.mask_tokens)] if hasattr(self, "mask_tokens") else self.mask_token
+        m, kt = len(tgt_masks), tgt_masks[0].shape[1]
+        if ctx_valid is None and tgt_valid is None:
+            keys = None
+        else:
+            ones = partial(torch.ones, dtype=torch.bool, device=x.device)
+            keys = (ctx_valid if ctx_valid is not None else ones(n_ctx),
+                    tgt_valid if tgt_valid is not None else ones(kt))
         if self.shared_context:
-            return self._shared_context_forward(x, pos, token, tgt_masks)
-        x = repeat_batch(x, len(tgt_masks))
+            return self._shared_context_forward(x, pos, token, tgt_masks, keys)
+        x = repeat_batch(x, m)
         queries = token.to(x.dtype) + apply_masks(pos, tgt_masks)
         x = torch.cat([x, queries], dim=1)
+        attn_mask = None if keys is None else torch.cat(keys)[None, :]
         for block in self.predictor_blocks:
-            x = run_block(block, x, self.grad_checkpointing)
+            x = run_block(block, x, self.grad_checkpointing, attn_mask)
         x = self.predictor_norm(x[:, n_ctx:])
         return self.predictor_proj(x)
 
     def _shared_context_forward(self, x: torch.Tensor, pos: torch.Tensor, token: torch.Tensor,
-                                tgt_masks: list[torch.Tensor]) -> torch.Tensor:
+                                tgt_masks: list[torch.Tensor], keys: tuple[torch.Tensor, torch.Tensor] | None
+                                ) -> torch.Tensor:
         b, n_ctx = x.shape[:2]
         m, kt = len(tgt_masks), tgt_masks[0].shape[1]
         queries = torch.cat([token.to(x.dtype) + apply_masks(pos, [t]) for t in tgt_masks], dim=1)  # [B, M*Kt, D]
@@ -253,7 +267,28 @@ class Predictor(nn.Module):
         # group -1: context; group i: block i's mask tokens. A token sees the context and its own group.
         group = torch.cat([torch.full((n_ctx,), -1), torch.arange(m).repeat_interleave(kt)]).to(x.device)
         attn_mask = (group[None, :] == -1) | (group[:, None] == group[None, :])
+        if keys is not None:  # padded tokens are nobody's keys
+            attn_mask = attn_mask & torch.cat([keys[0], keys[1].repeat(m)])[None, :]
         for block in self.predictor_blocks:
             x = run_block(block, x, self.grad_checkpointing, attn_mask)
         x = self.predictor_norm(x[:, n_ctx:]).view(b, m, kt, -1).transpose(0, 1).reshape(m * b, kt, -1)
         return self.predictor_proj(x)
+
+
+def context_and_predictions(encoder: nn.Module, predictor: nn.Module, x: torch.Tensor, context: torch.Tensor,
+                            targets, pad_multiple: int = 0, mask_index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trainable half of a JEPA step: the context encoder's tokens z [B, Kc, D] at `context` [B, Kc] and the
+    predictions [M * B, Kt, D] of the M target blocks `targets` ([M, B, Kt] or a list of [B, Kt]).
+
+    pad_multiple > 0 pads both index sets to a multiple of it (jepa.masking.pad_indices), masks the padding out of
+    attention and cuts it from the outputs: the same values (up to float rounding), but a few tensor shapes instead
+    of one per mask size, so that a compiled encoder and predictor are not recompiled for every batch."""
+    if pad_multiple <= 0:
+        z = encoder(x, context)
+        return z, predictor(z, context, list(targets), mask_index)
+    kc, kt = context.shape[1], targets[0].shape[1]
+    ctx, ctx_valid = pad_indices(context, pad_multiple)
+    tgts, tgt_valid = pad_indices(torch.stack(list(targets)), pad_multiple)
+    z = encoder(x, ctx, valid=ctx_valid)
+    pred = predictor(z, ctx, list(tgts), mask_index, ctx_valid=ctx_valid, tgt_valid=tgt_valid)
+    return z[:, :kc], pred[:, :kt]

@@ -11,7 +11,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "train_step.py"
 
 
-@pytest.mark.parametrize("mode", ["eager", "ckpt"])
+@pytest.mark.parametrize("mode", ["eager", "ckpt", "pad"])
 def test_train_step_benchmark_prints_a_json_line(mode):
     out = subprocess.run([sys.executable, str(SCRIPT), "--sizes", "tiny", "--batch", "2", "--img", "64", "--patch", "8", "--modes",
                           mode, "--pred_dim", "48", "--pred_depth", "1", "--steps", "2", "--warmup", "1",

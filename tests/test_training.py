@@ -1,8 +1,11 @@
+import contextlib
+
 import lightning as L
+import pytest
 import torch
 
 from jepa.checkpoint import load_encoder
-from tests.conftest import TinyData, tiny_model, tiny_trainer
+from tests.conftest import TinyData, tiny_model, tiny_trainer, tiny_vjepa
 
 
 class Track(L.Callback):
@@ -23,6 +26,59 @@ def test_loss_decreases_on_tiny_data(tmp_path):
     losses = [r[4] for r in track.rows]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_padded_token_counts_train_as_the_unpadded_ones(tmp_path):
+    """model.pad_tokens (I-JEPA and V-JEPA): every step's loss as without padding, with the encoder seeing padded
+    token counts."""
+    for make, clips in ((tiny_model, False), (tiny_vjepa, True)):
+        losses, counts = {}, {}
+        for pad in (0, 8):
+            model, track = make(seed=0, pad_tokens=pad), Track()
+            seen = counts.setdefault(pad, set())
+            model.encoder.register_forward_hook(lambda m, args, out, seen=seen: seen.add(out.shape[1]))
+            tiny_trainer(tmp_path / f"{clips}{pad}", max_steps=3, callbacks=[track]).fit(
+                model, datamodule=TinyData(n=16, batch_size=8, clips=clips))
+            losses[pad] = [r[4] for r in track.rows]
+        assert all(c % 8 == 0 for c in counts[8]) and not all(c % 8 == 0 for c in counts[0]), counts
+        torch.testing.assert_close(losses[8], losses[0], rtol=1e-5, atol=1e-6)
+
+
+def test_torch_compile_option_compiles_one_block_graph_per_shape_with_padding(tmp_path, monkeypatch):
+    """model.torch_compile compiles every transformer block; with model.pad_tokens covering the whole 4x4 grid the
+    blocks share three graphs over all steps (context encoder, target encoder under no_grad, predictor), while without
+    padding the changing mask sizes add graphs. The eager backend stands in for inductor, whose C++ builds take
+    minutes here; the graphs and their guards are dynamo's either way."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    compiled = []
+    compile_in_place = torch.nn.Module.compile
+
+    def eager_compile(module, **kwargs):
+        compiled.append(type(module).__name__)
+        compile_in_place(module, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    graphs, sizes = {}, {}
+    try:
+        for pad in (16, 0):
+            torch._dynamo.reset()
+            counters.clear()
+            model, track = tiny_model(pad_tokens=pad, torch_compile=True), Track()
+            seen = sizes.setdefault(pad, set())
+            model.encoder.register_forward_hook(lambda m, args, out, seen=seen: seen.add(out.shape[1]))
+            trainer = tiny_trainer(tmp_path / str(pad), max_steps=6, callbacks=[track])
+            with pytest.warns(UserWarning, match="set model.pad_tokens") if not pad else contextlib.nullcontext():
+                trainer.fit(model, datamodule=TinyData(n=48, batch_size=8))
+            graphs[pad] = counters["stats"]["unique_graphs"]
+            assert len(track.rows) == 6 and all(torch.isfinite(torch.tensor(r[4])) for r in track.rows)
+    finally:
+        torch._dynamo.reset()
+    assert compiled == ["Block"] * (2 * (2 + 2 + 1))  # encoder, target encoder and predictor blocks, twice
+    assert sizes[16] == {16} and len(sizes[0]) > 1, sizes  # without padding the context size changed
+    assert graphs[16] == 3 and graphs[0] > 3, graphs
+    assert "_orig_mod" not in "".join(model.state_dict())  # checkpoints keep the plain parameter names
 
 
 def test_target_encoder_gets_ema_not_gradients(tmp_path):

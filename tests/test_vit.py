@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from jepa.errors import ConfigError
-from jepa.masking import apply_masks
+from jepa.masking import apply_masks, pad_indices
 from jepa.pos_embed import sincos_2d
-from jepa.vit import Predictor, VisionTransformer
+from jepa.vit import Predictor, VisionTransformer, context_and_predictions
 
 
 def test_encoder_shapes_no_cls_and_masking():
@@ -101,3 +101,77 @@ def test_shared_context_predictor_keeps_blocks_apart_and_holds_the_context_once(
     pred.set_grad_checkpointing(True)
     pred(ctx, ctx_idx, [t1, t2]).sum().backward()
     assert pred.mask_token.grad is not None and pred.predictor_embed.weight.grad.abs().sum() > 0
+
+
+def test_pad_indices_rounds_token_counts_up_and_marks_the_real_ones():
+    idx = torch.tensor([[3, 5, 9], [1, 2, 7]])
+    padded, valid = pad_indices(idx, 4)
+    assert padded.tolist() == [[3, 5, 9, 3], [1, 2, 7, 1]] and valid.tolist() == [True, True, True, False]
+    padded, valid = pad_indices(idx, 3)  # already a multiple: same shape, a mask all True (the same graph)
+    assert torch.equal(padded, idx) and valid.all()
+    assert pad_indices(idx, 0) == (idx, None)
+    stacked, valid = pad_indices(torch.stack([idx, idx + 1]), 8)  # [M, B, K]: every target block alike
+    assert stacked.shape == (2, 2, 8) and valid.sum() == 3
+
+
+def _small_nets(shared_context: bool = False):
+    torch.manual_seed(0)
+    enc = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=2, num_heads=2)
+    pred = Predictor(grid=4, embed_dim=32, predictor_embed_dim=16, depth=2, num_heads=2, shared_context=shared_context)
+    with torch.no_grad():  # weights well away from the small init, so that attending to a padded token would show
+        for p in [*enc.parameters(), *pred.parameters()]:
+            p.normal_(0, 0.3)
+    return enc, pred
+
+
+@pytest.mark.parametrize("shared_context", [False, True])
+def test_padded_tokens_leave_outputs_and_gradients_unchanged(shared_context):
+    enc, pred = _small_nets(shared_context)
+    x = torch.randn(2, 1, 16, 16)
+    ctx = torch.tensor([[0, 1, 2, 4, 8], [3, 6, 7, 12, 13]])
+    targets = torch.tensor([[[5, 9, 10], [10, 14, 15]], [[11, 14, 15], [0, 1, 2]]])  # 2 blocks of 3 tokens
+    results = []
+    for multiple in (0, 4, 8):
+        enc.zero_grad()
+        pred.zero_grad()
+        z, p = context_and_predictions(enc, pred, x, ctx, targets, multiple)
+        (p.square().mean() + z.mean()).backward()
+        grads = [q.grad.clone() for q in [*enc.parameters(), *pred.parameters()] if q.grad is not None]
+        results.append((z, p, grads))
+    (z0, p0, g0) = results[0]
+    assert z0.shape == (2, 5, 32) and p0.shape == (4, 3, 32)
+    for z, p, g in results[1:]:
+        torch.testing.assert_close(z, z0, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(p, p0, atol=1e-5, rtol=1e-5)
+        assert len(g) == len(g0)
+        for a, b in zip(g, g0):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # the padding is really there and really masked: unmasked, the padded tokens would change the outputs
+    padded_ctx, valid = pad_indices(ctx, 8)
+    with torch.no_grad():
+        assert (enc(x, padded_ctx)[:, :5] - z0).abs().max() > 1e-3
+        torch.testing.assert_close(enc(x, padded_ctx, valid=valid)[:, :5], z0, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_lets_compiled_networks_reuse_their_graphs():
+    """Two batches with different mask sizes in one bucket: one graph each for the encoder and the predictor.
+    Without padding the second batch recompiles (dynamo's own check; the eager backend keeps the test fast)."""
+    import torch._dynamo
+
+    enc, pred = _small_nets()
+    x = torch.randn(2, 1, 16, 16)
+    batches = [(torch.tensor([[0, 1, 2, 4, 8], [3, 6, 7, 12, 13]]), torch.tensor([[[5, 9, 10], [10, 14, 15]]])),
+               (torch.tensor([[0, 1, 2, 3, 4, 8, 9], [3, 6, 7, 8, 9, 12, 13]]), torch.tensor([[[5, 10], [14, 15]]]))]
+    try:
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            torch._dynamo.reset()
+            enc.compile(backend="eager")
+            pred.compile(backend="eager")
+            for ctx, targets in batches:
+                context_and_predictions(enc, pred, x, ctx, targets, pad_multiple=8)
+            torch._dynamo.reset()
+            with pytest.raises(Exception, match="(?i)recompil"):
+                for ctx, targets in batches:
+                    context_and_predictions(enc, pred, x, ctx, targets, pad_multiple=0)
+    finally:
+        torch._dynamo.reset()

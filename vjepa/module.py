@@ -30,6 +30,8 @@ class VJEPA(JEPAModule):
         monitor_every, max_nonfinite_steps: as in ijepa.IJEPA (paper: EMA 0.998 -> 1, LR 2e-4 -> 6.25e-4 -> 1e-6).
         sigreg_weight, sigreg_slices: as in ijepa.IJEPA (SIGReg of each configuration's pooled context embeddings,
             averaged; 0 = the paper's recipe).
+        pad_tokens, torch_compile: as in ijepa.IJEPA (token counts padded to a multiple, masked out: the same
+            loss in a few shapes; torch.compile of every transformer block when fitting starts).
     """
 
     def __init__(
@@ -60,6 +62,8 @@ class VJEPA(JEPAModule):
         max_nonfinite_steps: int = 5,
         sigreg_weight: float = 0.0,
         sigreg_slices: int = 256,
+        pad_tokens: int = 0,
+        torch_compile: bool = False,
     ) -> None:
         check_model_args(sigreg_weight, sigreg_slices, predictor_embed_dim, num_heads)
         if num_frames < 2:
@@ -75,6 +79,7 @@ class VJEPA(JEPAModule):
             encoder, predictor, lr=lr, start_lr=start_lr, final_lr=final_lr, warmup_fraction=warmup_fraction,
             weight_decay=weight_decay, final_weight_decay=final_weight_decay, ema_momentum=ema_momentum,
             betas=betas, mask_seed=mask_seed, monitor_every=monitor_every, max_nonfinite_steps=max_nonfinite_steps,
+            pad_tokens=pad_tokens, torch_compile=torch_compile,
         )
         self.mask_sampler = sampler
         self.save_hyperparameters(ignore=["mask_sampler"])
@@ -101,8 +106,7 @@ class VJEPA(JEPAModule):
             h = F.layer_norm(full, (full.size(-1),))
         losses, contexts = [], []
         for i, m in enumerate(masks):
-            z = self.encoder(x, m.context)
-            pred = self.predictor(z, m.context, [m.target], mask_index=i)
+            z, pred = self.context_and_predictions(x, m.context, [m.target], mask_index=i)
             losses.append(F.l1_loss(pred.float(), apply_masks(h, m.target).float()))
             contexts.append(z)
         return self.add_sigreg(torch.stack(losses).mean(), contexts), full
