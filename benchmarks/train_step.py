@@ -46,7 +46,8 @@ MODES = {
     "foreach": "fp32, AdamW(foreach=True)",
     "fused": "fp32, AdamW(fused=True)",
     "bf16": "bf16 autocast, AdamW(fused=True) on CUDA / foreach on CPU",
-    "compile": "torch.compile(encoders, predictor), fp32 (bf16 autocast on CUDA), foreach/fused AdamW",
+    "compile": "torch.compile of every transformer block (static shapes: a new graph per token count), fp32 (bf16 "
+               "autocast on CUDA), foreach/fused AdamW",
     "pad": "token counts padded to multiples of --pad_tokens and masked out (same values), fp32 (bf16 autocast on "
            "CUDA), foreach/fused AdamW",
     "compile_pad": "compile + pad: torch.compile sees a few token counts instead of one per batch",
@@ -276,7 +277,8 @@ def run_config(args, size: str, batch: int, mode: str, device: torch.device) -> 
     if args.memory and device.type == "cpu":
         base = ["--sizes", size, "--batch", str(batch), "--modes", mode, "--img", str(args.img), "--patch",
                 str(args.patch), "--pred_dim", str(args.pred_dim), "--pred_depth", str(args.pred_depth), "--steps",
-                "2", "--warmup", "1", "--pad_tokens", str(args.pad_tokens), "--threads", str(args.threads), "--device", "cpu"]
+                "2", "--warmup", "1", "--pad_tokens", str(args.pad_tokens), "--threads", str(args.threads),
+                "--device", "cpu"]
         for name in steps:
             extra = ["--reference", args.reference] if name == "official" else []
             record[name].update(peak_rss_of(base + extra + ["--only", name]))
