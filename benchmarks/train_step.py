@@ -38,7 +38,7 @@ from ijepa.masks import MultiBlockMaskSampler  # noqa: E402
 from jepa.attention import avoid_cudnn_attention  # noqa: E402
 from jepa.ema import ema_update  # noqa: E402
 from jepa.masking import apply_masks  # noqa: E402
-from jepa.module import compile_networks  # noqa: E402
+from jepa.compile import compile_networks  # noqa: E402
 from jepa.vit import VIT_SIZES, Predictor, VisionTransformer, context_and_predictions  # noqa: E402
 
 MODES = {
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if not args.cudnn_sdp:
-        avoid_cudnn_attention(device)  # as JEPAModule does when training starts
+        avoid_cudnn_attention(device)  # as jepa.module.JEPA does when training starts
     for size in args.sizes.split(","):
         for batch in (int(b) for b in args.batch.split(",")):
             for mode in args.modes.split(","):

@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    """write WebDataset tar shards: jepa shards write SOURCE [INPUT] --out DIR"""
     args = parser().parse_args(argv)
     seed = None if args.no_shuffle else args.seed
     if args.source == FashionMNISTSource.name:

@@ -36,7 +36,8 @@ from eval.probe import (
     public,
     settings,
 )
-from jepa.checkpoint import encoder_args, load_encoder
+from jepa.checkpoint import load_encoder
+from jepa.vit import encoder_args
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
 from jepa.provenance import provenance
@@ -102,6 +103,7 @@ def default_out(ckpt: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
+    """linear, kNN and attentive probes of a checkpoint's frozen encoder"""
     p = parser()
     cfg = p.parse_args(argv)
     init = p.instantiate_classes(cfg)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jepa.errors import ConfigError
+from jepa.optim import decay_groups
 from jepa.schedules import JEPASchedule
 from jepa.vit import VisionTransformer
 
@@ -62,13 +63,8 @@ class SupervisedViT(L.LightningModule):
         self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
         hp = self.hparams
-        optimizer = torch.optim.AdamW([{"params": decay, "apply_wd": True},
-                                       {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}],
-                                      lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = torch.optim.AdamW(decay_groups(self.parameters()), lr=hp.lr, weight_decay=hp.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         schedule = JEPASchedule(optimizer, total_steps=total, warmup_steps=int(round(hp.warmup_fraction * total)),
                                 start_lr=0.0, lr=hp.lr, final_lr=hp.final_lr, weight_decay=hp.weight_decay,

@@ -69,6 +69,7 @@ def fit_args(args, out: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """pretrain I-JEPA on Fashion-MNIST, probe it, print the results table"""
     args = parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Shared JEPA core: ViT encoder and predictor, masking, EMA, schedules, the JEPAModule base and the `jepa` CLI."""
+"""Shared JEPA core: ViT encoder and predictor, masking, EMA, schedules, the JEPA training module and the `jepa` CLI."""
 from jepa.errors import ConfigError
 from jepa.masking import apply_masks
 from jepa.vit import Predictor, VisionTransformer

@@ -8,16 +8,9 @@ import torch
 from torch import nn
 
 from jepa.errors import ConfigError
-from jepa.vit import VisionTransformer
+from jepa.vit import ENCODER_ARGS, VisionTransformer, encoder_args
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-ENCODER_ARGS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
-VIDEO_ARGS = ("num_frames", "tubelet_size", "uniform_power")  # absent from image checkpoints
-
-
-def encoder_args(hparams: dict) -> dict:
-    """The VisionTransformer arguments held in a checkpoint's hyperparameters (video ones only when present)."""
-    return {k: hparams[k] for k in ENCODER_ARGS + VIDEO_ARGS if k in hparams}
 
 
 def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

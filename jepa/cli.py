@@ -1,37 +1,30 @@
-"""The `jepa` command: LightningCLI for fit/validate/test/predict, plus the project's own subcommands.
+"""The `jepa` command: LightningCLI for fit/validate/test/predict, plus the subcommands other packages register.
 
-Models and datamodules are picked by class_path in the YAML config, so this core module never imports the
-packages that use it; the extra subcommands are imported lazily by name.
+Models and datamodules are picked by class_path in the YAML config and subcommands come from the `jepa.commands`
+entry points (jepa/commands.py), so this core module imports none of the packages that use it.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import re
 import sys
+from typing import Optional
 
+from jepa.commands import help_line, prefer_own_packages, registered_commands, run_command
+from jepa.config_files import BASES_KEY, expand_configs
 from jepa.errors import ConfigError
 
-# subcommand -> (module:function, one-line help). Each function takes argv and returns an exit code.
-EXTRA_COMMANDS = {
-    "probe": ("eval.probe_cli:main", "linear, kNN and attentive probes of a checkpoint's frozen encoder"),
-    "import": ("jepa.interop_cli:import_main", "convert an official I-JEPA checkpoint: jepa import SRC --out CKPT"),
-    "export": ("jepa.interop_cli:export_main", "encoder -> safetensors + config.json: jepa export --ckpt CKPT --out DIR"),
-    "shards": ("data.shards_cli:main", "write WebDataset tar shards: jepa shards write SOURCE [INPUT] --out DIR"),
-    "collect": ("control.collect_cli:main", "roll out a policy in an environment, write trajectories to shards"),
-    "plan": ("control.plan_cli:main", "evaluate planners on an environment: success rate, seconds per step"),
-    "quickstart": ("ijepa.quickstart:main", "pretrain I-JEPA on Fashion-MNIST, probe it, print the results table"),
-}
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def _overview() -> str:
-    lines = ["usage: jepa {fit,validate,test,predict," + ",".join(EXTRA_COMMANDS) + "} [options]", "",
+    commands = registered_commands()
+    lines = ["usage: jepa {fit,validate,test,predict," + ",".join(commands) + "} [options]", "",
              "JEPA pretraining, evaluation and planning.", "",
              "  fit / validate / test / predict   LightningCLI: jepa fit --config configs/ijepa/<recipe>.yaml "
              "[--trainer.devices N ...]; jepa fit --help lists every option"]
-    lines += [f"  {name:<33} {text}" for name, (_, text) in EXTRA_COMMANDS.items()]
+    lines += [f"  {name:<33} {help_line(ep)}" for name, ep in commands.items()]
     return "\n".join(lines)
 
 
@@ -51,8 +44,12 @@ def build_cli(args: list[str], run: bool = True):
     class JepaCLI(LightningCLI):
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_lightning_class_args(RunRecord, "run_record")
+            parser.add_argument(f"--{BASES_KEY}", type=Optional[list[str]], default=None,
+                                help="config files this config builds on, relative to it (jepa/config_files.py)")
 
         def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            config[BASES_KEY] = None  # already applied: the saved config.yaml is the whole, merged config
             self._config_text = self.parser.dump(self.config, skip_none=False, skip_validation=True)
 
         def _parse_ckpt_path(self) -> None:
@@ -75,12 +72,20 @@ def build_cli(args: list[str], run: bool = True):
 
 
         def instantiate_trainer(self, **kwargs):
+            config = self._get(self.config_init, "trainer", default={})
+            if config.get("logger") in (None, True):  # the project's loggers, both in the run folder
+                from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+                root = config.get("default_root_dir") or os.getcwd()
+                kwargs["logger"] = [CSVLogger(root, name="logs", version=""),
+                                    TensorBoardLogger(root, name="logs", version="")]
             trainer = super().instantiate_trainer(**kwargs)
             for cb in trainer.callbacks:
                 if isinstance(cb, RunRecord):
                     cb.config_text = getattr(self, "_config_text", None)
             return trainer
 
+    args = expand_configs(args)
     if not run:
         args = args[1:] if args and args[0] in LIGHTNING_COMMANDS else args
     # We always pass the arguments explicitly, including when they are sys.argv's: that is not a mistake here.
@@ -105,13 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         print(_overview())
         return 0
     try:
-        if argv[0] in EXTRA_COMMANDS:
-            module_name, func = EXTRA_COMMANDS[argv[0]][0].split(":")
-            return int(getattr(importlib.import_module(module_name), func)(argv[1:]) or 0)
+        prefer_own_packages()
+        if argv[0] in registered_commands():
+            return run_command(argv[0], argv[1:])
         if argv[0] not in LIGHTNING_COMMANDS:
             print(f"jepa: error: unknown command {argv[0]!r}\n\n{_overview()}", file=sys.stderr)
             return 2
-        _check_config_files(argv)
         build_cli(argv)
     except SystemExit as exit_:
         if type(exit_).__name__ == "SIGTERMException":  # Lightning's exit after SIGTERM; PeriodicCheckpoint saved
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jepa: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - user errors arrive wrapped by jsonargparse; others are re-raised
-        from jepa.module import NonFiniteTrainingError
+        from jepa.nonfinite import NonFiniteTrainingError
 
         if isinstance(err, NonFiniteTrainingError):
             print(f"jepa: stopped: {err}", file=sys.stderr)
@@ -132,26 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jepa: error: {user_error}", file=sys.stderr)
         return 2
     return 0
-
-
-def _check_config_files(argv: list[str]) -> None:
-    """--config files must exist and be valid YAML (jsonargparse would otherwise read a broken file as a
-    string and report a misleading error further on)."""
-    import yaml
-
-    paths = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
-    paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-    for path in paths:
-        if not os.path.isfile(path):
-            raise ConfigError(f"--config {path}: no such file")
-        try:
-            with open(path) as f:
-                yaml.safe_load(f)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ConfigError(f"--config {path}: invalid YAML{where}: {problem}") from None
 
 
 _NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",

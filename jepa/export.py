@@ -12,10 +12,9 @@ from pathlib import Path
 
 from torch import nn
 
-from jepa.checkpoint import ENCODER_ARGS, VIDEO_ARGS, encoder_args
 from jepa.errors import ConfigError
 from jepa.io import atomic_write, write_json
-from jepa.vit import VisionTransformer
+from jepa.vit import ENCODER_ARGS, VIDEO_ARGS, VisionTransformer, encoder_args
 
 FORMAT = "jepa-encoder/1"
 WEIGHTS, CONFIG = "encoder.safetensors", "config.json"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def import_main(argv: list[str]) -> int:
+    """convert an official I-JEPA checkpoint: jepa import SRC --out CKPT"""
     p = argparse.ArgumentParser(prog="jepa import", description=(
         "Convert an official I-JEPA or V-JEPA checkpoint (facebookresearch/ijepa, facebookresearch/jepa: encoder, "
         "predictor, target_encoder, ...) into a checkpoint of this project that `jepa probe` and `jepa export` read. "
@@ -29,6 +30,7 @@ def import_main(argv: list[str]) -> int:
 
 
 def export_main(argv: list[str]) -> int:
+    """encoder -> safetensors + config.json: jepa export --ckpt CKPT --out DIR"""
     p = argparse.ArgumentParser(prog="jepa export", description=(
         "Write a checkpoint's encoder as <out>/encoder.safetensors + <out>/config.json: loadable with "
         "jepa.checkpoint.load_encoder(out) without Lightning, and as a timm VisionTransformer via jepa.export.to_timm."))

@@ -1,64 +1,51 @@
-"""JEPAModule: the LightningModule that I-JEPA and V-JEPA specialise.
+"""JEPA: the LightningModule of I-JEPA and V-JEPA, with the whole training step readable in `jepa_loss` below.
 
-It owns what every JEPA shares: context encoder, EMA target encoder, predictor, AdamW with no weight decay on
-biases and 1-D parameters, the schedules (in optimizer steps), the EMA update after each optimizer step,
-per-step mask keys and the collapse monitors. A subclass builds the networks and defines `jepa_loss`.
+A model is composed of parts: an encoder (its EMA copy is the target encoder), a predictor, a mask sampler, an input
+adapter (batch -> the encoder's input tensor, checked) and an objective (prediction vs target distance).
+ijepa.IJEPA and vjepa.VJEPA only build those parts; everything about training lives here: AdamW with the shared
+parameter groups (jepa.optim), the LR / weight-decay / EMA schedules in optimizer steps, the EMA update after each
+optimizer step, masks keyed by (seed, micro-step, rank), the optional SIGReg term, the non-finite guard
+(jepa.nonfinite), random states in checkpoints (jepa.rng_state) and the collapse monitors.
+
+The mask sampler's protocol: sampler(batch_size, encoder.token_grid, generator) returns one mask configuration or a
+list of them; each has `.context` [B, Kc] and `.targets`, a sequence of [B, Kt] token-index tensors.
 """
 from __future__ import annotations
 
 import copy
-import random
 import warnings
+from collections.abc import Callable
 
 import lightning as L
-import numpy as np
 import torch
-from timm.models.vision_transformer import Block
+import torch.nn.functional as F
 from torch import nn
-from torch.distributed.tensor import DTensor
 
 from jepa.attention import avoid_cudnn_attention
+from jepa.compile import compile_networks
 from jepa.ema import ema_update
 from jepa.errors import ConfigError
+from jepa.masking import apply_masks
 from jepa.metrics import feature_std, rankme
+from jepa.nonfinite import NonFiniteGuard, NonFiniteTrainingError
+from jepa.optim import decay_groups
+from jepa.rng_state import capture_rng_states, restore_rng_states
 from jepa.schedules import JEPASchedule, linear
 from jepa.seeding import key_seed
 from jepa.sharding import shard_jepa
 from jepa.sigreg import sigreg
 from jepa.vit import context_and_predictions
 
+__all__ = ["JEPA", "NonFiniteTrainingError", "batch_inputs", "check_predictor_width", "mask_key"]
 
-def check_model_args(sigreg_weight: float, sigreg_slices: int, predictor_embed_dim: int, num_heads: int) -> None:
-    """The settings every JEPA module takes, checked before anything is built so the error names the config key."""
-    if sigreg_weight < 0 or sigreg_slices < 1:
-        raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got {sigreg_weight} and "
-                          f"{sigreg_slices}")
+VALIDATION_RANK = 1 << 20  # validation masks get their own key space, disjoint from every training rank's
+
+
+def check_predictor_width(predictor_embed_dim: int, num_heads: int) -> None:
+    """Checked before the predictor is built, so the error names the config keys."""
     if predictor_embed_dim % num_heads:
         raise ConfigError(f"model.predictor_embed_dim {predictor_embed_dim} must be divisible by model.num_heads "
                           f"{num_heads} (the predictor uses the encoder's head count)")
-
-
-def compile_networks(*networks: nn.Module) -> None:
-    """torch.compile every transformer block of the networks in place (regional compilation: nn.Module.compile keeps
-    parameter names and checkpoints as they are; all blocks of one width share a graph, so compiling takes seconds
-    per shape instead of minutes per network, and the rest, patch embedding and gathers, stays eager).
-
-    Shapes are static (dynamic=False: torch 2.11's inductor failed on dynamic token counts on CUDA, README
-    "Performance"), so each new token count is a new graph: with the paper's masks nearly every batch, unless
-    model.pad_tokens rounds the counts to a few sizes. The recompile limit is raised so that those few all fit."""
-    import torch._dynamo
-
-    config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    setattr(config, name, max(getattr(config, name), 64))
-    for network in networks:
-        for module in network.modules():
-            if isinstance(module, Block):
-                module.compile(dynamic=False)
-
-
-class NonFiniteTrainingError(RuntimeError):
-    """Too many consecutive steps had a NaN/inf loss or gradient; the message says what to do."""
 
 
 def mask_key(seed: int, step: int, rank: int) -> int:
@@ -66,11 +53,51 @@ def mask_key(seed: int, step: int, rank: int) -> int:
     return key_seed(seed, step, rank)
 
 
-class JEPAModule(L.LightningModule):
+def batch_inputs(batch) -> torch.Tensor:
+    """The input tensor of a batch that is either a tensor or (inputs, labels, ...)."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+class JEPA(L.LightningModule):
+    """The JEPA training module. Its parts are built by ijepa.IJEPA / vjepa.VJEPA; the options below are theirs too.
+
+    Args:
+        encoder: the context encoder (a jepa.vit.VisionTransformer); the target encoder is its EMA copy.
+        predictor: predicts target tokens from context tokens (jepa.vit.Predictor).
+        mask_sampler: draws the masks of a batch (protocol in the module docstring).
+        inputs: batch -> the encoder's input tensor, raising ConfigError when its shape does not fit the model.
+        objective: loss(prediction, target) of one mask configuration; configurations are averaged.
+        lr: peak learning rate, reached after warmup.
+        start_lr: learning rate at step 0.
+        final_lr: learning rate at the end of the cosine.
+        warmup_fraction: fraction of the optimizer steps spent in linear warmup.
+        weight_decay: weight decay at step 0 (cosine schedule; never on biases or 1-D parameters).
+        final_weight_decay: weight decay at the last step.
+        ema_momentum: target-encoder EMA momentum, linear from the first to the second value over training.
+        betas: AdamW betas.
+        mask_seed: seed of the mask generator; masks are keyed by (mask_seed, micro-step, rank).
+        monitor_every: log RankMe and target-feature std every this many optimizer steps (0: never).
+        max_nonfinite_steps: skip a step whose loss or gradient is NaN/inf (no weight or EMA update); stop with
+            an error after this many such steps in a row.
+        sigreg_weight: add this times SIGReg (LeJEPA) of the context encoder's average-pooled embeddings to the
+            loss, averaged over mask configurations (0: off, the papers' recipes). Directions keyed by
+            (mask_seed, step), the same on every rank.
+        sigreg_slices: random directions of SIGReg.
+        pad_tokens: round each batch's context and target token counts up to a multiple of this (0: off); the
+            padding is masked out of attention and cut from the outputs, so the loss and gradients are the same,
+            but the networks see a few tensor shapes instead of one per mask size (what torch_compile needs).
+        torch_compile: torch.compile every transformer block when fitting starts (static shapes, one graph per token
+            count: use it with pad_tokens, e.g. 16 at 224 px; meant for GPUs, slower on 2 CPU cores:
+            docs/performance.md).
+    """
+
     def __init__(
         self,
         encoder: nn.Module,
         predictor: nn.Module,
+        mask_sampler: Callable,
+        inputs: Callable[[object], torch.Tensor],
+        objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         lr: float = 1e-3,
         start_lr: float = 2e-4,
         final_lr: float = 1e-6,
@@ -82,6 +109,8 @@ class JEPAModule(L.LightningModule):
         mask_seed: int = 0,
         monitor_every: int = 50,
         max_nonfinite_steps: int = 5,
+        sigreg_weight: float = 0.0,
+        sigreg_slices: int = 256,
         pad_tokens: int = 0,
         torch_compile: bool = False,
     ) -> None:
@@ -97,69 +126,47 @@ class JEPAModule(L.LightningModule):
                 raise ConfigError(f"model.{name} must be >= 0, got {value}")
         if not all(0.0 <= m <= 1.0 for m in ema_momentum):
             raise ConfigError(f"model.ema_momentum must lie in [0, 1], got {list(ema_momentum)}")
+        if sigreg_weight < 0 or sigreg_slices < 1:
+            raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got {sigreg_weight} and "
+                              f"{sigreg_slices}")
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self.mask_sampler, self.inputs, self.objective = mask_sampler, inputs, objective
         self.lr, self.start_lr, self.final_lr, self.warmup_fraction = lr, start_lr, final_lr, warmup_fraction
         self.weight_decay, self.final_weight_decay = weight_decay, final_weight_decay
         self.ema_momentum, self.betas = tuple(ema_momentum), tuple(betas)
         self.mask_seed, self.monitor_every = mask_seed, monitor_every
-        self.max_nonfinite_steps = max_nonfinite_steps
+        self.sigreg_weight, self.sigreg_slices = sigreg_weight, sigreg_slices
         self.pad_tokens, self.torch_compile = pad_tokens, torch_compile
-        self.nonfinite_in_a_row = 0  # consecutive skipped steps
-        self.nonfinite_total = 0
-        self._skip_step = False
+        self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
 
-    # ---- to be defined by the subclass -------------------------------------------------------------------------
-    def sample_masks(self, batch, generator: torch.Generator):
-        """Masks for one batch, drawn from `generator` (already keyed by seed, step and rank)."""
-        raise NotImplementedError
-
+    # ---- the JEPA step ------------------------------------------------------------------------------------------
     def jepa_loss(self, batch, masks) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, target-encoder tokens [B, N, D] of the full input, for the monitors)."""
-        raise NotImplementedError
-
-    # ---- masks: drawn on the device, keyed by (seed, micro-step, rank) -------------------------------------------
-    @staticmethod
-    def images(batch) -> torch.Tensor:
-        """The input tensor of a batch that is either a tensor or (inputs, labels, ...)."""
-        return batch[0] if isinstance(batch, (tuple, list)) else batch
-
-    def masks_for(self, batch, step: int, rank: int):
-        device = self.images(batch).device
-        generator = torch.Generator(device=device)
-        generator.manual_seed(mask_key(self.mask_seed, step, rank))
-        return self.sample_masks(batch, generator)
-
-    def micro_step(self, batch_idx: int) -> int:
-        """Counts micro-batches: optimizer step x accumulation + position inside the accumulation window."""
-        accumulate = self.trainer.accumulate_grad_batches
-        return self.trainer.global_step * accumulate + batch_idx % accumulate
-
-    # ---- steps --------------------------------------------------------------------------------------------------
-    def add_sigreg(self, loss: torch.Tensor, context_tokens: list[torch.Tensor]) -> torch.Tensor:
-        """loss + hparams.sigreg_weight x SIGReg (LeJEPA) of the context encoder's average-pooled embeddings,
-        averaged over `context_tokens` (one [B, N, D] per mask configuration); directions keyed by (mask_seed,
-        step), the same on every rank. A weight of 0 (the papers' recipes) returns the loss unchanged."""
-        weight = self.hparams.get("sigreg_weight", 0.0)
-        if weight <= 0:
-            return loss
-        step = self.trainer.global_step if self._trainer is not None else 0
-        key, reg = key_seed(self.mask_seed, step, 0x5167), 0.0
-        for z in context_tokens:  # the same directions for every configuration
-            reg = reg + sigreg(z.mean(1), self.hparams.sigreg_slices, torch.Generator().manual_seed(key))
-        reg = reg / len(context_tokens)
-        if self._trainer is not None and self.training:
-            self.log("train/sigreg", reg)
-        return loss + weight * reg
+        """(loss, target-encoder tokens [B, N, D] of the whole input, for the monitors)."""
+        x = self.inputs(batch)
+        with torch.no_grad():  # targets: the EMA encoder's layer-normed tokens of the whole input
+            full = self.target_encoder(x)
+            h = F.layer_norm(full, (full.size(-1),))
+        losses, contexts = [], []
+        for i, config in enumerate(masks if isinstance(masks, (list, tuple)) else [masks]):
+            targets = list(config.targets)
+            # the context encoder sees only the context tokens; the predictor fills in each target block
+            z, pred = context_and_predictions(self.encoder, self.predictor, x, config.context, targets,
+                                              self.pad_tokens, i)
+            losses.append(self.objective(pred.float(), apply_masks(h, targets).float()))
+            contexts.append(z)
+        loss = torch.stack(losses).mean()
+        if self.sigreg_weight > 0:  # against collapse: the pooled context embeddings pushed towards isotropy
+            loss = loss + self.sigreg_weight * self.sigreg_term(contexts)
+        return loss, full
 
     def training_step(self, batch, batch_idx: int):
         masks = self.masks_for(batch, self.micro_step(batch_idx), self.global_rank)
         loss, target_tokens = self.jepa_loss(batch, masks)
-        if not self.all_ranks_finite(loss.detach()):
-            self.note_nonfinite("loss")
+        if self.nonfinite.loss_is_bad(loss, self._trainer):
             # A zero loss with zero gradients keeps DDP's gradient all-reduce in step (Lightning refuses a None
-            # there); on_before_optimizer_step then drops the gradients so AdamW leaves every weight alone.
+            # there); the guard then drops the gradients so AdamW leaves every weight alone.
             return sum(p.reshape(-1)[0] for p in self.parameters() if p.requires_grad) * 0.0
         self.log("train/loss", loss, prog_bar=True)
         step = self.trainer.global_step
@@ -171,47 +178,52 @@ class JEPAModule(L.LightningModule):
             self.log("train/weight_decay", self.optimizers().param_groups[0]["weight_decay"])
         return loss
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.nonfinite.check_gradients(optimizer, self._trainer)
+
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        step = self.trainer.global_step  # optimizer steps taken before this one
+        self.nonfinite.skip = False
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.nonfinite.skip:
+            return  # a non-finite loss or gradient: weights, optimizer state and EMA stay as they were
+        self.nonfinite.step_taken()
+        ema_update(self.target_encoder, self.encoder, self.momentum_at(step))
+
     def validation_step(self, batch, batch_idx: int):
         # Validation masks are keyed by the batch index only, so every validation pass scores the same masks.
-        loss, _ = self.jepa_loss(batch, self.masks_for(batch, batch_idx, rank=1 << 20))
+        loss, _ = self.jepa_loss(batch, self.masks_for(batch, batch_idx, rank=VALIDATION_RANK))
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         return loss
 
-    def context_and_predictions(self, x: torch.Tensor, context: torch.Tensor, targets, mask_index: int = 0):
-        """Context-encoder tokens and predictions (jepa.vit.context_and_predictions), padded to model.pad_tokens."""
-        return context_and_predictions(self.encoder, self.predictor, x, context, targets, self.pad_tokens, mask_index)
+    # ---- masks: drawn on the device, keyed by (seed, micro-step, rank) -------------------------------------------
+    def sample_masks(self, batch, generator: torch.Generator):
+        x = self.inputs(batch)
+        return self.mask_sampler(x.shape[0], self.encoder.token_grid, generator)
 
-    def on_fit_start(self) -> None:
-        avoid_cudnn_attention(self.device)  # mask lengths change every batch (jepa/attention.py)
-        if self.torch_compile:
-            if not self.pad_tokens:
-                warnings.warn("model.torch_compile without model.pad_tokens compiles a new graph for every new token "
-                              "count, nearly every batch at 224 px: set model.pad_tokens (e.g. 16)", stacklevel=2)
-            compile_networks(self.encoder, self.target_encoder, self.predictor)
+    def masks_for(self, batch, step: int, rank: int):
+        generator = torch.Generator(device=batch_inputs(batch).device)
+        generator.manual_seed(mask_key(self.mask_seed, step, rank))
+        return self.sample_masks(batch, generator)
 
-    def on_train_start(self) -> None:
-        t = self.trainer
-        loader = t.train_dataloader
-        per_device = getattr(loader, "batch_size", None) if loader is not None else None
-        if per_device:
-            global_batch = per_device * t.world_size * t.accumulate_grad_batches
-            self.log("train/global_batch", float(global_batch), rank_zero_only=True)
-            if t.is_global_zero:
-                print(
-                    f"global batch {global_batch} = {per_device} per device x {t.world_size} processes x "
-                    f"{t.accumulate_grad_batches} accumulation (no automatic LR scaling)"
-                )
+    def micro_step(self, batch_idx: int) -> int:
+        """Counts micro-batches: optimizer step x accumulation + position inside the accumulation window."""
+        accumulate = self.trainer.accumulate_grad_batches
+        return self.trainer.global_step * accumulate + batch_idx % accumulate
 
-    # ---- FSDP2: under ModelParallelStrategy Lightning hands over a device mesh; otherwise nothing to do ----------
-    def configure_model(self) -> None:
-        mesh = self._device_mesh
-        if mesh is None:
-            return
-        if mesh["tensor_parallel"].size() != 1:
-            raise ConfigError("JEPA modules shard over data parallelism only: set the strategy's tensor_parallel_size=1")
-        shard_jepa(self.encoder, self.target_encoder, self.predictor, mesh["data_parallel"])
+    def sigreg_term(self, contexts: list[torch.Tensor]) -> torch.Tensor:
+        """SIGReg of the average-pooled context embeddings, averaged over mask configurations; the directions are
+        keyed by (mask_seed, step), the same for every configuration and rank."""
+        step = self.trainer.global_step if self._trainer is not None else 0
+        key, reg = key_seed(self.mask_seed, step, 0x5167), 0.0
+        for z in contexts:
+            reg = reg + sigreg(z.mean(1), self.sigreg_slices, torch.Generator().manual_seed(key))
+        reg = reg / len(contexts)
+        if self._trainer is not None and self.training:
+            self.log("train/sigreg", reg)
+        return reg
 
-    # ---- optimiser, schedules, EMA --------------------------------------------------------------------------------
+    # ---- optimiser and schedules (in optimizer steps) ---------------------------------------------------------------
     @property
     def total_steps(self) -> int:
         total = self.trainer.estimated_stepping_batches
@@ -223,96 +235,56 @@ class JEPAModule(L.LightningModule):
         return linear(step, self.total_steps, *self.ema_momentum)
 
     def param_groups(self) -> list[dict]:
-        decay, no_decay = [], []
-        for module in (self.encoder, self.predictor):
-            for name, p in module.named_parameters():
-                if p.requires_grad:
-                    (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
+        return decay_groups(list(self.encoder.parameters()) + list(self.predictor.parameters()))
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
         total = self.total_steps
         schedule = JEPASchedule(
-            optimizer,
-            total_steps=total,
-            warmup_steps=int(round(self.warmup_fraction * total)),
-            start_lr=self.start_lr,
-            lr=self.lr,
-            final_lr=self.final_lr,
-            weight_decay=self.weight_decay,
-            final_weight_decay=self.final_weight_decay,
+            optimizer, total_steps=total, warmup_steps=int(round(self.warmup_fraction * total)),
+            start_lr=self.start_lr, lr=self.lr, final_lr=self.final_lr,
+            weight_decay=self.weight_decay, final_weight_decay=self.final_weight_decay,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step", "frequency": 1}}
 
-    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
-        step = self.trainer.global_step  # optimizer steps taken before this one
-        self._skip_step = False
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        if self._skip_step:
-            return  # a non-finite loss or gradient: weights, optimizer state and EMA stay as they were
-        self.nonfinite_in_a_row = 0
-        ema_update(self.target_encoder, self.encoder, self.momentum_at(step))
+    # ---- fitting starts: attention backend, compilation, FSDP2, the global batch -----------------------------------
+    def on_fit_start(self) -> None:
+        avoid_cudnn_attention(self.device)  # mask lengths change every batch (jepa/attention.py)
+        if self.torch_compile:
+            if not self.pad_tokens:
+                warnings.warn("model.torch_compile without model.pad_tokens compiles a new graph for every new token "
+                              "count, nearly every batch at 224 px: set model.pad_tokens (e.g. 16)", stacklevel=2)
+            compile_networks(self.encoder, self.target_encoder, self.predictor)
 
-    # ---- non-finite losses and gradients --------------------------------------------------------------------------
-    def all_ranks_finite(self, value: torch.Tensor) -> bool:
-        """Whether value is finite on every rank (so all ranks skip together and DDP never waits on one)."""
-        return not self.any_rank((~torch.isfinite(value)).any())
+    def configure_model(self) -> None:
+        mesh = self._device_mesh  # set by Lightning's ModelParallelStrategy (FSDP2) only
+        if mesh is None:
+            return
+        if mesh["tensor_parallel"].size() != 1:
+            raise ConfigError("JEPA modules shard over data parallelism only: set the strategy's tensor_parallel_size=1")
+        shard_jepa(self.encoder, self.target_encoder, self.predictor, mesh["data_parallel"])
 
-    def any_rank(self, flag: torch.Tensor) -> bool:
-        """Whether a boolean flag is set on some rank (every rank gets the same answer)."""
-        flag = flag.float()
-        if self.trainer is not None and self.trainer.world_size > 1:
-            flag = self.trainer.strategy.reduce(flag, reduce_op="max")
-        return bool(flag)
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not self._skip_step and grads:
-            sharded = isinstance(grads[0], DTensor)  # FSDP: each rank checks its shard, then all ranks agree
-            bad = ~torch.stack([torch.isfinite(g.to_local() if sharded else g).all() for g in grads]).all()
-            if self.any_rank(bad) if sharded else bool(bad):
-                self.note_nonfinite("gradient")  # DDP gradients are already reduced: every rank agrees
-        if self._skip_step:
-            optimizer.zero_grad(set_to_none=True)  # AdamW skips parameters without gradients
-
-    def note_nonfinite(self, what: str) -> None:
-        self._skip_step = True
-        self.nonfinite_in_a_row += 1
-        self.nonfinite_total += 1
-        step = self.trainer.global_step if self.trainer is not None else -1
-        if self.trainer is None or self.trainer.is_global_zero:
-            warnings.warn(f"step {step}: non-finite {what}, step skipped ({self.nonfinite_in_a_row} in a row, "
-                          f"{self.nonfinite_total} in all)", stacklevel=2)
-        if self.nonfinite_in_a_row > self.max_nonfinite_steps:
-            raise NonFiniteTrainingError(
-                f"non-finite {what} for {self.nonfinite_in_a_row} steps in a row (up to step {step}), more than "
-                f"model.max_nonfinite_steps={self.max_nonfinite_steps}: training stopped; the last checkpoint holds "
-                "finite weights. Lower model.lr, check the data, or resume from an earlier checkpoint")
+    def on_train_start(self) -> None:
+        t = self.trainer
+        loader = t.train_dataloader
+        per_device = getattr(loader, "batch_size", None) if loader is not None else None
+        if per_device:
+            global_batch = per_device * t.world_size * t.accumulate_grad_batches
+            self.log("train/global_batch", float(global_batch), rank_zero_only=True)
+            if t.is_global_zero:
+                print(f"global batch {global_batch} = {per_device} per device x {t.world_size} processes x "
+                      f"{t.accumulate_grad_batches} accumulation (no automatic LR scaling)")
 
     # ---- checkpoints carry the random states, so a resumed run draws what the uninterrupted one would -----------
+    @property
+    def nonfinite_total(self) -> int:
+        return self.nonfinite.total
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # as tensors and ints, so the checkpoint still loads with torch.load(weights_only=True)
-        _, keys, pos, has_gauss, gauss = np.random.get_state()
-        version, internal, gauss_next = random.getstate()
-        checkpoint["rng_states"] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-            "python": [int(version), torch.tensor(internal, dtype=torch.int64), gauss_next],
-            "nonfinite_total": self.nonfinite_total,
-        }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["rng_states"] = {**capture_rng_states(), "nonfinite_total": self.nonfinite.total}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         states = checkpoint.get("rng_states")
-        if not states:
-            return
-        torch.set_rng_state(states["torch"])
-        keys, pos, has_gauss, gauss = states["numpy"]
-        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        version, internal, gauss_next = states["python"]
-        random.setstate((version, tuple(internal.tolist()), gauss_next))
-        if "cuda" in states and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(states["cuda"])
-        self.nonfinite_total = int(states.get("nonfinite_total", 0))
+        if states:
+            restore_rng_states(states)
+            self.nonfinite.total = int(states.get("nonfinite_total", 0))

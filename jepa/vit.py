@@ -31,6 +31,14 @@ VIT_SIZES = {
     "giant": (1408, 40, 16),
 }
 
+ENCODER_ARGS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
+VIDEO_ARGS = ("num_frames", "tubelet_size", "uniform_power")  # absent from image checkpoints
+
+
+def encoder_args(hparams: dict) -> dict:
+    """The VisionTransformer arguments held in a checkpoint's hyperparameters (video ones only when present)."""
+    return {k: hparams[k] for k in ENCODER_ARGS + VIDEO_ARGS if k in hparams}
+
 
 def _blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path_rate: float) -> nn.ModuleList:
     if dim % num_heads:
@@ -141,6 +149,11 @@ class VisionTransformer(nn.Module):
     @property
     def num_patches(self) -> int:
         return self.grid_t * self.grid * self.grid
+
+    @property
+    def token_grid(self) -> tuple[int, ...]:
+        """The token layout mask samplers draw on: (rows, columns), or (time, rows, columns) for video."""
+        return (self.grid_t, self.grid, self.grid) if self.is_video else (self.grid, self.grid)
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None, return_layers: list[int] | None = None,
                 valid: torch.Tensor | None = None):

@@ -77,9 +77,9 @@ def fmnist_root() -> str:
 @pytest.fixture
 def tiny_control(tmp_path):
     """A 16x16 two-rooms dataset, a tiny random encoder export and a world model trained a few steps on them."""
-    from control import LatentTrajectoryDataModule, WorldModel
-    from control.collect import collect
-    from control.two_rooms import TwoRooms, TwoRoomsConfig
+    from jepa_control import LatentTrajectoryDataModule, WorldModel
+    from jepa_control.collect import collect
+    from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
     from data.shard_sources import trajectory_sample
     from data.shard_writer import write_shards
     from jepa.export import export_encoder

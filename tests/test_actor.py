@@ -6,10 +6,10 @@ import json
 import torch
 from torch import nn
 
-from control.actor import GoalActor, distill_loss, imagine
-from control.cost import GoalCost
-from control.mpc import LatentModel, MPCAgent
-from control.planners import CEM
+from jepa_control.actor import GoalActor, distill_loss, imagine
+from jepa_control.cost import GoalCost
+from jepa_control.mpc import LatentModel, MPCAgent
+from jepa_control.planners import CEM
 
 
 class ToyWorld(nn.Module):
@@ -68,7 +68,7 @@ def test_distillation_makes_the_actor_imitate_the_data_actions_towards_hindsight
 def test_actor_module_distills_only_when_asked(tiny_control):
     import pytest
 
-    from control.actor import ActorModule
+    from jepa_control.actor import ActorModule
     from jepa.errors import ConfigError
 
     path, _, _ = tiny_control
@@ -84,8 +84,8 @@ def test_actor_module_distills_only_when_asked(tiny_control):
 def _fit_actor(path):
     from conftest import tiny_trainer
 
-    from control import LatentTrajectoryDataModule
-    from control.actor import ActorModule
+    from jepa_control import LatentTrajectoryDataModule
+    from jepa_control.actor import ActorModule
 
     model = ActorModule(str(path / "wm.ckpt"), horizon=3, hidden=16)
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
@@ -99,9 +99,9 @@ def _fit_actor(path):
 
 
 def test_actor_trains_through_the_frozen_world_model_and_warm_starts_the_planner(tiny_control):
-    from control.actor import load_actor
-    from control.two_rooms import TwoRooms, TwoRoomsConfig
-    from control.world_model import load_world_model
+    from jepa_control.actor import load_actor
+    from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
+    from jepa_control.world_model import load_world_model
 
     path, _, _ = tiny_control
     model = _fit_actor(path)
@@ -146,12 +146,12 @@ def test_jepa_plan_with_an_actor(tiny_control):
 
 def test_jepa_fit_trains_an_actor_from_the_command_line(tiny_control):
     """Through LightningCLI the nested world model must keep its own hyperparameters (action_dim, context)."""
-    from control.actor import load_actor
+    from jepa_control.actor import load_actor
     from jepa.cli import main
 
     path, _, _ = tiny_control
-    code = main(["fit", "--model", "control.actor.ActorModule", "--model.world_model", str(path / "wm.ckpt"),
-                 "--model.horizon", "2", "--model.hidden", "8", "--data", "control.LatentTrajectoryDataModule",
+    code = main(["fit", "--model", "jepa_control.actor.ActorModule", "--model.world_model", str(path / "wm.ckpt"),
+                 "--model.horizon", "2", "--model.hidden", "8", "--data", "jepa_control.LatentTrajectoryDataModule",
                  "--data.train_dir", str(path / "train"), "--data.window", "3", "--data.batch_size", "8",
                  "--data.gate_min_r2", "0", "--data.cache_dir", str(path / "cache"), "--trainer.max_steps", "2",
                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",

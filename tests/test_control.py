@@ -8,18 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from control.collect import collect, read_trajectories, rollout
-from control.cost import GoalCost
-from control.evaluate import RandomAgent, episode_seed, run_episodes, wilson
-from control.mpc import MPCAgent, SimModel, WorkingMemory
-from control.planners import (
+from jepa_control.collect import collect, read_trajectories, rollout
+from jepa_control.cost import GoalCost
+from jepa_control.evaluate import RandomAgent, episode_seed, run_episodes, wilson
+from jepa_control.mpc import MPCAgent, SimModel, WorkingMemory
+from jepa_control.planners import (
     CEM,
     PLANNERS,
     GradientPlanner,
     make_planner,
 )
-from control.two_rooms import EVAL_LAYOUT_BASE, TwoRooms, TwoRoomsConfig
-from control.world_model import ActionConditionedPredictor, block_causal_mask
+from jepa_control.two_rooms import EVAL_LAYOUT_BASE, TwoRooms, TwoRoomsConfig
+from jepa_control.world_model import ActionConditionedPredictor, block_causal_mask
 from jepa.errors import ConfigError
 
 SMALL = TwoRoomsConfig(img_size=16)
@@ -73,7 +73,7 @@ def test_out_of_bounds_actions_are_clamped_and_counted():
 
 
 def test_collector_writes_what_it_claims(tmp_path):
-    from control.collect_cli import main
+    from jepa_control.collect_cli import main
 
     assert main(["--out", str(tmp_path), "--episodes", "3", "--steps", "5", "--quiet", "--seed", "7"]) == 0
     index = json.loads((tmp_path / "index.json").read_text())
@@ -121,7 +121,7 @@ class _Replay:
 
 
 def test_read_trajectories_skips_and_counts_bad_episodes(tmp_path):
-    from control.collect_cli import main
+    from jepa_control.collect_cli import main
     from data.shard_writer import write_shards
 
     main(["--out", str(tmp_path / "a"), "--episodes", "2", "--steps", "3", "--quiet"])
@@ -156,7 +156,7 @@ def test_block_causal_mask_frame_t_never_sees_t_plus_1():
 
 
 def test_fold_concatenates_each_block_of_the_finer_grid_into_one_token():
-    from control.encoding import FrozenEncoder
+    from jepa_control.encoding import FrozenEncoder
     from jepa.vit import VisionTransformer
 
     torch.manual_seed(0)
@@ -208,7 +208,7 @@ def test_motion_input_lets_the_predictor_see_changes_a_thousandth_of_the_latents
     """Constant velocity at 1e-3 of the latents' scale: with `motion` (change in, change out, in units of the data's
     change std) the predictor extrapolates it; the same predictor on the raw latents does not get far below
     "nothing moves"."""
-    from control.world_model import change_std
+    from jepa_control.world_model import change_std
 
     g = torch.Generator().manual_seed(0)
 
@@ -239,7 +239,7 @@ def test_motion_input_lets_the_predictor_see_changes_a_thousandth_of_the_latents
 def test_mse_loss_pays_for_the_expected_move_where_l1_settles_on_nothing_moves(tmp_path):
     """A latent that moves by +1 in 40 % of the samples, unpredictably: L1's optimum is the median change (0),
     MSE's the mean (0.4); the option picks the loss, and an unknown name is refused."""
-    from control.world_model import LATENT_LOSSES
+    from jepa_control.world_model import LATENT_LOSSES
 
     torch.manual_seed(0)
     moved = {}
@@ -256,7 +256,7 @@ def test_mse_loss_pays_for_the_expected_move_where_l1_settles_on_nothing_moves(t
         with torch.no_grad():
             moved[name] = float(model(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 2)))
     assert abs(moved["l1"]) < 0.1 and abs(moved["mse"] - 0.4) < 0.1, moved
-    from control import WorldModel
+    from jepa_control import WorldModel
 
     with pytest.raises(ConfigError, match="model.loss = 'huber': choose one of"):
         WorldModel(str(tmp_path / "unused"), loss="huber")
@@ -460,8 +460,8 @@ def test_wilson_interval():
 
 
 def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
-    from control.mpc import LatentModel
-    from control.world_model import load_world_model
+    from jepa_control.mpc import LatentModel
+    from jepa_control.world_model import load_world_model
 
     path, model, data = tiny_control
     assert data.gate is not None and -10 < data.gate["r2"] <= 1 and (path / "gate.json").is_file()
@@ -480,7 +480,7 @@ def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
 def test_a_world_model_saved_before_newer_options_loads_with_their_defaults_and_trains(tiny_control):
     """A checkpoint whose hyperparameters predate rollout_history / position_weight (two-rooms' world model of
     earlier sessions) loads with those options' defaults recorded, so its losses (the joint step) run."""
-    from control.world_model import load_world_model
+    from jepa_control.world_model import load_world_model
     from jepa.checkpoint import load_checkpoint
 
     path, model, data = tiny_control
@@ -538,9 +538,9 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     both travel with the checkpoint."""
     from conftest import tiny_trainer
 
-    from control import WorldModel
-    from control.gate import ridge_fit, ridge_select
-    from control.world_model import change_std, load_world_model
+    from jepa_control import WorldModel
+    from jepa_control.gate import ridge_fit, ridge_select
+    from jepa_control.world_model import change_std, load_world_model
 
     def readout_rows(windows):  # the rows the read-out is fitted on (all of them: fewer than its max_rows)
         x, y = windows.latents.float().flatten(2).flatten(0, 1), windows.positions.float().flatten(0, 1)
@@ -579,7 +579,7 @@ def test_position_weight_adds_the_read_out_error_of_the_predictions(tiny_control
     import torch.nn.functional as F
     from conftest import tiny_trainer
 
-    from control import WorldModel
+    from jepa_control import WorldModel
 
     path, _, data = tiny_control
     with pytest.raises(ConfigError, match="position_readout"):
@@ -598,7 +598,7 @@ def test_position_weight_adds_the_read_out_error_of_the_predictions(tiny_control
     out["loss"].backward()
     assert model.predictor.out.weight.grad.abs().sum() > 0
     # jepa plan's rollout error then also reports where the imagined positions land against the recorded ones
-    from control.plan_cli import rollout_errors
+    from jepa_control.plan_cli import rollout_errors
 
     errors = rollout_errors(model, str(path / "val"), horizon=3)
     recorded = read_trajectories(path / "val")["proprio"].float()
@@ -611,7 +611,7 @@ def test_rollout_loss_starts_from_rollout_history_true_frames(tiny_control):
     """model.rollout_history: the rollout loss starts from that many true frames, as planning starts from the
     working memory's last frames (an untrained predictor says "nothing moves", so its first imagined frame is the
     last true one it was given), and its targets are the frames after them."""
-    from control import WorldModel
+    from jepa_control import WorldModel
 
     path, _, _ = tiny_control
     latents, actions = torch.randn(3, 5, 4, 32), torch.rand(3, 4, 2)
@@ -627,7 +627,7 @@ def test_rollout_loss_starts_from_rollout_history_true_frames(tiny_control):
 
 
 def test_ridge_fit_returns_the_linear_map_in_raw_coordinates():
-    from control.gate import ridge_fit, ridge_r2
+    from jepa_control.gate import ridge_fit, ridge_r2
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 6, generator=g) * torch.tensor([1.0, 10.0, 0.1, 3.0, 1.0, 5.0]) + 7.0
@@ -639,7 +639,7 @@ def test_ridge_fit_returns_the_linear_map_in_raw_coordinates():
 
 
 def test_gate_stops_training_when_the_encoder_cannot_see_the_agent(tiny_control):
-    from control import LatentTrajectoryDataModule
+    from jepa_control import LatentTrajectoryDataModule
 
     path, model, _ = tiny_control
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, gate_min_r2=1.01,
@@ -680,7 +680,7 @@ def test_jepa_plan_end_to_end(tiny_control):
 def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_control):
     from conftest import tiny_trainer
 
-    from control import LatentTrajectoryDataModule, WorldModel
+    from jepa_control import LatentTrajectoryDataModule, WorldModel
     from jepa.cli import main
 
     path, model, _ = tiny_control
@@ -710,7 +710,7 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
 def test_plan_configs_parse_with_the_plan_command(name):
     from pathlib import Path
 
-    from control.plan_cli import parser
+    from jepa_control.plan_cli import parser
 
     config = Path(__file__).resolve().parents[1] / "configs" / "control" / f"{name}.yaml"
     cfg = parser().parse_args(["--config", str(config), "--world_model", "wm.ckpt"])

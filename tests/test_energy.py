@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from control.cost import GoalCost
-from control.energy import Energy, auroc, shuffle_tokens
+from jepa_control.cost import GoalCost
+from jepa_control.energy import Energy, auroc, shuffle_tokens
 from jepa.errors import ConfigError
 
 
@@ -67,8 +67,8 @@ def test_energy_term_enters_the_cost():
 def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint, negative_actions):
     from conftest import tiny_trainer
 
-    from control import LatentTrajectoryDataModule
-    from control.energy import EnergyModule, load_energy
+    from jepa_control import LatentTrajectoryDataModule
+    from jepa_control.energy import EnergyModule, load_energy
     from jepa.cli import main
 
     path, _, _ = tiny_control

@@ -1,9 +1,9 @@
-"""The maze-aware distance of control/geodesic.py: shortest paths over recorded steps go round walls."""
+"""The maze-aware distance of jepa_control/geodesic.py: shortest paths over recorded steps go round walls."""
 import pytest
 import torch
 
-from control.cost import GoalCost
-from control.geodesic import TransitionGraph
+from jepa_control.cost import GoalCost
+from jepa_control.geodesic import TransitionGraph
 from jepa.errors import ConfigError
 
 # a U: the square [-2, 2]^2 without the wall [-0.5, 0.5] x [-2, 1]; the two arms meet above the wall (y > 1)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from control.collect import collect
-from control.cost import GoalCost
-from control.envs import make_env
-from control.evaluate import run_episodes
-from control.mpc import LatentModel, MPCAgent
-from control.planners import CEM
+from jepa_control.collect import collect
+from jepa_control.cost import GoalCost
+from jepa_control.envs import make_env
+from jepa_control.evaluate import run_episodes
+from jepa_control.mpc import LatentModel, MPCAgent
+from jepa_control.planners import CEM
 
 pytest.importorskip("gymnasium")
 REQUIRES = {"point_maze": "gymnasium_robotics", "reacher": "mujoco", "push_t": "gym_pusht"}
@@ -95,7 +95,7 @@ def test_push_t_goal_image_is_the_block_on_the_goal():
 
 
 def test_collect_and_plan_one_step(env, tmp_path):
-    from control import WorldModel
+    from jepa_control import WorldModel
     from jepa.export import export_encoder
     from jepa.vit import VisionTransformer
 

@@ -24,6 +24,11 @@ class VideoMasks:
     context: torch.Tensor
     target: torch.Tensor
 
+    @property
+    def targets(self) -> list[torch.Tensor]:
+        """The configuration's target blocks, as jepa.module.JEPA reads every sampler's masks: one here."""
+        return [self.target]
+
 
 SHORT_RANGE = {"num_blocks": 8, "spatial_scale": (0.15, 0.15), "temporal_scale": (1.0, 1.0), "aspect": (0.75, 1.5)}
 LONG_RANGE = {"num_blocks": 2, "spatial_scale": (0.7, 0.7), "temporal_scale": (1.0, 1.0), "aspect": (0.75, 1.5)}

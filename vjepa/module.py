@@ -5,14 +5,30 @@ import torch
 import torch.nn.functional as F
 
 from jepa.errors import ConfigError
-from jepa.masking import apply_masks
-from jepa.module import JEPAModule, check_model_args
+from jepa.module import JEPA, batch_inputs, check_predictor_width
 from jepa.vit import Predictor, VisionTransformer
-from vjepa.masks import MultiBlock3DMaskSampler, VideoMasks
+from vjepa.masks import MultiBlock3DMaskSampler
 
 
-class VJEPA(JEPAModule):
-    """V-JEPA on clips [B, T, C, H, W] (the layout of the clip datamodules).
+class ClipInput:
+    """A batch's clips [B, T, C, H, W] (the clip datamodules' layout) -> the encoder's [B, C, T, H, W], checked."""
+
+    def __init__(self, num_frames: int, in_chans: int, img_size: int) -> None:
+        self.shape = (num_frames, in_chans, img_size, img_size)
+
+    def __call__(self, batch) -> torch.Tensor:
+        x = batch_inputs(batch)
+        if x.dim() != 5 or tuple(x.shape[1:]) != self.shape:
+            raise ConfigError(f"clips of shape {tuple(x.shape[1:])} do not match the model's [T, C, H, W] = "
+                              f"{list(self.shape)} (model.num_frames, in_chans, img_size): make the data and the "
+                              "model agree")
+        return x.transpose(1, 2)
+
+
+class VJEPA(JEPA):
+    """V-JEPA on clips [B, T, C, H, W]: a tubelet ViT, the paper's 3-D multi-block masks (several configurations,
+    one target each, averaged) and an L1 objective. Training options are jepa.module.JEPA's (`jepa fit --model
+    vjepa.VJEPA --model.help`); lr and ema_momentum default to the V-JEPA paper's.
 
     Args:
         img_size: frame height and width in pixels.
@@ -21,17 +37,16 @@ class VJEPA(JEPAModule):
         tubelet_size: frames per tubelet (paper: 2).
         uniform_power: the 3-D sin-cos embedding gives time, rows and columns equal channels (official configs: true).
         in_chans: input channels.
-        embed_dim, depth, num_heads: the encoder.
-        predictor_embed_dim, predictor_depth: the predictor (paper: 384 x 12); it uses the encoder's heads.
+        embed_dim: encoder width.
+        depth: encoder blocks.
+        num_heads: encoder attention heads.
+        predictor_embed_dim: predictor width (paper: 384); it uses the encoder's heads.
+        predictor_depth: predictor blocks (paper: 12).
         drop_path_rate: stochastic depth of the encoder.
         mask_sampler: 3-D multi-block sampler (default: the paper's short-range + long-range configurations); the
             predictor gets one zero-initialised mask token per configuration.
-        lr, start_lr, final_lr, warmup_fraction, weight_decay, final_weight_decay, ema_momentum, betas, mask_seed,
-        monitor_every, max_nonfinite_steps: as in ijepa.IJEPA (paper: EMA 0.998 -> 1, LR 2e-4 -> 6.25e-4 -> 1e-6).
-        sigreg_weight, sigreg_slices: as in ijepa.IJEPA (SIGReg of each configuration's pooled context embeddings,
-            averaged; 0 = the paper's recipe).
-        pad_tokens, torch_compile: as in ijepa.IJEPA (token counts padded to a multiple, masked out: the same
-            loss in a few shapes; torch.compile of every transformer block when fitting starts).
+        lr: peak learning rate (paper: 6.25e-4).
+        ema_momentum: target-encoder EMA momentum, linear from the first to the second value (paper: 0.998 -> 1).
     """
 
     def __init__(
@@ -50,22 +65,10 @@ class VJEPA(JEPAModule):
         drop_path_rate: float = 0.0,
         mask_sampler: MultiBlock3DMaskSampler | None = None,
         lr: float = 6.25e-4,
-        start_lr: float = 2e-4,
-        final_lr: float = 1e-6,
-        warmup_fraction: float = 40 / 300,
-        weight_decay: float = 0.04,
-        final_weight_decay: float = 0.4,
         ema_momentum: tuple[float, float] = (0.998, 1.0),
-        betas: tuple[float, float] = (0.9, 0.999),
-        mask_seed: int = 0,
-        monitor_every: int = 50,
-        max_nonfinite_steps: int = 5,
-        sigreg_weight: float = 0.0,
-        sigreg_slices: int = 256,
-        pad_tokens: int = 0,
-        torch_compile: bool = False,
+        **training,
     ) -> None:
-        check_model_args(sigreg_weight, sigreg_slices, predictor_embed_dim, num_heads)
+        check_predictor_width(predictor_embed_dim, num_heads)
         if num_frames < 2:
             raise ConfigError(f"model.num_frames must be >= 2 for a video model, got {num_frames}")
         sampler = mask_sampler if mask_sampler is not None else MultiBlock3DMaskSampler()
@@ -75,38 +78,6 @@ class VJEPA(JEPAModule):
         predictor = Predictor(encoder.grid, embed_dim, predictor_embed_dim, predictor_depth, num_heads,
                               grid_t=encoder.grid_t, uniform_power=uniform_power,
                               num_mask_tokens=len(sampler.configs))
-        super().__init__(
-            encoder, predictor, lr=lr, start_lr=start_lr, final_lr=final_lr, warmup_fraction=warmup_fraction,
-            weight_decay=weight_decay, final_weight_decay=final_weight_decay, ema_momentum=ema_momentum,
-            betas=betas, mask_seed=mask_seed, monitor_every=monitor_every, max_nonfinite_steps=max_nonfinite_steps,
-            pad_tokens=pad_tokens, torch_compile=torch_compile,
-        )
-        self.mask_sampler = sampler
+        super().__init__(encoder, predictor, sampler, ClipInput(num_frames, in_chans, img_size), F.l1_loss,
+                         lr=lr, ema_momentum=ema_momentum, **training)
         self.save_hyperparameters(ignore=["mask_sampler"])
-
-    def clip(self, batch) -> torch.Tensor:
-        """[B, T, C, H, W] clip of a batch -> the encoder's [B, C, T, H, W], after checking its shape."""
-        x = self.images(batch)
-        hp = self.hparams
-        want = (hp.num_frames, hp.in_chans, hp.img_size, hp.img_size)
-        if x.dim() != 5 or tuple(x.shape[1:]) != want:
-            raise ConfigError(f"clips of shape {tuple(x.shape[1:])} do not match the model's [T, C, H, W] = {list(want)} "
-                              "(model.num_frames, in_chans, img_size): make the data and the model agree")
-        return x.transpose(1, 2)
-
-    def sample_masks(self, batch, generator: torch.Generator) -> list[VideoMasks]:
-        x = self.clip(batch)
-        return self.mask_sampler(x.shape[0], (self.encoder.grid_t, self.encoder.grid, self.encoder.grid), generator)
-
-    def jepa_loss(self, batch, masks: list[VideoMasks]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean over mask configurations of the L1 distance between predictions and layer-normed targets."""
-        x = self.clip(batch)
-        with torch.no_grad():
-            full = self.target_encoder(x)
-            h = F.layer_norm(full, (full.size(-1),))
-        losses, contexts = [], []
-        for i, m in enumerate(masks):
-            z, pred = self.context_and_predictions(x, m.context, [m.target], mask_index=i)
-            losses.append(F.l1_loss(pred.float(), apply_masks(h, m.target).float()))
-            contexts.append(z)
-        return self.add_sigreg(torch.stack(losses).mean(), contexts), full

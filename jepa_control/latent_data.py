@@ -2,7 +2,7 @@
 
 The encoder is frozen, so every frame is encoded once in setup() (cached on disk by eval's FeatureCache, keyed by
 the encoder checkpoint, pooling and data) and training reads windows of latents: no encoder forward per step. The
-position gate (control/gate.py) runs on the same latents before any training, and stops the run when the encoder
+position gate (jepa_control/gate.py) runs on the same latents before any training, and stops the run when the encoder
 cannot see the agent.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from control.collect import read_trajectories
-from control.gate import position_gate
+from jepa_control.collect import read_trajectories
+from jepa_control.gate import position_gate
 from jepa.errors import ConfigError
 from jepa.io import write_json
 
@@ -98,7 +98,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         train = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         val = self.encode_dir(encoder, self.val_dir) if self.val_dir else None
         if val is not None:  # fit on training episodes, score on held-out ones
-            from control.gate import ridge_r2
+            from jepa_control.gate import ridge_r2
 
             pick = lambda d, n: (d["latents"].float().flatten(2).flatten(0, 1)[:n],  # noqa: E731
                                  d["positions"].flatten(0, 1)[:n])

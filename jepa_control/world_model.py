@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
+from jepa_control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
 from jepa.errors import ConfigError
+from jepa.optim import decay_groups
 from jepa.pos_embed import sincos_1d
 
 LATENT_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
@@ -138,7 +139,7 @@ class WorldModel(L.LightningModule):
         encoder_which: target_encoder, encoder or auto.
         pool_grid: average-pool the encoder's patch tokens to pool_grid x pool_grid (0: keep them all).
         fold: pool to (pool_grid * fold)^2 instead and concatenate each fold x fold block into one token: finer
-            positions at the attention cost of pool_grid^2 tokens (control/encoding.py).
+            positions at the attention cost of pool_grid^2 tokens (jepa_control/encoding.py).
         mean: per-channel normalisation of frames (the encoder's pretraining one).
         std: per-channel normalisation std.
         action_dim: action size.
@@ -181,7 +182,7 @@ class WorldModel(L.LightningModule):
                  whiten: bool = False, position_readout: bool = False, position_weight: float = 0.0, loss: str = "l1",
                  lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
         super().__init__()
-        from control.encoding import FrozenEncoder
+        from jepa_control.encoding import FrozenEncoder
 
         if loss not in LATENT_LOSSES:
             raise ConfigError(f"model.loss = {loss!r}: choose one of {sorted(LATENT_LOSSES)}")
@@ -211,7 +212,7 @@ class WorldModel(L.LightningModule):
         latents = getattr(train_set, "latents", None)
         if latents is None:
             raise ConfigError("model.motion / model.whiten / model.position_readout need the training latents (data: "
-                              "control.LatentTrajectoryDataModule)")
+                              "jepa_control.LatentTrajectoryDataModule)")
         if self.hparams.position_readout:
             self.fit_position_readout(latents, train_set.positions)
         p = self.predictor
@@ -228,7 +229,7 @@ class WorldModel(L.LightningModule):
                              max_rows: int = 20_000) -> float:
         """Ridge read-out of the (x, y) positions [E, T, 2] from the latents [E, T, N, D] (alpha chosen on a fifth
         of the rows); returns that fifth's R^2."""
-        from control.gate import ridge_fit, ridge_select
+        from jepa_control.gate import ridge_fit, ridge_select
 
         if positions is None or positions.shape[-1] != 2:
             raise ConfigError("model.position_readout needs the agent's recorded (x, y) positions (the trajectories' "
@@ -321,9 +322,7 @@ def whitening(latents: torch.Tensor, floor: float = 1e-3, max_tokens: int = 200_
 def adamw_cosine(params, lr: float, weight_decay: float, trainer=None, warmup_steps: int = 0) -> dict:
     """AdamW (no decay on biases and norms) with a linear warm-up then a cosine decay to 0 over the trainer's
     max_steps (1000 without a trainer): the optimiser of every module of control/."""
-    params = list(params)
-    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=lr)
+    opt = torch.optim.AdamW(decay_groups(params), lr=lr, weight_decay=weight_decay)
     total = max(1, trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 1000)
     warm = min(warmup_steps, total - 1)
 

@@ -127,7 +127,7 @@ class TransitionGraph:
 
 def load_graph(path: str, cell: float) -> TransitionGraph:
     """The transition graph of the recorded positions (the trajectories' proprio) in the shards at `path`."""
-    from control.collect import read_trajectories
+    from jepa_control.collect import read_trajectories
 
     positions = read_trajectories(path)["proprio"]
     if positions.shape[-1] != 2:

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from control.world_model import adamw_cosine, load_module, load_world_model
+from jepa_control.mlp import mlp
+from jepa_control.world_model import adamw_cosine, load_module, load_world_model
 from jepa.errors import ConfigError
 
 
@@ -27,11 +28,7 @@ class Energy(nn.Module):
 
     def __init__(self, token_dim: int, num_tokens: int, hidden: int = 256, depth: int = 2) -> None:
         super().__init__()
-        layers, width = [], token_dim * num_tokens
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.GELU()]
-            width = hidden
-        self.mlp = nn.Sequential(*layers, nn.Linear(width, 1))
+        self.mlp = mlp(token_dim * num_tokens, hidden, depth, 1)
         self.token_dim, self.num_tokens = token_dim, num_tokens
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:

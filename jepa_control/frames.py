@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from torch.utils.data import DataLoader
 
-from control.collect import read_trajectories
+from jepa_control.collect import read_trajectories
 from data.fashion_mnist import TensorImageDataset
 from data.resumable import ResumableDataModule
 from data.transforms import eval_transform, train_transform
 from jepa.errors import ConfigError
 
 # per-channel statistics of two-rooms frames (measured on collected episodes); the encoder sees frames normalised
-# with them during pretraining, and control/encoding.py applies the same ones at planning time
+# with them during pretraining, and jepa_control/encoding.py applies the same ones at planning time
 TWO_ROOMS_MEAN, TWO_ROOMS_STD = (0.238, 0.230, 0.210), (0.171, 0.155, 0.135)
 
 

@@ -1,5 +1,5 @@
 """The planning cost: C(a) = sum_t d(s_hat_t, goal) [or d at the last step only] + lambda * sum_t E(s_hat_t)
-+ mu * sum_t ||a_t||^2 [+ rho * ||r(s_hat_H) - r(s_hat_{H-1})||], with E the learned energy of control/energy.py
++ mu * sum_t ||a_t||^2 [+ rho * ||r(s_hat_H) - r(s_hat_{H-1})||], with E the learned energy of jepa_control/energy.py
 (optional) and r a position read-out. Lower is better."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class GoalCost:
     """Args:
         distance: mse / l1 (mean over tokens and channels, for latents), euclid (for true positions) or position
             (euclid between `readout`(latents), a learned read-out of the agent's position: WorldModel.read_position)
-            or geodesic (`geodesic`(read-outs), the maze-aware distance of control/geodesic.py, round the walls).
+            or geodesic (`geodesic`(read-outs), the maze-aware distance of jepa_control/geodesic.py, round the walls).
         mode: sum (over the horizon, the default: beats last-state-only in eb_jepa) or last.
         action_weight: mu, the weight of the action-magnitude term.
         energy: a learned energy E (latents [S, H, N, D] -> [S, H]); energy_weight: lambda.

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from control.cost import GoalCost
-from control.envs import make_env
-from control.evaluate import RandomAgent, episode_seed, run_episodes
-from control.mpc import LatentModel, MPCAgent, SimModel
-from control.planners import PLANNERS, make_planner
+from jepa_control.cost import GoalCost
+from jepa_control.envs import make_env
+from jepa_control.evaluate import RandomAgent, episode_seed, run_episodes
+from jepa_control.mpc import LatentModel, MPCAgent, SimModel
+from jepa_control.planners import PLANNERS, make_planner
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
 from jepa.provenance import provenance
@@ -30,7 +30,7 @@ def parser():
 
     p = ArgumentParser(prog="jepa plan", description=__doc__)
     p.add_argument("--config", action=ActionConfigFile, help="a plan config, e.g. configs/control/plan_two_rooms.yaml")
-    p.add_argument("--world_model", type=str, required=True, help="world-model checkpoint (jepa fit of control.WorldModel)")
+    p.add_argument("--world_model", type=str, required=True, help="world-model checkpoint (jepa fit of jepa_control.WorldModel)")
     p.add_argument("--encoder_ckpt", type=str | None, default=None,
                    help="where the encoder's architecture is read (default: the path the world model was trained with)")
     p.add_argument("--env", type=str, default="two_rooms", help="environment")
@@ -57,14 +57,14 @@ def parser():
                    help="weight of the read-out distance moved in a plan's last step (position / geodesic "
                         "distances): plans end at rest")
     p.add_argument("--energy", type=str | None, default=None,
-                   help="learned-energy checkpoint (jepa fit of control.energy.EnergyModule): adds lambda * E to the cost")
+                   help="learned-energy checkpoint (jepa fit of jepa_control.energy.EnergyModule): adds lambda * E to the cost")
     p.add_argument("--energy_weights", type=list[float], default=[0.0],
                    help="lambda values to compare (each planner runs once per value; 0 = goal distance only)")
     p.add_argument("--episodes", type=int, default=20, help="episodes per seed")
     p.add_argument("--seeds", type=list[int], default=[0, 1, 2], help="evaluation seeds (starts, goals, layouts)")
     p.add_argument("--budget", type=int | None, default=None, help="steps per episode (default: the env's)")
     p.add_argument("--actor", type=str | None, default=None,
-                   help="Mode-1 actor checkpoint (jepa fit of control.actor.ActorModule): adds the actor alone "
+                   help="Mode-1 actor checkpoint (jepa fit of jepa_control.actor.ActorModule): adds the actor alone "
                         "(reactive) and each planner warm-started by the actor's imagined plan")
     p.add_argument("--cold_start", type=bool, default=True,
                    help="also run each planner with no actor and the plain cost (false: only the --actor and "
@@ -86,7 +86,7 @@ def rollout_errors(world_model, path: str, horizon: int,
     "latent_l1", the mean L1 between imagined and encoded latents after 1..horizon steps; and, for a world model
     with a position read-out and trajectories that recorded (x, y), "position", the mean distance between the
     read-out of the imagined latents and the recorded positions (what a position cost plans on)."""
-    from control.collect import read_trajectories
+    from jepa_control.collect import read_trajectories
 
     data = read_trajectories(path)
     frames, actions = data["frames"][:max_episodes], data["actions"][:max_episodes]
@@ -124,7 +124,8 @@ def cost_landscape(env, model, cost, horizon: int, seed: int, points: int = 21):
 
 
 def main(argv: list[str]) -> int:
-    from control.world_model import load_world_model
+    """evaluate planners on an environment: success rate, seconds per step"""
+    from jepa_control.world_model import load_world_model
 
     cfg = parser().parse_args(argv)
     torch.set_num_threads(cfg.threads)
@@ -145,7 +146,7 @@ def main(argv: list[str]) -> int:
                           "--model.init_args.position_readout true)")
     graph = None
     if cfg.distance == "geodesic":
-        from control.geodesic import load_graph
+        from jepa_control.geodesic import load_graph
 
         if not cfg.graph_data:
             raise ConfigError("--distance geodesic needs --graph_data: trajectory shards with recorded positions")
@@ -179,7 +180,7 @@ def main(argv: list[str]) -> int:
         print(f"no oracle row: {cfg.env} has no batched true simulator to plan on", file=sys.stderr)
     agents, actor, energy = [], None, None
     if cfg.energy:
-        from control.energy import load_energy
+        from jepa_control.energy import load_energy
 
         energy = load_energy(cfg.energy)
         # the seed's joint step trained a predictor of its own: plan with it
@@ -189,7 +190,7 @@ def main(argv: list[str]) -> int:
     if cfg.random_policy:
         agents.append(("random policy", lambda seed: RandomAgent(env, seed)))
     if cfg.actor:
-        from control.actor import ActorAgent, load_actor
+        from jepa_control.actor import ActorAgent, load_actor
 
         trained = load_actor(cfg.actor)
         if Path(trained.hparams.world_model).resolve() != Path(cfg.world_model).resolve():
@@ -221,7 +222,7 @@ def main(argv: list[str]) -> int:
         record["complete"] = label == agents[-1][0]
         write_json(out / "results.json", record)
 
-    from control.plots import (
+    from jepa_control.plots import (
         plot_cost_landscape,
         plot_episodes,
         plot_pareto,

@@ -13,8 +13,8 @@ from collections import deque
 import numpy as np
 import torch
 
-from control.cost import GoalCost
-from control.planners import Planner
+from jepa_control.cost import GoalCost
+from jepa_control.planners import Planner
 from jepa.errors import ConfigError
 
 
@@ -35,7 +35,7 @@ class LatentModel:
     def actor_plan(self, actor, states: torch.Tensor, actions_between: torch.Tensor, goal: torch.Tensor,
                    horizon: int) -> torch.Tensor:
         """The actions [H, A] a Mode-1 actor takes in imagination from the current history (a warm start)."""
-        from control.actor import imagine
+        from jepa_control.actor import imagine
 
         return imagine(actor, self.wm.predictor, states[None], actions_between[None], goal[None], horizon,
                        self.context)[1][0]

@@ -1,4 +1,4 @@
-"""Gymnasium environments behind the interface of control/envs.py: PointMaze (gymnasium-robotics + MuJoCo),
+"""Gymnasium environments behind the interface of jepa_control/envs.py: PointMaze (gymnasium-robotics + MuJoCo),
 Reacher-v5 (gymnasium + MuJoCo) and Push-T (gym-pusht). Install with `pip install -e '.[control]'`.
 
 What every adapter adds to the wrapped env:

@@ -5,8 +5,8 @@ goal_observation(), max_steps (the step budget), success_rule and held_out_layou
 frame_extent ((left, right, bottom, top) of a frame in info["pos"] units: the episode plots draw paths with it) and,
 in info, "pos", "goal", "distance", "success" and "clamped" (out-of-bound actions clamped so far).
 
-two_rooms is built in (control/two_rooms.py); point_maze, reacher and push_t adapt gymnasium environments
-(control/gym_envs.py, the optional `control` extra)."""
+two_rooms is built in (jepa_control/two_rooms.py); point_maze, reacher and push_t adapt gymnasium environments
+(jepa_control/gym_envs.py, the optional `control` extra)."""
 from __future__ import annotations
 
 from jepa.errors import ConfigError
@@ -18,11 +18,11 @@ def make_env(name: str, eval_layouts: bool = False, **kwargs):
     """An environment by name; eval_layouts=True draws the held-out layouts used for evaluation (two_rooms; the
     gymnasium environments have no layouts to hold out)."""
     if name == "two_rooms":
-        from control.two_rooms import TwoRooms, TwoRoomsConfig
+        from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
 
         return TwoRooms(TwoRoomsConfig(**kwargs), eval_layouts=eval_layouts)
     if name in ENVS:
-        from control.gym_envs import GYM_ENVS
+        from jepa_control.gym_envs import GYM_ENVS
 
         return GYM_ENVS[name](**kwargs)
     raise ConfigError(f"unknown environment {name!r}: use one of {', '.join(ENVS)}")

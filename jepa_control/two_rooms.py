@@ -2,7 +2,7 @@
 
 The dynamics are batched torch code (`TwoRoomsSim.step`), so the oracle planner can roll out hundreds of action
 sequences on the true simulator at once; `TwoRooms` wraps one episode behind the gymnasium-style interface every
-environment of control/ follows (reset(seed) -> (obs, info), step(a) -> (obs, reward, terminated, truncated, info),
+environment of jepa_control/ follows (reset(seed) -> (obs, info), step(a) -> (obs, reward, terminated, truncated, info),
 render()). A layout is the door's height, drawn from a layout id: training collects on ids < EVAL_LAYOUT_BASE,
 evaluation uses ids from EVAL_LAYOUT_BASE on, so its doors are placed where no training trajectory saw one.
 """

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from control.cost import GoalCost
-from control.world_model import adamw_cosine, load_module, load_world_model
+from jepa_control.cost import GoalCost
+from jepa_control.mlp import mlp
+from jepa_control.world_model import adamw_cosine, load_module, load_world_model
 from jepa.errors import ConfigError
 
 
@@ -32,11 +33,7 @@ class GoalActor(nn.Module):
 
     def __init__(self, token_dim: int, num_tokens: int, action_dim: int, hidden: int = 256, depth: int = 2) -> None:
         super().__init__()
-        layers, width = [], 3 * token_dim * num_tokens
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.GELU()]
-            width = hidden
-        self.mlp = nn.Sequential(*layers, nn.Linear(width, action_dim))
+        self.mlp = mlp(3 * token_dim * num_tokens, hidden, depth, action_dim)
         # starts by standing still, where tanh's gradient is largest (with a random output layer the two-rooms actor
         # ended saturated: one constant action for every state and goal, README "Control")
         nn.init.zeros_(self.mlp[-1].weight)

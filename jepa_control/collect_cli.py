@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-from control.collect import POLICIES, collect
-from control.envs import ENVS, make_env
+from jepa_control.collect import POLICIES, collect
+from jepa_control.envs import ENVS, make_env
 from data.shard_sources import trajectory_sample
 from data.shard_writer import INDEX_NAME, write_shards
 from jepa.errors import ConfigError
@@ -49,10 +49,10 @@ def json_option(text: str, name: str) -> dict:
 
 def planning_agent(args, env):
     """MPC with the named planner on the world model, under the default goal cost."""
-    from control.cost import GoalCost
-    from control.mpc import LatentModel, MPCAgent
-    from control.planners import make_planner
-    from control.world_model import load_world_model
+    from jepa_control.cost import GoalCost
+    from jepa_control.mpc import LatentModel, MPCAgent
+    from jepa_control.planners import make_planner
+    from jepa_control.world_model import load_world_model
 
     if not args.world_model:
         raise ConfigError("--policy plan needs --world_model <checkpoint>")
@@ -64,6 +64,7 @@ def planning_agent(args, env):
 
 
 def main(argv: list[str]) -> int:
+    """roll out a policy in an environment, write trajectories to shards"""
     args = parser().parse_args(argv)
     if args.episodes < 1 or args.steps < 1:
         parser().error("--episodes and --steps must be >= 1")
