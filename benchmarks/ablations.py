@@ -43,7 +43,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "targets_large": ("2 targets of scale 0.30-0.45", [f"{MASKS}target_scale=[0.3,0.45]", f"{MASKS}num_targets=2"]),
     "sigreg_0.001": ("+ 0.001 x SIGReg", ["--model.sigreg_weight=0.001"]),
     "sigreg_0.01": ("+ 0.01 x SIGReg", ["--model.sigreg_weight=0.01"]),
-    # Not a knob of the paper: the speed option of issue 9, which changes the predictor's computation, so it needs
+    # Not a knob of the paper: the shared-context speed option (docs/performance.md), which changes the predictor's computation, so it needs
     # the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
 }

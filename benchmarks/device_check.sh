@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared check for a lent GPU (H100 / H200; README "Performance"): ~9 minutes, torch/timm only.
+# The one prepared check for a lent GPU (H100 / H200; docs/performance.md): ~9 minutes, torch/timm only.
 #   1. the card and the measured bf16 matmul ceiling (8192^3, random data);
 #   2. new: batch 128 with token counts padded to multiples of 16 (model.pad_tokens), eager and under
 #      torch.compile (on torch 2.11 inductor failed on the unpadded, changing mask lengths); 25 warm-up steps so
@@ -9,7 +9,7 @@
 #      (REF: a checkout of facebookresearch/ijepa kept outside git, e.g. an ignored .ref/ijepa): images/s, MFU,
 #      peak memory;
 #   4. planner latency (benchmarks/plan_step.py) on the GPU.
-# Measured once already and left out to fit the 10-minute call (README "Performance" has them): cuDNN's SDPA
+# Measured once already and left out to fit the 10-minute call (docs/performance.md has them): cuDNN's SDPA
 # backend on (--cudnn_sdp), the shared-context predictor (--modes shared_ctx), the planner on 2 CPU cores.
 # Writes JSON lines under $OUT (the device tool's output folder; /tmp/device_check otherwise).
 set -u

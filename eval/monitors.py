@@ -87,7 +87,7 @@ class OnlineProbe(L.Callback):
         query_f = self._embed(encoder, query_x, pl_module.device)
         encoder.train(was_training)
         with torch.random.fork_rng(devices=[]):  # the probe's own seeded generator; training RNG untouched
-            # The minibatch solver, pinned: the monitor's numbers stay comparable across runs and sessions.
+            # The minibatch solver, pinned: the monitor's numbers stay comparable across runs and machines.
             linear = linear_probe(fit_f, fit_y, query_f, query_y, solver="adamw", weight_decays=(1e-4,),
                                   epochs=self.linear_epochs, batch_size=256, seed=self.seed).test_acc
         row = {

@@ -50,11 +50,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fit_args(args, out: Path) -> list[str]:
-    loggers = [
-        {"class_path": f"lightning.pytorch.loggers.{cls}", "init_args": {"save_dir": str(out), "name": "logs", "version": ""}}
-        for cls in ("CSVLogger", "TensorBoardLogger")
-    ]
-    argv = ["fit", "--config", args.config, f"--trainer.default_root_dir={out}", f"--trainer.logger={json.dumps(loggers)}"]
+    argv = ["fit", "--config", args.config, f"--trainer.default_root_dir={out}"]  # logs and checkpoints follow it
     if args.data_root:
         argv.append(f"--data.root={args.data_root}")
     if args.max_epochs is not None:  # the recipe caps by max_steps; an epoch count must lift that cap

@@ -12,10 +12,13 @@ import sys
 from typing import Optional
 
 from jepa.commands import help_line, prefer_own_packages, registered_commands, run_command
-from jepa.config_files import BASES_KEY, expand_configs
+from jepa.config_files import BASES_KEY, expand_configs, given_data_values
 from jepa.errors import ConfigError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# (model key, data key) pairs that must agree: the datamodule's image size, channels and clip length are the model's
+LINKED_TO_MODEL = (("img_size", "img_size"), ("img_size", "size"), ("in_chans", "channels"),
+                   ("num_frames", "num_frames"))
 
 
 def _overview() -> str:
@@ -46,10 +49,18 @@ def build_cli(args: list[str], run: bool = True):
             parser.add_lightning_class_args(RunRecord, "run_record")
             parser.add_argument(f"--{BASES_KEY}", type=Optional[list[str]], default=None,
                                 help="config files this config builds on, relative to it (jepa/config_files.py)")
+            # what the data must share with the model follows the model (skipped where either class lacks the key)
+            for source, target in LINKED_TO_MODEL:
+                parser.link_arguments(f"model.init_args.{source}", f"data.init_args.{target}", apply_on="parse")
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
-            config[BASES_KEY] = None  # already applied: the saved config.yaml is the whole, merged config
+            model = (config.get("model") or {}).get("init_args") or {}
+            data = (config.get("data") or {}).get("init_args") or {}
+            for source, target in LINKED_TO_MODEL:  # a linked value the user set and the link would silently replace
+                if source in model and target in data and target in given and given[target] != model[source]:
+                    raise ConfigError(f"data.{target} {given[target]} differs from model.{source} {model[source]}: the "
+                                      f"data's {target} follows the model's, so set model.{source} instead")
             self._config_text = self.parser.dump(self.config, skip_none=False, skip_validation=True)
 
         def _parse_ckpt_path(self) -> None:
@@ -86,6 +97,7 @@ def build_cli(args: list[str], run: bool = True):
             return trainer
 
     args = expand_configs(args)
+    given = given_data_values(args, {target for _, target in LINKED_TO_MODEL})
     if not run:
         args = args[1:] if args and args[0] in LIGHTNING_COMMANDS else args
     # We always pass the arguments explicitly, including when they are sys.argv's: that is not a mistake here.

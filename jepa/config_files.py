@@ -49,8 +49,9 @@ def config_chain(path: str, through: tuple[str, ...] = ()) -> list[str]:
 
 
 def expand_configs(argv: list[str]) -> list[str]:
-    """argv with every `--config FILE` replaced by `--config` for each file of its chain."""
-    out, i = [], 0
+    """argv with every `--config FILE` replaced by `--config` for each file of its chain, and `bases` then cleared:
+    they are applied, so a printed or saved config is the whole, merged one and re-runs without its base files."""
+    out, i, expanded = [], 0, False
     while i < len(argv):
         arg = argv[i]
         if arg == "--config" and i + 1 < len(argv):
@@ -63,4 +64,28 @@ def expand_configs(argv: list[str]) -> list[str]:
             continue
         for file in config_chain(path):
             out += ["--config", file]
-    return out
+        expanded = True
+    return out + [f"--{BASES_KEY}=null"] if expanded else out
+
+
+def given_data_values(argv: list[str], keys: set[str]) -> dict[str, object]:
+    """The values a user gave for data.<key> (in a config file of argv, or as a flag; the last one wins), so that a
+    value the CLI would otherwise replace by a linked one can be refused instead."""
+    given: dict[str, object] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" and i + 1 < len(argv):
+            data = read_config(argv[i + 1]).get("data") or {}
+            section = data.get("init_args", data) if isinstance(data, dict) else {}
+            given.update({k: v for k, v in (section or {}).items() if k in keys})
+            i += 2
+            continue
+        for key in keys:
+            for flag in (f"--data.{key}", f"--data.init_args.{key}"):
+                if arg == flag and i + 1 < len(argv):
+                    given[key] = yaml.safe_load(argv[i + 1])
+                elif arg.startswith(flag + "="):
+                    given[key] = yaml.safe_load(arg.split("=", 1)[1])
+        i += 1
+    return given

@@ -1,5 +1,5 @@
 """Mode-1: a goal-conditioned actor A(s, g) trained through the frozen world model, used alone (reactive: one
-forward pass per step) or to warm-start a planner (DESIGN.md section 6).
+forward pass per step) or to warm-start a planner (docs/design.md, "The control stack").
 
 Training imagines: from a true latent s_0 of the data and a goal latent g (a frame of another trajectory), the
 actor picks a_t = A(s_t, g), the frozen predictor gives s_{t+1}, for `horizon` steps; the loss is the planner's own
@@ -35,7 +35,7 @@ class GoalActor(nn.Module):
         super().__init__()
         self.mlp = mlp(3 * token_dim * num_tokens, hidden, depth, action_dim)
         # starts by standing still, where tanh's gradient is largest (with a random output layer the two-rooms actor
-        # ended saturated: one constant action for every state and goal, README "Control")
+        # ended saturated: one constant action for every state and goal, docs/control.md)
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
         self.action_dim = action_dim

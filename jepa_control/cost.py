@@ -20,7 +20,7 @@ class GoalCost:
         energy: a learned energy E (latents [S, H, N, D] -> [S, H]); energy_weight: lambda.
         rest_weight: rho, the weight of the read-out distance moved in the plan's last imagined step (needs a
             readout): a plan must end at rest, against agents that momentum carries round the goal. Off by
-            default: on PointMaze (rho 3) it did not raise success (55.0 % vs 58.3 %; README).
+            default: on PointMaze (rho 3) it did not raise success (55.0 % vs 58.3 %).
     """
 
     def __init__(self, distance: str = "mse", mode: str = "sum", action_weight: float = 0.0, energy=None,

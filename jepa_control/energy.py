@@ -1,5 +1,5 @@
 """The seed's learned energy E(s): low on latents of states the world really produces, high on what the world model
-imagines off the data (DESIGN.md section 6), so a planner with cost d(s, g) + lambda * E(s) avoids plans whose
+imagines off the data (docs/design.md, "The control stack"), so a planner with cost d(s, g) + lambda * E(s) avoids plans whose
 predicted states are artefacts of the model.
 
 Training (per-sample hinge, not the seed's degenerate batch-mean one): every observed state s^+ of a window is
@@ -68,7 +68,7 @@ class EnergyModule(L.LightningModule):
         train_predictor: the joint step; otherwise the world model stays frozen and only E learns.
         negative_actions: the actions of the imagined negatives: "shuffled" (another window's, default) or
             "uniform" in the bounds (on two-rooms E then learned that observed states lie further from the start
-            than random-action ones, README "Control").
+            than random-action ones, docs/control.md).
         lr: AdamW learning rate (cosine decay to 0 over max_steps).
         weight_decay: AdamW weight decay.
     """

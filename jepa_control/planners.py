@@ -67,7 +67,7 @@ class CEM(Planner):
     sequence seen, or "mean", the Gaussian's final mean (the elites' average, as DINO-WM's and PETS' CEM return;
     one more rollout scores it). With few samples in many dimensions the cheapest sample is partly noise, and the
     one that the world model's errors flatter most; the mean averages both (on PointMaze it planned no better:
-    55.0 vs 58.3 %, README "PointMaze, ninth session")."""
+    55.0 vs 58.3 %, docs/control.md)."""
 
     def __init__(self, horizon: int, action_dim: int, samples: int = 256, iterations: int = 4, elites: int = 24,
                  init_std: float = 0.7, min_std: float = 0.05, result: str = "best", **kw) -> None:

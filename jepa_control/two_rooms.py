@@ -34,7 +34,7 @@ class TwoRoomsConfig:
         max_steps: step budget of an episode.
         glow: width (std) of the light the agent carries: the floor brightens around it, so every patch of the
             frame shows where the agent is (0: a bare dot, whose frozen-encoder latent distances do not order
-            positions; README, "Control").
+            positions; docs/control.md).
     """
 
     img_size: int = 64

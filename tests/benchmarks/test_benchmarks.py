@@ -1,0 +1,156 @@
+"""The training-step benchmark runs end to end on a tiny configuration and reports what it promises."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
+
+
+@pytest.mark.parametrize("mode", ["eager", "ckpt", "pad"])
+def test_train_step_benchmark_prints_a_json_line(mode):
+    out = subprocess.run([sys.executable, str(SCRIPT), "--sizes", "tiny", "--batch", "2", "--img", "64", "--patch", "8", "--modes",
+                          mode, "--pred_dim", "48", "--pred_depth", "1", "--steps", "2", "--warmup", "1",
+                          "--threads", "1", "--device", "cpu", "--memory"],
+                         capture_output=True, text=True, timeout=300, check=True)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["config"]["mode"] == mode and record["config"]["batch"] == 2
+    ours = record["ours"]
+    assert ours["step_s_min"] <= ours["step_s_median"] <= ours["step_s_max"]
+    assert ours["images_per_s"] == pytest.approx(2 / ours["step_s_median"])
+    assert ours["peak_rss_mib"] > 50 and 0 < ours["step_rss_mib"] < ours["peak_rss_mib"]
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    import torch
+
+    from jepa.vit import Predictor, VisionTransformer
+
+    torch.manual_seed(0)
+    enc, pred = VisionTransformer(16, 4, 1, 32, 2, 2), Predictor(4, 32, 16, 2, 2)
+    x = torch.randn(2, 1, 16, 16)
+    ctx = torch.arange(10).expand(2, -1)
+    tgt = [torch.arange(10, 14).expand(2, -1)]
+
+    calls, block_forward = [], enc.blocks[0].forward
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return block_forward(*args, **kwargs)
+
+    enc.blocks[0].forward = counted
+
+    def grads():
+        calls.clear()
+        enc.zero_grad(), pred.zero_grad()
+        pred(enc(x, ctx), ctx, tgt).square().mean().backward()
+        return [p.grad.clone() for p in [*enc.parameters(), *pred.parameters()]], len(calls)
+
+    plain, plain_calls = grads()
+    enc.set_grad_checkpointing(True), pred.set_grad_checkpointing(True)
+    checkpointed, ckpt_calls = grads()
+    assert (plain_calls, ckpt_calls) == (1, 2)  # the block's forward is recomputed during backward
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
+
+
+def test_video_benchmark_times_both_clip_pipelines_and_both_recipes(tmp_path, fmnist_root):
+    script = SCRIPT.parent / "video.py"
+    out = subprocess.run([sys.executable, str(script), "--clips", "16", "--batch", "4", "--repeats", "1", "--steps", "1",
+                          "--workers", "1", "--threads", "1", "--data_root", fmnist_root, "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    records = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    rates = {r["pipeline"]: r for r in records if r["bench"] == "clips_per_s"}
+    assert set(rates) == {"shards_pyav_crop", "generator"}
+    assert all(r["clips_per_pass"] == 16 and r["clips_per_s_median"] > 0 for r in rates.values())
+    assert len(list((tmp_path / "shards").glob("*.tar"))) == 1  # 16 mp4 clips written once
+    steps = {r["recipe"]: r for r in records if r["bench"] == "train_step"}
+    assert steps["vjepa"]["inputs"] == [4, 8, 1, 64, 64] and steps["ijepa_frames"]["inputs"] == [16, 1, 64, 64]
+    assert all(r["step_s_median"] > 0 for r in steps.values())
+
+
+def test_planner_latency_benchmark_prints_a_json_line():
+    script = SCRIPT.parent / "plan_step.py"
+    out = subprocess.run([sys.executable, str(script), "--devices", "cpu", "--shapes", "point_maze", "--samples", "8",
+                          "--iterations", "2", "--plans", "2", "--warmup", "0", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300, check=True)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["shape"] == "point_maze" and record["samples"] == 8 and record["horizon"] == 12
+    assert record["plan_s_min"] <= record["plan_s_median"] <= record["plan_s_max"]
+    assert record["rollouts_per_s"] == pytest.approx(8 * 2 / record["plan_s_median"])
+
+
+def test_ablation_sweep_measures_each_run_once_and_goes_on_after_a_cut(tmp_path, fmnist_root):
+    script = SCRIPT.parent / "ablations.py"
+    args = [sys.executable, str(script), "--steps", "2", "--seeds", "0", "--variants", "baseline,ema_0.99",
+            "--limit_train", "512", "--probe_samples", "100", "--out", str(tmp_path / "runs"), "--results",
+            str(tmp_path), "--jobs", "2"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
+    saved = json.loads((tmp_path / "ablations.json").read_text())
+    runs = sorted(saved["runs"], key=lambda r: r["variant"])  # two at a time: saved in the order they finished
+    assert [(r["variant"], r["seed"], r["steps"], r["parallel_runs"]) for r in runs] == [
+        ("baseline", 0, 2, 2), ("ema_0.99", 0, 2, 2)]
+    for r in runs:
+        assert 0.0 <= r["linear_acc"] <= 1.0 and r["rankme"] > 0 and r["cpu"]
+        assert (tmp_path / "runs" / r["variant"] / "seed0" / "monitors.json").exists()  # the run went to --out
+    assert [json.loads(line) for line in first.stdout.splitlines()[:2]] == saved["runs"]
+    assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
+    assert "| ema_0.99: EMA start 0.99" in (tmp_path / "ablations.md").read_text()
+    assert "+-" not in (tmp_path / "ablations.md").read_text().split("\n\n")[0]  # one seed: no spread to show
+    # the same sweep again: nothing left to run, the saved runs are reported as they were and the table rewritten
+    (tmp_path / "ablations.md").unlink()
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads((tmp_path / "ablations.json").read_text()) == saved
+    assert not again.stdout.startswith("{") and "| baseline: the recipe" in again.stdout
+    assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
+    # another step budget into the same folder would mix settings in one table: refused, naming both
+    other = subprocess.run([*args[:3], "3", *args[4:]], capture_output=True, text=True, timeout=120)
+    assert other.returncode != 0 and "'steps': 2" in other.stderr and "'steps': 3" in other.stderr
+
+
+def _ablations_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ablations", SCRIPT.parent / "ablations.py")
+    ablations = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablations)
+    return ablations
+
+
+def test_ablation_table_gives_mean_and_sample_std_over_seeds():
+    ablations = _ablations_module()
+    rows = [{"variant": "baseline", "seed": s, "knn_acc": k, "linear_acc": k + 0.1, "rankme": r}
+            for s, k, r in ((0, 0.5, 2.0), (1, 0.6, 4.0), (2, 0.7, 6.0))]
+    rows.append({"variant": "ema_0.99", "seed": 0, "knn_acc": 0.4, "linear_acc": 0.45, "rankme": 3.0})
+    lines = ablations.table(rows, 850, 5000).splitlines()
+    assert lines[2].endswith("| 60.0 +- 10.0 | 70.0 +- 10.0 | 4.0 | 3 |")  # std with n - 1: 10, not 8.2
+    assert lines[3].endswith("| 40.0 | 45.0 | 3.0 | 1 |")
+
+
+def test_ablation_sweep_stops_starting_runs_after_a_failure_and_keeps_the_finished(tmp_path, monkeypatch):
+    import threading
+
+    ablations = _ablations_module()
+    other_started, baseline_failed = threading.Event(), threading.Event()
+
+    def fake_run(variant, seed, steps, out, jepa, limit_train, samples, jobs=1):
+        if variant == "baseline":
+            other_started.wait(5)
+            baseline_failed.set()
+            raise ablations.RunFailed("baseline seed 0 failed: boom")
+        other_started.set()
+        baseline_failed.wait(5)  # under way while the other run fails
+        return {"variant": variant, "seed": seed, "steps": steps, "knn_acc": 0.5, "linear_acc": 0.5, "rankme": 1.0,
+                "seconds": 0.0, "parallel_runs": jobs, "cpu": "test", "date": "today"}
+
+    monkeypatch.setattr(ablations, "run", fake_run)
+    monkeypatch.setattr(sys, "argv", ["ablations.py", "--steps", "5", "--seeds", "0", "--jobs", "2", "--variants",
+                                      "baseline,ema_0.99,ema_0.999", "--results", str(tmp_path), "--out",
+                                      str(tmp_path / "runs")])
+    with pytest.raises(SystemExit, match="baseline seed 0 failed: boom"):
+        ablations.main()
+    saved = json.loads((tmp_path / "ablations.json").read_text())["runs"]
+    assert [r["variant"] for r in saved] == ["ema_0.99"]  # under way: finished and saved; ema_0.999 never started

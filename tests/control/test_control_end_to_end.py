@@ -1,0 +1,277 @@
+"""The whole control path on tiny data: gate, world model, checkpoints, jepa plan, act-store-retrain, configs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from jepa.errors import ConfigError
+from jepa_control.collect import read_trajectories
+from jepa_control.cost import GoalCost
+from jepa_control.evaluate import run_episodes
+from jepa_control.mpc import MPCAgent
+from jepa_control.planners import (
+    CEM,
+)
+from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
+from jepa_control.world_model import ActionConditionedPredictor, block_causal_mask
+
+SMALL = TwoRoomsConfig(img_size=16)
+
+
+def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
+    from jepa_control.mpc import LatentModel
+    from jepa_control.world_model import load_world_model
+
+    path, model, data = tiny_control
+    assert data.gate is not None and -10 < data.gate["r2"] <= 1 and (path / "gate.json").is_file()
+    loaded = load_world_model(str(path / "wm.ckpt"))
+    z = torch.randn(2, 2, 4, 32)
+    a = torch.rand(2, 2, 2)
+    assert torch.equal(loaded.predictor(z, a), model.predictor.eval()(z, a))
+    env = TwoRooms(SMALL, eval_layouts=True)
+    r = run_episodes(env, lambda s: MPCAgent(LatentModel(loaded), CEM(4, 2, samples=16, iterations=2, elites=4),
+                                             GoalCost()), episodes=1, seeds=[0], budget=5)
+    assert r["episodes"] == 1 and r["plans"] == 2
+    with pytest.raises(ConfigError, match="2-D actions"):
+        loaded.predictor(z, torch.rand(2, 2, 3))
+
+
+def test_a_world_model_saved_before_newer_options_loads_with_their_defaults_and_trains(tiny_control):
+    """A checkpoint whose hyperparameters predate rollout_history / position_weight (two-rooms' world model of
+    earlier versions) loads with those options' defaults recorded, so its losses (the joint step) run."""
+    from jepa.checkpoint import load_checkpoint
+    from jepa_control.world_model import load_world_model
+
+    path, model, data = tiny_control
+    ckpt = load_checkpoint(str(path / "wm.ckpt"))
+    for key in ("rollout_history", "position_weight"):
+        del ckpt["hyper_parameters"][key]
+    torch.save(ckpt, path / "old.ckpt")
+    loaded = load_world_model(str(path / "old.ckpt"))
+    assert loaded.hparams.rollout_history == 1 and loaded.hparams.position_weight == 0.0
+    batch = next(iter(data.train_dataloader()))
+    losses = loaded.losses(batch)
+    assert set(losses) == {"teacher_forcing", "rollout", "loss"} and torch.isfinite(losses["loss"])
+
+
+def test_folded_whitening_and_change_scale_equal_the_maps_applied_in_turn():
+    """The predictor folds its whitening and change scale into its input / motion / output layers (io_weights);
+    its outputs must equal those of the maps applied one after the other: whiten, scale the change, the layers,
+    unscale, unwhiten."""
+    torch.manual_seed(0)
+    d = 6
+    model = ActionConditionedPredictor(d, 2, 2, embed_dim=16, depth=1, num_heads=2, max_frames=3, motion=True,
+                                       whiten=True).eval()
+    q, _ = torch.linalg.qr(torch.randn(d, d))
+    s = torch.rand(d) + 0.5
+    model.latent_mean.copy_(torch.randn(d))
+    model.whitener.copy_(q / s)
+    model.unwhitener.copy_((q * s).T)
+    model.change_scale.copy_(torch.rand(d) + 0.1)
+    nn.init.normal_(model.out.weight)
+    nn.init.normal_(model.out.bias)
+    z, a = torch.randn(4, 3, 2, d), torch.randn(4, 3, 2)
+
+    def reference(z, a):
+        w = (z - model.latent_mean) @ model.whitener
+        x = model.latent_in(w)
+        change = torch.cat([torch.zeros_like(w[:, :1]), w[:, 1:] - w[:, :-1]], 1)
+        x = x + model.motion_in(change / model.change_scale)
+        x = torch.cat([model.action_in(a)[:, :, None], x], 2)
+        x = (x + model.slot_pos + model.time_pos[:, :3].float()).flatten(1, 2)
+        for block in model.blocks:
+            x = block(x, attn_mask=block_causal_mask(3, 3))
+        x = x.unflatten(1, (3, 3))[:, :, 1:]
+        return z + (model.out(model.norm(x)) * model.change_scale) @ model.unwhitener
+
+    with torch.no_grad():
+        expected = reference(z, a)
+        assert (expected - z).abs().mean() > 0.1  # the output layer is not zero: the test sees the folded maps
+        assert torch.allclose(model(z, a), expected, atol=1e-5)
+        assert torch.allclose(model(z, a, last_only=True), expected[:, -1:], atol=1e-5)
+
+
+def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_control):
+    """`whiten` + `motion`: at fit start the predictor's whitening is measured on the training latents (unit
+    variance in every principal direction, unwhitener its inverse) and its change scale on the whitened changes;
+    both travel with the checkpoint."""
+    from jepa_control import WorldModel
+    from jepa_control.gate import ridge_fit, ridge_select
+    from jepa_control.world_model import change_std, load_world_model
+    from tests.conftest import tiny_trainer
+
+    def readout_rows(windows):  # the rows the read-out is fitted on (all of them: fewer than its max_rows)
+        x, y = windows.latents.float().flatten(2).flatten(0, 1), windows.positions.float().flatten(0, 1)
+        rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        return x[rows], y[rows]
+
+    path, _, data = tiny_control
+    model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                       rollout_steps=2, warmup_steps=1, motion=True, whiten=True, loss="mse", position_readout=True)
+    trainer = tiny_trainer(path / "white", max_steps=3)
+    trainer.fit(model, data)
+    # the position read-out is the ridge fit of the recorded positions on the training latents
+    alpha, _ = ridge_select(*readout_rows(data.train_set))
+    weight, bias = ridge_fit(*readout_rows(data.train_set), alpha)
+    latents, positions = data.train_set.latents.float(), data.train_set.positions
+    expected = latents.flatten(2).double() @ weight + bias
+    assert torch.allclose(model.read_position(latents).double(), expected, atol=1e-3)
+    assert ((model.read_position(latents) - positions) ** 2).mean() < 0.1 * positions.var(dim=(0, 1)).mean()
+    p = model.predictor
+    tokens = data.train_set.latents.float()
+    white = (tokens - p.latent_mean) @ p.whitener
+    var = torch.cov(white.flatten(0, 2).T).diagonal()
+    assert ((var - 1).abs() < 1e-2).float().mean() > 0.5 and var.max() < 1.01  # floored directions fall below 1
+    assert torch.allclose(p.whitener @ p.unwhitener, torch.eye(32), atol=1e-4)
+    assert torch.allclose(p.change_scale, change_std(white))
+    trainer.save_checkpoint(path / "white.ckpt")
+    loaded = load_world_model(str(path / "white.ckpt"))
+    z, a = tokens[:2, :2], torch.rand(2, 2, 2)
+    assert torch.equal(loaded.predictor(z, a), p.eval()(z, a))
+    assert torch.equal(loaded.read_position(z), model.read_position(z))
+
+
+def test_position_weight_adds_the_read_out_error_of_the_predictions(tiny_control):
+    """model.position_weight: the loss also pays for where the read-out of each prediction lands against the
+    read-out of the true next latents, over teacher forcing and rollout alike."""
+    import torch.nn.functional as F
+
+    from jepa_control import WorldModel
+    from tests.conftest import tiny_trainer
+
+    path, _, data = tiny_control
+    with pytest.raises(ConfigError, match="position_readout"):
+        WorldModel(str(path / "encoder"), pool_grid=2, position_weight=1.0)
+    model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                       rollout_steps=2, warmup_steps=1, position_readout=True, position_weight=0.5)
+    tiny_trainer(path / "posw", max_steps=2).fit(model, data)
+    batch = next(iter(data.train_dataloader()))
+    out = model.losses(batch)
+    read = model.read_position
+    latents, actions = batch["latents"], batch["actions"]
+    pairs = [model.teacher_forced(latents, actions), model.rolled_out(latents, actions)]
+    expected = sum(F.mse_loss(read(p), read(t)) for p, t in pairs) / 2
+    assert out["position"].item() > 0 and torch.allclose(out["position"], expected)
+    assert torch.allclose(out["loss"], out["teacher_forcing"] + out["rollout"] + 0.5 * expected)
+    out["loss"].backward()
+    assert model.predictor.out.weight.grad.abs().sum() > 0
+    # jepa plan's rollout error then also reports where the imagined positions land against the recorded ones
+    from jepa_control.plan_cli import rollout_errors
+
+    errors = rollout_errors(model, str(path / "val"), horizon=3)
+    recorded = read_trajectories(path / "val")["proprio"].float()
+    assert len(errors["position"]["world_model"]) == len(errors["latent_l1"]["world_model"]) == 3
+    held = (recorded[:, 1:4] - recorded[:, :1]).norm(dim=-1).mean(0)
+    assert torch.allclose(torch.tensor(errors["position"]["no_change"]), held, atol=1e-5)
+
+
+def test_rollout_loss_starts_from_rollout_history_true_frames(tiny_control):
+    """model.rollout_history: the rollout loss starts from that many true frames, as planning starts from the
+    working memory's last frames (an untrained predictor says "nothing moves", so its first imagined frame is the
+    last true one it was given), and its targets are the frames after them."""
+    from jepa_control import WorldModel
+
+    path, _, _ = tiny_control
+    latents, actions = torch.randn(3, 5, 4, 32), torch.rand(3, 4, 2)
+    for k in (1, 2):
+        model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                           rollout_steps=3, rollout_history=k)
+        preds, targets = model.rolled_out(latents, actions)
+        assert torch.allclose(preds[:, 0], latents[:, k - 1], atol=1e-6) and torch.equal(targets, latents[:, k : k + 3])
+    with pytest.raises(ConfigError, match="too short"):
+        model.losses({"latents": latents[:, :4], "actions": actions[:, :3]})  # 2 + 3 frames needed
+    with pytest.raises(ConfigError, match="rollout_history"):
+        WorldModel(str(path / "encoder"), pool_grid=2, context=2, rollout_history=3)
+
+
+def test_ridge_fit_returns_the_linear_map_in_raw_coordinates():
+    from jepa_control.gate import ridge_fit, ridge_r2
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 6, generator=g) * torch.tensor([1.0, 10.0, 0.1, 3.0, 1.0, 5.0]) + 7.0
+    w, b = torch.randn(6, 2, generator=g), torch.tensor([1.5, -2.0])
+    y = x @ w + b
+    fw, fb = ridge_fit(x, y, 1e-9)
+    assert torch.allclose(fw.float(), w, atol=1e-4) and torch.allclose(fb.float(), b, atol=1e-3)
+    assert ridge_r2(x[:300], y[:300], x[300:], y[300:])["r2"] > 0.999
+
+
+def test_gate_stops_training_when_the_encoder_cannot_see_the_agent(tiny_control):
+    from jepa_control import LatentTrajectoryDataModule
+
+    path, model, _ = tiny_control
+    data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, gate_min_r2=1.01,
+                                      cache_dir=str(path / "cache"))
+    with pytest.raises(ConfigError, match="position gate failed"):
+        data.prepare(model.frozen_encoder)
+
+
+def test_encoder_that_does_not_match_the_frames_is_refused(tiny_control):
+    path, model, _ = tiny_control
+    with pytest.raises(ConfigError, match="16x16 frames with 3 channels, the environment gives 64x64 with 3"):
+        model.frozen_encoder.check_frames(TwoRooms().observation_shape)
+
+
+def test_jepa_plan_end_to_end(tiny_control):
+    from jepa.cli import main
+
+    path, _, _ = tiny_control
+    code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--env_options", "{img_size: 16}",
+                 "--planners", "[cem, mppi]", "--planner_options", "{cem: {samples: 16, iterations: 2, elites: 4},"
+                 " mppi: {samples: 16, iterations: 2}}", "--horizon", "4", "--episodes", "1", "--seeds", "[0]",
+                 "--budget", "4", "--show", "1", "--rollout_data", str(path / "val"), "--out", str(path / "plan")])
+    assert code == 0
+    record = json.loads((path / "plan" / "results.json").read_text())
+    assert set(record["results"]) == {"random policy", "cem (world model)", "cem (oracle simulator)",
+                                      "mppi (world model)", "mppi (oracle simulator)"}
+    assert len(record["rollout_l1_by_horizon"]["world_model"]) == len(record["rollout_l1_by_horizon"]["no_change"]) == 4
+    assert (path / "plan" / "episodes.png").stat().st_size > 0 and (path / "plan" / "rollout_error.png").is_file()
+    assert (path / "plan" / "pareto.png").is_file() and (path / "plan" / "cost_landscape.png").is_file()
+    # a world model trained for 2-D actions refuses an environment with a different action size: checked by name
+    code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--episodes", "1", "--seeds", "[0]"])
+    assert code == 2  # the 16x16 encoder does not fit the default 64x64 frames: a clear error, not a crash
+    code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--env_options", "{img_size: 16}", "--distance",
+                 "position", "--episodes", "1", "--seeds", "[0]"])
+    assert code == 2  # --distance position needs a world model fitted with a position read-out
+
+
+def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_control):
+    from jepa.cli import main
+    from jepa_control import LatentTrajectoryDataModule, WorldModel
+    from tests.conftest import tiny_trainer
+
+    path, model, _ = tiny_control
+    code = main(["collect", "--policy", "plan", "--world_model", str(path / "wm.ckpt"), "--env_options",
+                 '{"img_size": 16}', "--planner_options", '{"samples": 8, "iterations": 1, "elites": 2}',
+                 "--horizon", "3", "--execute", "2", "--action_repeat", "2", "--noise", "0.1", "--episodes", "3",
+                 "--steps", "6", "--out", str(path / "planned"), "--quiet"])
+    assert code == 0
+    planned = read_trajectories(path / "planned")
+    assert planned["frames"].shape == (3, 7, 16, 16, 3) and planned["actions"].shape == (3, 6, 2)
+    assert planned["actions"].abs().max() <= 1 and planned["skipped"] == 0
+    index = json.loads((path / "planned" / "index.json").read_text())
+    assert index["policy"] == "plan" and index["world_model"] == str(path / "wm.ckpt") and index["action_repeat"] == 2
+    # round 2: a world model on random + planned episodes, read as one training set
+    data = LatentTrajectoryDataModule([str(path / "train"), str(path / "planned")], str(path / "val"), window=3,
+                                      batch_size=8, gate_min_r2=0.0, cache_dir=str(path / "cache"))
+    data.prepare(model.frozen_encoder)
+    assert len(data.train_set.latents) == 12 + 3
+    second = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+                        rollout_steps=2, warmup_steps=1)
+    tiny_trainer(path, max_steps=2).fit(second, data)
+    assert main(["collect", "--policy", "plan", "--episodes", "1", "--out", str(path / "x")]) == 2  # no world model
+
+
+@pytest.mark.parametrize("name", ["plan_two_rooms", "plan_point_maze", "plan_reacher", "plan_push_t",
+                                  "seed_mode1_refine"])
+def test_plan_configs_parse_with_the_plan_command(name):
+    from pathlib import Path
+
+    from jepa_control.plan_cli import parser
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "control" / f"{name}.yaml"
+    cfg = parser().parse_args(["--config", str(config), "--world_model", "wm.ckpt"])
+    assert cfg.horizon >= 1 and cfg.action_repeat >= 1 and cfg.planners

@@ -1,0 +1,112 @@
+"""Smoke tests of the gymnasium adapters (the `control` extra, which `make test` installs): reset, step, render,
+goal image, collect a few steps, plan one step with a tiny world model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jepa_control.collect import collect
+from jepa_control.cost import GoalCost
+from jepa_control.envs import make_env
+from jepa_control.evaluate import run_episodes
+from jepa_control.mpc import LatentModel, MPCAgent
+from jepa_control.planners import CEM
+
+pytest.importorskip("gymnasium")
+REQUIRES = {"point_maze": "gymnasium_robotics", "reacher": "mujoco", "push_t": "gym_pusht"}
+SIZE = 32
+
+
+@pytest.fixture(params=sorted(REQUIRES))
+def env(request):
+    pytest.importorskip(REQUIRES[request.param])
+    env = make_env(request.param, img_size=SIZE)
+    yield env
+    env.close()
+
+
+def test_reset_step_render_and_bounds(env):
+    obs, info = env.reset(seed=3)
+    assert obs.shape == env.observation_shape == (SIZE, SIZE, 3) and obs.dtype == np.uint8
+    assert {"pos", "goal", "distance", "success", "clamped"} <= set(info)
+    again, info_again = env.reset(seed=3)
+    assert np.array_equal(obs, again) and np.allclose(info["goal"], info_again["goal"])  # seeded
+    frames = [obs]
+    for action in ([5.0, -5.0], [1.0, 1.0], [-1.0, 0.5], [0.3, -1.0]):
+        obs, reward, terminated, truncated, info = env.step(np.array(action, np.float32))
+        frames.append(obs)
+        assert np.isfinite(reward) and isinstance(info["success"], bool)
+    assert info["clamped"] == 1  # only the first action was out of bounds
+    assert not np.array_equal(frames[0], frames[-1])  # acting changes what the agent sees
+    assert np.array_equal(env.render(), obs)
+    with pytest.raises(Exception, match="components"):
+        env.step(np.zeros(3, np.float32))
+
+
+def test_goal_observation_shows_the_goal_and_leaves_the_episode_alone(env):
+    obs, info = env.reset(seed=1)
+    goal = env.goal_observation()
+    assert goal.shape == obs.shape and not np.array_equal(goal, obs)
+    assert np.array_equal(env.render(), obs) and np.allclose(env.info()["pos"], info["pos"])
+
+
+def test_reacher_goal_pose_puts_the_fingertip_on_the_target():
+    pytest.importorskip("mujoco")
+    import mujoco
+
+    env = make_env("reacher", img_size=SIZE)
+    for seed in range(5):
+        env.reset(seed=seed)
+        target = env.env.data.qpos[2:4].copy()
+        env.env.data.qpos[:2] = env.goal_joints()
+        mujoco.mj_forward(env.env.model, env.env.data)
+        assert np.allclose(env.env.get_body_com("fingertip")[:2], target, atol=1e-6)
+        assert env.info()["success"]
+    env.close()
+
+
+def test_point_maze_frames_show_the_ball_where_it_is_and_no_goal_marker():
+    pytest.importorskip("gymnasium_robotics")
+    env = make_env("point_maze", img_size=64)
+    green = lambda f: int(((f[..., 1] > f[..., 0] + 40) & (f[..., 1] > f[..., 2] + 40)).sum())  # noqa: E731
+    red = lambda f: int(((f[..., 0] > 200) & (f[..., 1] < 60)).sum())  # noqa: E731
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)
+        obs, goal = obs.astype(int), env.goal_observation().astype(int)
+        # the ball (green, ~7 px across) is drawn in both frames, the env's red goal marker in neither
+        assert green(obs) >= 20 and abs(green(goal) - green(obs)) <= 0.3 * green(obs)
+        assert red(obs) == 0 and red(goal) == 0
+        # frame_extent places the frame in position units (what the episode plots draw paths with)
+        ys, xs = np.nonzero((obs[..., 1] > obs[..., 0] + 40) & (obs[..., 1] > obs[..., 2] + 40))
+        left, right, bottom, top = env.frame_extent
+        seen = (left + (xs.mean() + 0.5) / 64 * (right - left), top + (ys.mean() + 0.5) / 64 * (bottom - top))
+        assert np.allclose(seen, info["pos"], atol=0.1), (seen, info["pos"])
+    env.close()
+
+
+def test_push_t_goal_image_is_the_block_on_the_goal():
+    pytest.importorskip("gym_pusht")
+    env = make_env("push_t", img_size=SIZE)
+    env.reset(seed=0)
+    env.goal_observation()
+    assert env.goal_env._get_coverage() > 0.95 and env.info()["distance"] > 0.05
+    env.close()
+
+
+def test_collect_and_plan_one_step(env, tmp_path):
+    from jepa.export import export_encoder
+    from jepa.vit import VisionTransformer
+    from jepa_control import WorldModel
+
+    episodes = list(collect(env, "noisy", 2, 3, seed=0))
+    frames, actions, proprio = episodes[0][1]["frames"], episodes[0][1]["actions"], episodes[0][1]["proprio"]
+    assert frames.shape == (4, SIZE, SIZE, 3) and frames.dtype == np.uint8
+    assert actions.shape == (3, 2) and np.abs(actions).max() <= 1 and proprio.shape == (4, 2)
+    torch.manual_seed(0)
+    export_encoder(VisionTransformer(SIZE, 8, 3, 32, 1, 2), tmp_path / "encoder", {"kind": "test"}, None)
+    model = WorldModel(str(tmp_path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2)
+    model.frozen_encoder.check_frames(env.observation_shape)
+    agent = lambda seed: MPCAgent(LatentModel(model), CEM(3, 2, samples=8, iterations=1, elites=2), GoalCost())  # noqa: E731
+    result = run_episodes(env, agent, episodes=1, seeds=[0], budget=1)
+    assert result["plans"] == 1 and result["episodes"] == 1 and result["rollouts_per_plan"] == 8
