@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jepa.io import write_json, write_text  # noqa: E402
+from jepa.provenance import cpu_model  # noqa: E402
 
 BASE = ROOT / "configs" / "ijepa" / "fmnist_cpu.yaml"
 MASKS = "--model.mask_sampler.init_args."
@@ -43,8 +43,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "targets_large": ("2 targets of scale 0.30-0.45", [f"{MASKS}target_scale=[0.3,0.45]", f"{MASKS}num_targets=2"]),
     "sigreg_0.001": ("+ 0.001 x SIGReg", ["--model.sigreg_weight=0.001"]),
     "sigreg_0.01": ("+ 0.01 x SIGReg", ["--model.sigreg_weight=0.01"]),
-    # Not a knob of the paper: the shared-context speed option (docs/performance.md), which changes the predictor's computation, so it needs
-    # the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
+    # Not a knob of the paper: the shared-context speed option (docs/performance.md) changes the predictor's
+    # computation, so it needs the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
 }
 
@@ -73,22 +73,11 @@ def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_t
     final = json.loads((run_dir / "monitors.json").read_text())["history"][-1]
     return {"variant": variant, "seed": seed, "steps": steps, "knn_acc": final["knn_acc"],
             "linear_acc": final["linear_acc"], "rankme": final["rankme"], "seconds": round(time.time() - started, 1),
-            "parallel_runs": jobs, "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")}
+            "parallel_runs": jobs, "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")}
 
 
 class RunFailed(RuntimeError):
     """A training run of the sweep exited with an error (its stderr's tail is the message)."""
-
-
-def cpu_name() -> str:
-    """The processor a run's `seconds` were measured on (runs of one sweep may come from different machines)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def table(rows: list[dict], steps: int, samples: int) -> str:

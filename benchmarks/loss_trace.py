@@ -45,17 +45,19 @@ def record(config: str, steps: int, extra: list[str]) -> list[str]:
     return trace.losses
 
 
-def cpu_model() -> str:
-    """The CPU's model name: bitwise equality of float results is only expected on the same one."""
-    import platform
+def cpu_identity() -> str:
+    """The CPU's model name and a digest of its instruction-set flags: the kernels torch picks, and so the rounding
+    of float results, depend on both."""
+    import hashlib
 
+    from jepa.provenance import cpu_model
+
+    flags = ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return f"{cpu_model()} [{hashlib.sha256(flags.encode()).hexdigest()[:12]}]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     losses = record(args.config, args.steps, args.overrides)
     result = {"config": args.config, "steps": args.steps, "overrides": args.overrides, "losses": losses,
-              "torch": torch.__version__, "cpu": cpu_model()}
+              "torch": torch.__version__, "cpu": cpu_identity()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {len(losses)} losses to {args.out}: first {float.fromhex(losses[0]):.6f}, "

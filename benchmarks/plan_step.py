@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--plans", type=int, default=5, help="timed planning steps")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (docs/design.md, "Facts about the machines and packages": set explicitly)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (docs/design.md: set it explicitly)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the rollouts (CUDA)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pred_depth", type=int, default=6, help="predictor depth")
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (docs/design.md, "Facts about the machines and packages": set explicitly)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (docs/design.md: set it explicitly)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--reference", default=None, help="checkout of facebookresearch/ijepa, timed side by side")
     p.add_argument("--memory", action="store_true", help="CPU: peak RSS per configuration in fresh subprocesses")

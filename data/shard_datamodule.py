@@ -33,6 +33,22 @@ from jepa.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+PIPE_OPT_IN = "JEPA_ALLOW_PIPE"
+
+
+def check_pipe_urls(urls: list[str]) -> None:
+    """pipe:COMMAND runs COMMAND in a shell, taken from a config: only with an explicit opt-in, and announced."""
+    pipes = [url for url in urls if url.startswith("pipe:")]
+    if not pipes:
+        return
+    if os.environ.get(PIPE_OPT_IN) != "1":
+        raise ConfigError(f"shard URL {pipes[0]!r} runs a shell command: set {PIPE_OPT_IN}=1 to allow pipe: URLs, and "
+                          "only for configs you trust")
+    for url in dict.fromkeys(pipes):
+        warnings.warn(f"shards: running the shell command {url.removeprefix('pipe:')!r} ({PIPE_OPT_IN}=1)",
+                      stacklevel=3)
+
+
 def index_total(urls: list[str]) -> int | None:
     """Samples in `urls` according to the index.json beside them (None when an index is missing or silent)."""
     by_folder: dict[str, list[str]] = {}
@@ -105,7 +121,7 @@ class ShardDataModule(L.LightningDataModule):
     Args:
         train_urls: training shards: a path or URL pattern with braces ('shards/shard-{000000..000099}.tar'),
             '::'-separated patterns, or a list. http(s):// URLs stream; 'pipe:CMD' runs CMD in a shell, so such
-            URLs must come only from trusted configs.
+            URLs are refused unless the environment sets JEPA_ALLOW_PIPE=1, and each command is announced.
         val_urls: validation shards (optional), read in file order.
         batch_size: samples per device and step.
         num_workers: dataloader worker processes per device (0: decode in the training process).
@@ -127,6 +143,7 @@ class ShardDataModule(L.LightningDataModule):
         self.val_list = expand_urls(val_urls) if val_urls else []
         if not self.train_list:
             raise ConfigError(f"data.train_urls expands to no shards: {train_urls!r}")
+        check_pipe_urls(self.train_list + self.val_list)
         for url in self.train_list + self.val_list:
             if "://" not in url and not url.startswith("pipe:") and not os.path.isfile(url):
                 raise ConfigError(f"shard {url} does not exist (data.train_urls / data.val_urls)")

@@ -1,4 +1,4 @@
-"""The `jepa` command: LightningCLI for fit/validate/test/predict, plus the subcommands other packages register.
+"""The `jepa` command: LightningCLI for fit and validate, plus the subcommands other packages register.
 
 Models and datamodules are picked by class_path in the YAML config and subcommands come from the `jepa.commands`
 entry points (jepa/commands.py), so this core module imports none of the packages that use it.
@@ -15,7 +15,8 @@ from jepa.commands import help_line, prefer_own_packages, registered_commands, r
 from jepa.config_files import BASES_KEY, expand_configs, given_data_values
 from jepa.errors import ConfigError
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# LightningCLI's test and predict are left out: no module of the project implements test_step or predict_step
+LIGHTNING_COMMANDS = ("fit", "validate")
 # (model key, data key) pairs that must agree: the datamodule's image size, channels and clip length are the model's
 LINKED_TO_MODEL = (("img_size", "img_size"), ("img_size", "size"), ("in_chans", "channels"),
                    ("num_frames", "num_frames"))
@@ -23,9 +24,9 @@ LINKED_TO_MODEL = (("img_size", "img_size"), ("img_size", "size"), ("in_chans", 
 
 def _overview() -> str:
     commands = registered_commands()
-    lines = ["usage: jepa {fit,validate,test,predict," + ",".join(commands) + "} [options]", "",
+    lines = ["usage: jepa {fit,validate," + ",".join(commands) + "} [options]", "",
              "JEPA pretraining, evaluation and planning.", "",
-             "  fit / validate / test / predict   LightningCLI: jepa fit --config configs/ijepa/<recipe>.yaml "
+             "  fit / validate                    LightningCLI: jepa fit --config configs/ijepa/<recipe>.yaml "
              "[--trainer.devices N ...]; jepa fit --help lists every option"]
     lines += [f"  {name:<33} {help_line(ep)}" for name, ep in commands.items()]
     return "\n".join(lines)
@@ -45,6 +46,10 @@ def build_cli(args: list[str], run: bool = True):
     from jepa.run_record import RunRecord
 
     class JepaCLI(LightningCLI):
+        @staticmethod
+        def subcommands() -> dict:
+            return {name: v for name, v in LightningCLI.subcommands().items() if name in LIGHTNING_COMMANDS}
+
         def add_arguments_to_parser(self, parser) -> None:
             parser.add_lightning_class_args(RunRecord, "run_record")
             parser.add_argument(f"--{BASES_KEY}", type=Optional[list[str]], default=None,

@@ -39,6 +39,18 @@ def versions() -> dict[str, str]:
     return found
 
 
+def cpu_model() -> str:
+    """The processor's model name (platform.processor() is often empty on Linux): figures and float results are
+    compared on the same one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware() -> dict[str, object]:
     import torch
 

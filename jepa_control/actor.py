@@ -1,5 +1,5 @@
 """Mode-1: a goal-conditioned actor A(s, g) trained through the frozen world model, used alone (reactive: one
-forward pass per step) or to warm-start a planner (docs/design.md, "The control stack").
+forward pass per step) or to warm-start a planner (docs/control.md).
 
 Training imagines: from a true latent s_0 of the data and a goal latent g (a frame of another trajectory), the
 actor picks a_t = A(s_t, g), the frozen predictor gives s_{t+1}, for `horizon` steps; the loss is the planner's own

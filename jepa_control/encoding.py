@@ -1,8 +1,8 @@
 """The frozen encoder as the world model sees it: uint8 frames in, (pooled) patch tokens out.
 
-Any encoder of this project plugs in through VisionTransformer.encode (docs/design.md, "The encoder interface"); it is frozen here and
-its tokens are average-pooled to a small grid (patch tokens plan far better than one vector, and a 2x2 grid keeps
-the world model cheap on a CPU). `fold` keeps finer detail at the same token count: the grid is pooled to
+Any encoder of this project plugs in through VisionTransformer.encode (docs/design.md, "The encoder interface"); it
+is frozen here and its tokens are average-pooled to a small grid (patch tokens plan far better than one vector, and
+a 2x2 grid keeps the world model cheap on a CPU). `fold` keeps finer detail at the same token count: the grid is pooled to
 (pool_grid * fold)^2 tokens and each fold x fold block is concatenated into one token (space-to-depth), so the
 predictor's attention still runs over pool_grid^2 tokens and only its input / output layers grow.
 """

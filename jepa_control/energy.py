@@ -1,5 +1,5 @@
 """The seed's learned energy E(s): low on latents of states the world really produces, high on what the world model
-imagines off the data (docs/design.md, "The control stack"), so a planner with cost d(s, g) + lambda * E(s) avoids plans whose
+imagines off the data (docs/control.md), so a planner with cost d(s, g) + lambda * E(s) avoids plans whose
 predicted states are artefacts of the model.
 
 Training (per-sample hinge, not the seed's degenerate batch-mean one): every observed state s^+ of a window is

@@ -1,4 +1,4 @@
-"""The evaluation protocol (docs/design.md, "The control stack"): fixed step budget, success judged on the final state, held-out
+"""The evaluation protocol (docs/control.md): fixed step budget, success judged on the final state, held-out
 layouts, fixed seeds for starts and goals, episodes x seeds, Wilson 95 % interval, seconds per planning step."""
 from __future__ import annotations
 

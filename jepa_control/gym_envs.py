@@ -19,7 +19,7 @@ import numpy as np
 
 from jepa.errors import ConfigError
 
-# headless rendering (docs/design.md, "Facts about the machines and packages"): set before mujoco or pygame is imported
+# headless rendering (docs/design.md): set before mujoco or pygame is imported
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 

@@ -112,7 +112,7 @@ class MPCAgent:
     """Plan with `planner` on `model` under `cost`, execute `execute` planned actions, replan. Each plan starts from
     the shifted previous plan (warm_start) or, given a Mode-1 `actor`, from the actions the actor takes in
     imagination. With `action_repeat` r > 1 every planned action is held for r env steps (the CPU recipe of
-    docs/design.md, "The control stack"): a plan of H actions looks H * r steps ahead for the same search dimension, and is scored
+    docs/control.md): a plan of H actions looks H * r steps ahead for the same search dimension, and is scored
     on the state at the end of each held action. A horizon long enough to go round the two-rooms wall is what
     takes the summed goal distance out of its local minimum there (docs/control.md)."""
 

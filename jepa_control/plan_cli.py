@@ -1,4 +1,4 @@
-"""`jepa plan`: evaluate planners on a trained world model with the protocol of docs/design.md, "The control stack".
+"""`jepa plan`: evaluate planners on a trained world model with the protocol of docs/control.md.
 
     jepa plan --config configs/control/plan_two_rooms.yaml --world_model runs/two_rooms/world_model/checkpoints/last.ckpt
 

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-torch.set_num_threads(1)  # two processes on two cores (docs/design.md, "Facts about the machines and packages")
+torch.set_num_threads(1)  # two processes on two cores (docs/design.md)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
 

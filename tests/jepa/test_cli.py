@@ -122,3 +122,12 @@ def test_a_mistyped_key_in_a_config_is_caught_by_that_parse(tmp_path, capsys):
     bad.write_text(text)
     assert main(["fit", "--config", str(bad), "--print_config"]) == 2
     assert "'fodl' is not accepted" in capsys.readouterr().err
+
+
+def test_test_and_predict_are_neither_listed_nor_accepted():
+    overview = jepa("--help")
+    assert "predict" not in overview.stdout and "validate" in overview.stdout
+    assert " test " not in overview.stdout and "{fit,validate," in overview.stdout
+    for command in ("test", "predict"):
+        out = jepa(command, "--config", str(CONFIG))
+        assert out.returncode == 2 and f"unknown command {command!r}" in out.stderr and "Traceback" not in out.stderr
