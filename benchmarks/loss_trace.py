@@ -1,7 +1,7 @@
 """The first N training losses of a recipe, exactly (as float hex), to prove a refactor left training unchanged.
 
     python benchmarks/loss_trace.py --config configs/ijepa/fmnist_cpu.yaml --steps 20 --out runs/trace/after.json
-    python benchmarks/loss_trace.py --compare benchmarks/results/loss_trace/fmnist_cpu.json runs/trace/after.json
+    python benchmarks/loss_trace.py --compare benchmarks/results/loss_trace/ijepa.json runs/trace/after.json
 
 The run keeps the recipe's schedules (max_steps as configured) and stops after N optimizer steps; it writes nothing
 into the recipe's run folder. Bitwise equality holds on one machine and one torch build: other CPUs may round

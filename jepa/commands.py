@@ -25,14 +25,21 @@ def help_line(entry_point) -> str:
     `jepa --help` stays fast)."""
     module, _, func = entry_point.value.partition(":")
     try:
-        spec = importlib.util.find_spec(module)
-        tree = ast.parse(Path(spec.origin).read_text())
+        tree = ast.parse(module_source(module).read_text())
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name == func:
                 return (ast.get_docstring(node) or "").splitlines()[0]
     except (ImportError, AttributeError, OSError, SyntaxError, IndexError):
         pass
     return ""
+
+
+def module_source(module: str) -> Path:
+    """The .py file of a module, found from its top-level package's location: importlib.util.find_spec of a submodule
+    would import (run) the parent packages, and theirs pull in torch and Lightning."""
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)  # a top-level package's spec is found without running it
+    return Path(spec.submodule_search_locations[0]).joinpath(*rest[:-1], f"{rest[-1]}.py") if rest else Path(spec.origin)
 
 
 def run_command(name: str, argv: list[str]) -> int:

@@ -135,8 +135,7 @@ class EnergyModule(L.LightningModule):
             self.log(f"val/auroc_{k}", auroc(torch.cat(self._val[k]), pos))
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        return adamw_cosine(params, self.hparams.lr, self.hparams.weight_decay, self.trainer)
+        return adamw_cosine(self.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer)
 
 
 def load_energy(path: str) -> EnergyModule:

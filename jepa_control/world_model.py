@@ -290,8 +290,8 @@ class WorldModel(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["latents"]))
 
     def configure_optimizers(self):
-        params = [p for p in self.predictor.parameters() if p.requires_grad]
-        return adamw_cosine(params, self.hparams.lr, self.hparams.weight_decay, self.trainer, self.hparams.warmup_steps)
+        return adamw_cosine(self.predictor.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer,
+                            self.hparams.warmup_steps)
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
@@ -320,8 +320,9 @@ def whitening(latents: torch.Tensor, floor: float = 1e-3, max_tokens: int = 200_
 
 
 def adamw_cosine(params, lr: float, weight_decay: float, trainer=None, warmup_steps: int = 0) -> dict:
-    """AdamW (no decay on biases and norms) with a linear warm-up then a cosine decay to 0 over the trainer's
-    max_steps (1000 without a trainer): the optimiser of every module of control/."""
+    """AdamW over the trainable ones of `params` (jepa.optim.decay_groups: no decay on biases and norms) with a linear
+    warm-up then a cosine decay to 0 over the trainer's max_steps (1000 without a trainer): the optimiser of every
+    module of jepa_control."""
     opt = torch.optim.AdamW(decay_groups(params), lr=lr, weight_decay=weight_decay)
     total = max(1, trainer.max_steps if trainer is not None and trainer.max_steps > 0 else 1000)
     warm = min(warmup_steps, total - 1)

@@ -1,6 +1,8 @@
 """Configs composed from bases: the chain of files, overrides key by key, loops refused, every recipe resolves."""
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -43,20 +45,17 @@ def test_a_loop_of_bases_and_a_missing_base_are_named(tmp_path):
         config_chain(d)
 
 
-def test_a_variant_overrides_only_what_it_names(tmp_path):
-    parser_config = _resolved(ROOT / "configs" / "ijepa" / "fmnist_50ep.yaml", tmp_path)
-    full = _resolved(ROOT / "configs" / "ijepa" / "fmnist_full.yaml", tmp_path)
-    assert parser_config["trainer"]["max_epochs"] == 50 and full["trainer"]["max_epochs"] == 20
-    assert parser_config["trainer"]["default_root_dir"] == "runs/fmnist_50ep"
-    parser_config["trainer"].update(max_epochs=20, default_root_dir="runs/fmnist_full")
-    assert parser_config == full  # everything else, model and data included, comes from the bases
+def test_a_variant_overrides_only_what_it_names():
+    variant = _resolved(ROOT / "configs" / "ijepa" / "fmnist_50ep.yaml")
+    full = _resolved(ROOT / "configs" / "ijepa" / "fmnist_full.yaml")
+    assert variant["trainer"]["max_epochs"] == 50 and full["trainer"]["max_epochs"] == 20
+    assert variant["trainer"]["default_root_dir"] == "runs/fmnist_50ep"
+    variant["trainer"].update(max_epochs=20, default_root_dir="runs/fmnist_full")
+    assert variant == full  # everything else, model and data included, comes from the bases
     assert full["trainer"]["precision"] == "32-true" and full["trainer"]["accelerator"] == "cpu"  # from base/cpu.yaml
 
 
-def _resolved(config: Path, tmp_path: Path) -> dict:
-    import contextlib
-    import io
-
+def _resolved(config: Path) -> dict:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         main(["fit", "--config", str(config), "--print_config"])
@@ -68,10 +67,10 @@ def _resolved(config: Path, tmp_path: Path) -> dict:
 @pytest.mark.parametrize("config", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "configs").glob("*/*.yaml")
                                           if p.parent.name not in ("base", "probe") and "plan_" not in p.name
                                           and p.name != "seed_mode1_refine.yaml" and p.parent.name != "data"))
-def test_every_recipe_resolves_with_one_run_folder_and_no_logger_paths(config, tmp_path):
+def test_every_recipe_resolves_with_one_run_folder_and_no_logger_paths(config):
     text = (ROOT / config).read_text()
     assert "save_dir" not in text  # loggers follow trainer.default_root_dir (jepa/cli.py)
-    resolved = _resolved(ROOT / config, tmp_path)
+    resolved = _resolved(ROOT / config)
     assert resolved["trainer"]["default_root_dir"].startswith("runs/")
     assert resolved["trainer"]["logger"] is None  # the CLI adds CSV + TensorBoard loggers in the run folder
 
