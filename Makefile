@@ -38,7 +38,7 @@ fashion-mnist:
 	fi
 
 quickstart: install fashion-mnist
-	$(BIN)/jepa quickstart --data_root $(FMNIST_DIR) $(QUICKSTART_ARGS)
+	$(BIN)/jepa quickstart --data_root $(FMNIST_DIR) --overwrite $(QUICKSTART_ARGS)
 
 test: install-dev fashion-mnist
 	FASHION_MNIST_ROOT=$(FMNIST_DIR) HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

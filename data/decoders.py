@@ -6,11 +6,14 @@ undecodable bytes, wrong shape); the stream skips it, counts it under that reaso
 from __future__ import annotations
 
 import io
+import os
+import warnings
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from data.video import decode_clip
 
@@ -54,14 +57,32 @@ def label_of(sample: dict) -> int:
         raise BadSample("decode", f".cls is not an integer ({err})") from err
 
 
-def decode_image_member(sample: dict, channels: int) -> torch.Tensor:
-    """uint8 [C, H, W] with C = channels (1: grey, 3: RGB), decoded by torchvision (libjpeg-turbo / libpng)."""
-    key, data = member(sample, IMAGE_KEYS)
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+def read_image(source: bytes | str | os.PathLike, channels: int) -> Image.Image:
+    """A fully decoded PIL image in mode L (channels 1) or RGB (3), whatever the file's mode (palette, CMYK, 16-bit,
+    alpha). BadSample when it is empty, undecodable, truncated, or larger than PIL's decompression-bomb limit
+    (Image.MAX_IMAGE_PIXELS). Pillow rather than torchvision.io, whose image decoders are deprecated."""
+    name = "member" if isinstance(source, (bytes, bytearray)) else str(source)
+    if (len(source) if isinstance(source, (bytes, bytearray)) else os.path.getsize(source)) == 0:
+        raise BadSample("empty", f"{name} has zero bytes")
     try:
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
-    except RuntimeError as err:
-        raise BadSample("decode", f".{key} is not a decodable image ({str(err).splitlines()[-1][:120]})") from err
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a huge image is skipped, not decoded
+            with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+                image.load()  # decode now, so a truncated file fails here rather than inside a transform
+                return image.convert("L" if channels == 1 else "RGB")
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as err:
+        raise BadSample("decode", f"{name} is not a decodable image ({type(err).__name__}: "
+                                  f"{str(err).splitlines()[0][:120] if str(err) else ''})") from err
+
+
+def decode_image_member(sample: dict, channels: int) -> torch.Tensor:
+    """uint8 [C, H, W] with C = channels (1: grey, 3: RGB)."""
+    key, data = member(sample, IMAGE_KEYS)
+    try:
+        return pil_to_tensor(read_image(data, channels))
+    except BadSample as err:
+        raise BadSample(err.reason, f".{key}: {str(err).split(': ', 1)[1]}") from err
 
 
 def load_npy(sample: dict, key: str, required: bool = True) -> np.ndarray | None:

@@ -99,6 +99,7 @@ class FashionMNISTDataModule(ResumableDataModule):
         self.batch_size, self.num_workers, self.limit_train, self.seed = batch_size, num_workers, limit_train, seed
         self.train_tf = train_transform(28, crop_scale, flip, MEAN, STD)
         self.eval_tf = eval_transform(MEAN, STD)
+        self.normalisation = {"mean": list(MEAN), "std": list(STD)}
 
     def setup(self, stage: str | None = None) -> None:
         images, labels = load_split(self.root, "train")

@@ -154,6 +154,7 @@ class MovingFashionMNISTDataModule(ResumableDataModule):
         self.train_clips, self.val_clips, self.num_frames, self.size = train_clips, val_clips, num_frames, size
         self.batch_size, self.num_workers, self.seed, self.frames = batch_size, num_workers, seed, frames
         self.garment = garment
+        self.normalisation = {"mean": list(MEAN), "std": list(STD)}  # normalise_clip's
         # kept in the checkpoint, so `jepa probe` builds its clips with the garments the encoder was trained on
         self.save_hyperparameters("garment")
 

@@ -68,6 +68,7 @@ class ResumableDataModule(L.LightningDataModule):
     """Base for map-style datamodules: train_loader() builds the resumable loader; progress is checkpointed."""
 
     seed: int = 0
+    normalisation: dict | None = None  # {"mean", "std"} of the inputs, saved in checkpoints for `jepa export`
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,7 +98,8 @@ class ResumableDataModule(L.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict:
-        return {"epoch": self.progress["epoch"], "consumed": self.progress["consumed"], "seed": self.seed}
+        return {"epoch": self.progress["epoch"], "consumed": self.progress["consumed"], "seed": self.seed,
+                "normalisation": self.normalisation}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("seed", self.seed) == self.seed:

@@ -27,6 +27,7 @@ from data.image_folder import IMAGENET_MEAN, IMAGENET_STD
 from data.resumable import PositionInDataModule
 from data.shard_stream import ShardStream, expand_urls
 from data.shard_writer import INDEX_NAME
+from data.skip_report import SkipReport
 from data.transforms import eval_transform, train_transform
 from jepa.errors import ConfigError
 
@@ -49,30 +50,36 @@ def check_pipe_urls(urls: list[str]) -> None:
                       stacklevel=3)
 
 
-def index_total(urls: list[str]) -> int | None:
-    """Samples in `urls` according to the index.json beside them (None when an index is missing or silent)."""
-    by_folder: dict[str, list[str]] = {}
+def index_counts(urls: list[str]) -> list[int] | None:
+    """Samples in each of `urls` according to the index.json beside them (None when an index is missing or
+    silent about one of them)."""
+    indexes: dict[str, dict[str, int]] = {}
+    result = []
     for url in urls:
         if url.startswith("pipe:"):
             return None
         folder, _, name = url.rpartition("/")
-        by_folder.setdefault(folder, []).append(name)
-    total = 0
-    for folder, names in by_folder.items():
-        location = f"{folder}/{INDEX_NAME}" if folder else INDEX_NAME
-        try:
-            if location.startswith(("http://", "https://")):
-                with urllib.request.urlopen(location, timeout=30) as response:  # noqa: S310
-                    index = json.load(response)
-            else:
-                index = json.loads(Path(location.removeprefix("file://")).read_text())
-        except (OSError, ValueError):
+        if folder not in indexes:
+            location = f"{folder}/{INDEX_NAME}" if folder else INDEX_NAME
+            try:
+                if location.startswith(("http://", "https://")):
+                    with urllib.request.urlopen(location, timeout=30) as response:  # noqa: S310
+                        index = json.load(response)
+                else:
+                    index = json.loads(Path(location.removeprefix("file://")).read_text())
+                indexes[folder] = {s["file"]: int(s["samples"]) for s in index.get("shards", [])}
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):
+                return None
+        if name not in indexes[folder]:
             return None
-        counts = {s["file"]: s["samples"] for s in index.get("shards", [])}
-        if any(n not in counts for n in names):
-            return None
-        total += sum(counts[n] for n in names)
-    return total
+        result.append(indexes[folder][name])
+    return result
+
+
+def index_total(urls: list[str]) -> int | None:
+    """Samples in `urls` according to their index.json (None when it cannot tell)."""
+    counts = index_counts(urls)
+    return None if counts is None else sum(counts)
 
 
 class FixedLengthLoader(PositionInDataModule):
@@ -96,23 +103,6 @@ class FixedLengthLoader(PositionInDataModule):
             except StopIteration:
                 return
             count += 1
-
-
-class ShardReport(L.Callback):
-    """Logs the bad samples skipped in each epoch (summed over ranks) and warns when there were any."""
-
-    def __init__(self, datamodule: "ShardDataModule") -> None:
-        self.datamodule = datamodule
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        counts = self.datamodule.close_epoch()
-        total = trainer.strategy.reduce(torch.tensor(counts, dtype=torch.float64), reduce_op="sum")
-        self.datamodule.epoch_reports.append(dict(zip(REASONS, (int(v) for v in total.tolist()))))
-        pl_module.log_dict({f"data/skipped_{r}": v for r, v in zip(REASONS, total.tolist())}, sync_dist=False)
-        if trainer.is_global_zero and total.sum() > 0:
-            detail = ", ".join(f"{r} {int(v)}" for r, v in zip(REASONS, total.tolist()) if v)
-            warnings.warn(f"epoch {trainer.current_epoch}: skipped {int(total.sum())} bad samples ({detail}); "
-                          "the log above names each shard and key", stacklevel=1)
 
 
 class ShardDataModule(L.LightningDataModule):
@@ -161,7 +151,8 @@ class ShardDataModule(L.LightningDataModule):
         self.rotation = 0  # which worker's slot is due next (see ShardStream.rotation)
         self.committed = [0] * len(REASONS)  # skipped in finished epochs (this rank; rank 0 carries resumed totals)
         self.current: dict[int, list[int]] = {}  # slot -> skipped so far in this epoch's iteration
-        self.epoch_reports: list[dict] = []
+        self.epoch_reports: list[dict] = []  # per epoch: skipped samples per reason, summed over ranks
+        self.skip_reasons = REASONS
 
     # ---- what subclasses define -------------------------------------------------------------------------------
     def decoder(self, train: bool):
@@ -187,8 +178,7 @@ class ShardDataModule(L.LightningDataModule):
         if self.batches_per_epoch < 1:
             raise ConfigError(f"data.epoch_samples={self.epoch_samples} is less than one batch of "
                               f"{self.batch_size} on each of {self.world_size} processes")
-        if self.trainer is not None and not any(isinstance(c, ShardReport) for c in self.trainer.callbacks):
-            self.trainer.callbacks.append(ShardReport(self))
+        SkipReport.attach(self)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -202,6 +192,7 @@ class ShardDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> FixedLengthLoader:
         dataset = ShardStream(self.train_list, self.decoder(train=True), self.seed, shuffle=True, rank=self.rank,
+                              expected=index_counts(self.train_list),
                               world_size=self.world_size, repeat=True)
 
         def prepare() -> None:  # each epoch's (and a resumed run's) workers start after the last trained sample
@@ -214,6 +205,7 @@ class ShardDataModule(L.LightningDataModule):
         if world > 1 and not self.val_samples:
             raise ConfigError("data.val_samples is needed for validation on several processes (no index.json)")
         dataset = ShardStream(self.val_list, self.decoder(train=False), self.seed, shuffle=False, rank=self.rank,
+                              expected=index_counts(self.val_list),
                               world_size=world, repeat=world > 1)
         # One process: every validation sample once. Several: the same number of batches on each rank.
         batches = (math.ceil(self.val_samples / self.batch_size) if self.val_samples else None) if world == 1 \
@@ -261,7 +253,8 @@ class ShardDataModule(L.LightningDataModule):
         positions = {str(k): list(v) for p in parts for k, v in p["positions"].items()}
         skipped = [sum(p["skipped"][i] for p in parts) for i in range(len(REASONS))]
         return {"n_slots": self.n_slots, "n_shards": len(self.train_list), "seed": self.seed,
-                "start_pass": self.start_pass, "rotation": self.rotation, "positions": positions, "skipped": skipped}
+                "start_pass": self.start_pass, "rotation": self.rotation, "positions": positions, "skipped": skipped,
+                "normalisation": getattr(self, "normalisation", None)}
 
     def load_state_dict(self, state: dict) -> None:
         positions = {int(k): tuple(v) for k, v in state.get("positions", {}).items()}
@@ -308,6 +301,7 @@ class ImageShardDataModule(ShardDataModule):
         self.channels = channels
         self.train_tf = train_transform(img_size, crop_scale, flip, mean, std)
         self.eval_tf = eval_transform(mean, std, size=img_size)
+        self.normalisation = {"mean": list(mean), "std": list(std)}
 
     def decoder(self, train: bool) -> ImageDecoder:
         return ImageDecoder(self.train_tf if train else self.eval_tf, self.channels)
@@ -338,6 +332,7 @@ class ClipShardDataModule(ShardDataModule):
         self.num_frames, self.frame_step = num_frames, frame_step
         self.train_tf = train_transform(img_size, crop_scale, flip, mean, std)
         self.eval_tf = eval_transform(mean, std, size=img_size)
+        self.normalisation = {"mean": list(mean), "std": list(std)}
 
     def decoder(self, train: bool) -> ClipDecoder:
         return ClipDecoder(self.train_tf if train else self.eval_tf, self.num_frames, self.frame_step)

@@ -61,11 +61,13 @@ class ShardStream(IterableDataset):
         shuffle: permute shards per pass and samples per shard (training); off: file order (validation).
         rank, world_size: this process's place in DDP.
         repeat: go on to the next pass when a slot's shards are done (training); off: one pass, then stop.
+        expected: samples per shard from the index; a shard that holds fewer (cut on a tar block boundary, which
+            reads as a clean end) has the missing ones counted under 'shard'.
     """
 
     def __init__(self, urls: list[str], decode: Callable, seed: int = 0, shuffle: bool = True, rank: int = 0,
-                 world_size: int = 1, repeat: bool = True) -> None:
-        self.urls, self.decode, self.seed, self.shuffle = urls, decode, seed, shuffle
+                 world_size: int = 1, repeat: bool = True, expected: list[int] | None = None) -> None:
+        self.urls, self.decode, self.seed, self.shuffle, self.expected = urls, decode, seed, shuffle, expected
         self.rank, self.world_size, self.repeat = rank, world_size, repeat
         self.start: dict[int, tuple[int, int, int]] = {}  # slot -> (pass, shard position, offset) to resume from
         self.start_pass = 0  # where slots missing from `start` begin
@@ -129,9 +131,16 @@ class ShardStream(IterableDataset):
                 buffered = list(samples)
                 order = np.random.default_rng([self.seed, pass_, shard, 1 << 20]).permutation(len(buffered))
                 samples = [buffered[i] for i in order]
+            found = 0
             for index, raw in enumerate(samples):
+                found = index + 1
                 if index >= skip:
                     yield index, raw
+        missing = self.expected[shard] - found if self.expected is not None else 0
         if errors:
-            skipped["shard"] += 1
+            skipped["shard"] += max(1, missing)
             log.warning("shard %s is damaged, kept the samples before the damage (%s)", url, errors[0])
+        elif missing > 0:
+            skipped["shard"] += missing
+            log.warning("shard %s holds %d samples where its index.json says %d: counted %d as skipped", url, found,
+                        self.expected[shard], missing)

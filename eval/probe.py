@@ -20,6 +20,7 @@ from eval.features import PROTOCOLS, encode_tokens, pixel_tokens, pool
 from eval.knn import knn_accuracy
 from eval.linear_probe import LinearProbeConfig, linear_probe
 from jepa.errors import ConfigError
+from jepa.export import exported_weights
 from jepa.io import sha256_of
 
 
@@ -82,7 +83,7 @@ class Row:
 
 
 def checkpoint_row(name: str, path: str | os.PathLike, encoder: nn.Module, which: str) -> Row:
-    weights = Path(path) / "encoder.safetensors" if Path(path).is_dir() else Path(path)  # a `jepa export` folder
+    weights = exported_weights(path) if Path(path).is_dir() else Path(path)  # a `jepa export` folder
     return Row(name, frozen_copy(encoder), {"checkpoint_sha256": sha256_of(weights), "which": which},
                encoder.patch_size)
 

@@ -37,11 +37,10 @@ from eval.probe import (
     settings,
 )
 from jepa.checkpoint import load_encoder
-from jepa.vit import encoder_args
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
 from jepa.provenance import provenance
-from jepa.vit import VisionTransformer
+from jepa.vit import VisionTransformer, encoder_args
 
 DEFAULT_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "jepa", "features")
 

@@ -25,6 +25,8 @@ from eval.probe import (
 from ijepa.mask_plot import plot_masks
 from jepa.cli import build_cli
 from jepa.io import write_json, write_text
+from jepa.outputs import check_writable, refuse_clobber
+from jepa.preflight import clear_checkpoints
 from jepa.provenance import provenance
 from jepa.run_record import RunRecord
 
@@ -46,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probe_train_limit", type=int, default=0, help="probe on N training images (0: all 60k)")
     p.add_argument("--probe_test_limit", type=int, default=0, help="score N test images (0: all 10k)")
     p.add_argument("--no_progress", action="store_true", help="hide the training progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     return p
 
 
@@ -68,13 +71,16 @@ def main(argv: list[str]) -> int:
     """pretrain I-JEPA on Fashion-MNIST, probe it, print the results table"""
     args = parser().parse_args(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not args.overwrite:
+        refuse_clobber("--out", out, "pass --overwrite to replace it")
+    check_writable("--out", out)
     find_root(args.data_root)  # fail now, with the install hint, not after building a model
     started = time.time()
     seconds: dict[str, float] = {}
 
     cli = build_cli(fit_args(args, out), run=False)
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
+    clear_checkpoints(trainer)  # an earlier run's, when told to overwrite it
     random_init = frozen_copy(model.target_encoder)  # the very weights pretraining starts from
 
     # A picture of the masks the recipe samples, on real training images.

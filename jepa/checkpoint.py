@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from jepa.errors import ConfigError
+from jepa.safe_load import safe_load
 from jepa.vit import ENCODER_ARGS, VisionTransformer, encoder_args
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -24,13 +25,7 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which, not a pickle traceback
-        raise ConfigError(f"checkpoint {path} could not be read safely ({type(err).__name__}: {err})") from None
+    return safe_load(path)
 
 
 def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -2,13 +2,15 @@
 
 AtomicCheckpointIO (a Lightning CheckpointIO plugin) writes every checkpoint to a temporary file in the target
 folder, fsyncs it, renames it into place and then writes `<name>.sha256` beside it. It refuses to write a
-checkpoint holding a NaN/inf tensor, and checks the free space first. newest_valid_checkpoint() picks the newest
-checkpoint of a folder whose checksum (or, without one, whose zip structure) verifies, warning about each one it
+checkpoint holding a NaN/inf tensor, and checks the free space first. Every read, Lightning's resume included, goes
+through safe_load (weights_only=True whatever the caller asks). newest_valid_checkpoint() picks the newest checkpoint
+of a folder that verifies (checksum or zip structure, and nothing a safe load refuses), warning about each one it
 passes over.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import shutil
 import warnings
@@ -20,6 +22,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from jepa.errors import ConfigError
 from jepa.io import atomic_write, sha256_of, write_text
+from jepa.safe_load import safe_load, unsafe_globals
 
 SIDECAR = ".sha256"
 
@@ -65,7 +68,12 @@ def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """TorchCheckpointIO with atomic writes, a sha256 sidecar, a non-finite guard and a free-space check."""
+    """TorchCheckpointIO with atomic writes, a sha256 sidecar, a non-finite guard, a free-space check and reads
+    that are always weights-only."""
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        # Lightning passes weights_only=None (torch's default, unsafe before torch 2.6): always refuse code
+        return safe_load(path, map_location=map_location or "cpu")
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         bad = nonfinite_tensors(checkpoint.get("state_dict", {}))
@@ -84,18 +92,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def verify_checkpoint(path: str | os.PathLike) -> str | None:
-    """None when the checkpoint is intact, else why not (checksum mismatch, truncated zip, ...)."""
+    """None when the checkpoint is intact and safe to load, else why not (checksum mismatch, truncated zip,
+    code a weights-only load refuses, ...)."""
     path = Path(path)
     sidecar = Path(str(path) + SIDECAR)
     try:
         if sidecar.is_file():
             expected = sidecar.read_text().split()[0]
-            return None if sha256_of(path) == expected else "its sha256 does not match " + sidecar.name
-        with zipfile.ZipFile(path) as archive:  # torch.save's format; testzip reads and CRC-checks every member
-            broken = archive.testzip()
-        return None if broken is None else f"member {broken} fails its CRC"
-    except (OSError, zipfile.BadZipFile, IndexError) as err:
-        return f"it cannot be read ({type(err).__name__}: {err})"
+            if sha256_of(path) != expected:
+                return "its sha256 does not match " + sidecar.name
+        else:
+            with zipfile.ZipFile(path) as archive:  # torch.save's format; testzip reads and CRC-checks every member
+                broken = archive.testzip()
+            if broken is not None:
+                return f"member {broken} fails its CRC"
+        blocked = unsafe_globals(path)
+    except (OSError, zipfile.BadZipFile, IndexError, RuntimeError, pickle.UnpicklingError) as err:
+        return f"it cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''})"
+    if blocked:
+        return (f"it references {', '.join(blocked[:5])}, which a safe load refuses; do not load this file, "
+                "it may execute code")
+    return None
 
 
 def _step_of(path: Path) -> int:

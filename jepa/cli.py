@@ -11,7 +11,12 @@ import re
 import sys
 from typing import Optional
 
-from jepa.commands import help_line, prefer_own_packages, registered_commands, run_command
+from jepa.commands import (
+    help_line,
+    prefer_own_packages,
+    registered_commands,
+    run_command,
+)
 from jepa.config_files import BASES_KEY, expand_configs, given_data_values
 from jepa.errors import ConfigError
 
@@ -54,6 +59,9 @@ def build_cli(args: list[str], run: bool = True):
             parser.add_lightning_class_args(RunRecord, "run_record")
             parser.add_argument(f"--{BASES_KEY}", type=Optional[list[str]], default=None,
                                 help="config files this config builds on, relative to it (jepa/config_files.py)")
+            parser.add_argument("--overwrite", type=bool, default=False,
+                                help="start a fresh run in a trainer.default_root_dir that holds another run's "
+                                     "results (replacing them); without it such a run refuses to start")
             # what the data must share with the model follows the model (skipped where either class lacks the key)
             for source, target in LINKED_TO_MODEL:
                 parser.link_arguments(f"model.init_args.{source}", f"data.init_args.{target}", apply_on="parse")
@@ -79,12 +87,29 @@ def build_cli(args: list[str], run: bool = True):
             super()._parse_ckpt_path()
 
         def before_fit(self) -> None:
-            from jepa.preflight import preflight, resolve_auto_checkpoint
+            from jepa.outputs import refuse_clobber
+            from jepa.preflight import (
+                clear_checkpoints,
+                preflight,
+                resolve_auto_checkpoint,
+            )
 
-            preflight(self.trainer, self.model)  # unwritable folders, no room for a checkpoint: fail before compute
             config = self.config_init[self.subcommand]
+            if config.get("ckpt_path") is None:  # a resume writes on its own run; a fresh run on no other
+                if not config.get("overwrite"):
+                    refuse_clobber("trainer.default_root_dir", self.trainer.default_root_dir,
+                                   "resume that run with --ckpt_path auto, or pass --overwrite true to replace it")
+                clear_checkpoints(self.trainer)
+            preflight(self.trainer, self.model)  # unwritable folders, no room for a checkpoint: fail before compute
             if config.get("ckpt_path") == "auto":
                 config["ckpt_path"] = resolve_auto_checkpoint(self.trainer)
+
+        def before_validate(self) -> None:
+            from jepa.outputs import refuse_clobber
+
+            if not self.config_init[self.subcommand].get("overwrite"):
+                refuse_clobber("trainer.default_root_dir", self.trainer.log_dir, "pass --overwrite true to replace "
+                               "the earlier validation", markers=("results.json", "metrics.csv"))
 
 
         def instantiate_trainer(self, **kwargs):
@@ -93,9 +118,14 @@ def build_cli(args: list[str], run: bool = True):
                 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
                 root = config.get("default_root_dir") or os.getcwd()
-                kwargs["logger"] = [CSVLogger(root, name="logs", version=""),
-                                    TensorBoardLogger(root, name="logs", version="")]
+                name = "validate" if self.subcommand == "validate" else "logs"  # never over the training logs
+                kwargs["logger"] = [CSVLogger(root, name=name, version=""),
+                                    TensorBoardLogger(root, name=name, version="")]
             trainer = super().instantiate_trainer(**kwargs)
+            from jepa.checkpoint_io import AtomicCheckpointIO
+
+            if not isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):  # every read weights-only
+                trainer.strategy.checkpoint_io = AtomicCheckpointIO()
             for cb in trainer.callbacks:
                 if isinstance(cb, RunRecord):
                     cb.config_text = getattr(self, "_config_text", None)

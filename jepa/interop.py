@@ -25,6 +25,8 @@ from jepa.vit import VIT_SIZES, Predictor, VisionTransformer
 OFFICIAL_KEYS = ("encoder", "predictor", "target_encoder")
 LICENCE = "CC-BY-NC-4.0 (official I-JEPA weights and code, facebookresearch/ijepa)"
 VJEPA_LICENCE = "CC-BY-NC-4.0 (official V-JEPA weights and code, facebookresearch/jepa)"
+# the official training code normalises inputs with ImageNet's statistics (its make_transforms defaults)
+OFFICIAL_NORMALISATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
 def _count_blocks(state: dict, prefix: str) -> int:
@@ -141,7 +143,8 @@ def import_official_vjepa(path: str | os.PathLike, num_heads: int | None = None,
     state_dict.update({f"predictor.{k}": v for k, v in predictor.state_dict().items()})
     return {"state_dict": state_dict, "hyper_parameters": hp,
             "imported_from": {"path": str(path), "sha256": sha256_of(path), "format": "official V-JEPA",
-                              "epoch": ckpt.get("epoch"), "licence": VJEPA_LICENCE}}
+                              "epoch": ckpt.get("epoch"), "licence": VJEPA_LICENCE,
+                              "normalisation": OFFICIAL_NORMALISATION}}
 
 
 def import_official_ijepa(path: str | os.PathLike, num_heads: int | None = None, ckpt: dict | None = None) -> dict:
@@ -158,7 +161,8 @@ def import_official_ijepa(path: str | os.PathLike, num_heads: int | None = None,
     state_dict.update({f"predictor.{k}": v for k, v in predictor.state_dict().items()})
     return {"state_dict": state_dict, "hyper_parameters": hp,
             "imported_from": {"path": str(path), "sha256": sha256_of(path), "format": "official I-JEPA",
-                              "epoch": ckpt.get("epoch"), "licence": LICENCE}}
+                              "epoch": ckpt.get("epoch"), "licence": LICENCE,
+                              "normalisation": OFFICIAL_NORMALISATION}}
 
 
 def write_checkpoint(ckpt: dict, out: str | os.PathLike) -> Path:

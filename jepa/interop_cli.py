@@ -16,9 +16,12 @@ def import_main(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="checkpoint to write (.ckpt)")
     p.add_argument("--num_heads", type=int, default=None,
                    help="attention heads (read from the standard ViT sizes when omitted; needed for others)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     args = p.parse_args(argv)
     from jepa.interop import import_official, write_checkpoint
+    from jepa.outputs import check_output_file
 
+    check_output_file("--out", args.out, args.overwrite)
     ckpt = import_official(args.source, args.num_heads)
     out = write_checkpoint(ckpt, args.out)
     hp = ckpt["hyper_parameters"]
@@ -30,26 +33,46 @@ def import_main(argv: list[str]) -> int:
 
 
 def export_main(argv: list[str]) -> int:
-    """encoder -> safetensors + config.json: jepa export --ckpt CKPT --out DIR"""
+    """encoder -> timm / Hugging Face folder: jepa export --ckpt CKPT --out DIR"""
     p = argparse.ArgumentParser(prog="jepa export", description=(
-        "Write a checkpoint's encoder as <out>/encoder.safetensors + <out>/config.json: loadable with "
-        "jepa.checkpoint.load_encoder(out) without Lightning, and as a timm VisionTransformer via jepa.export.to_timm."))
+        "Write a checkpoint's encoder as <out>/model.safetensors + <out>/config.json in timm's Hugging Face layout: "
+        "timm.create_model('local-dir:<out>', pretrained=True) builds it (image encoders), jepa.hub.JepaEncoder."
+        "from_pretrained(<out>) and jepa.checkpoint.load_encoder(<out>) read it without Lightning. The input "
+        "normalisation comes from the checkpoint's data when it recorded one, else give --mean and --std."))
     p.add_argument("--ckpt", required=True, help="checkpoint of this project (trained, supervised or imported)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--which", default="target_encoder", choices=["target_encoder", "encoder", "auto"])
     p.add_argument("--mean", type=float, nargs="+", default=None, help="input normalisation mean, per channel")
     p.add_argument("--std", type=float, nargs="+", default=None, help="input normalisation std, per channel")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of a non-empty --out folder")
     args = p.parse_args(argv)
     from jepa.checkpoint import load_checkpoint, load_encoder
-    from jepa.export import export_encoder
+    from jepa.errors import ConfigError
+    from jepa.export import (
+        CONFIG,
+        WEIGHTS,
+        check_normalisation,
+        export_encoder,
+        recorded_normalisation,
+    )
     from jepa.io import sha256_of
+    from jepa.outputs import check_output_folder
 
+    if Path(args.ckpt).is_dir():
+        raise ConfigError(f"--ckpt {args.ckpt} is a folder; give a checkpoint file of this project")
+    check_output_folder("--out", args.out, args.overwrite)
     encoder, _ = load_encoder(args.ckpt, args.which)
-    imported = load_checkpoint(args.ckpt).get("imported_from") or {}
+    ckpt = load_checkpoint(args.ckpt)
+    given = check_normalisation(args.mean, args.std, encoder.in_chans)
+    normalisation = given or recorded_normalisation(ckpt)
+    if normalisation is None:
+        raise ConfigError(f"--ckpt {args.ckpt} records no input normalisation: give --mean and --std "
+                          f"({encoder.in_chans} value{'s' if encoder.in_chans > 1 else ''} each, the training data's)")
+    imported = ckpt.get("imported_from") or {}
     source = {"checkpoint": str(args.ckpt), "sha256": sha256_of(args.ckpt), "which": args.which,
               "imported_from": imported or None}
     licence = imported.get("licence") or "none inherited: trained with this project (mind the training data's licence)"
-    out = export_encoder(encoder, args.out, source, licence, args.mean, args.std)
-    print(f"exported {args.which} of {args.ckpt} -> {Path(out) / 'encoder.safetensors'}, {Path(out) / 'config.json'}"
-          f"\nlicence: {licence}")
+    out = export_encoder(encoder, args.out, source, licence, normalisation["mean"], normalisation["std"])
+    print(f"exported {args.which} of {args.ckpt} -> {Path(out) / WEIGHTS}, {Path(out) / CONFIG} (mean "
+          f"{normalisation['mean']}, std {normalisation['std']})\nlicence: {licence}")
     return 0

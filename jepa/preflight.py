@@ -2,12 +2,16 @@
 `--ckpt_path auto` is resolved to the newest intact checkpoint."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from jepa.checkpoint_io import check_free_space, newest_valid_checkpoint, verify_checkpoint
+from jepa.checkpoint_io import (
+    AtomicCheckpointIO,
+    check_free_space,
+    newest_valid_checkpoint,
+    verify_checkpoint,
+)
 from jepa.errors import ConfigError
+from jepa.outputs import check_writable
 from jepa.periodic_checkpoint import periodic_dir
 
 
@@ -27,16 +31,6 @@ def output_dirs(trainer) -> dict[str, Path]:
     if periodic is not None:
         dirs["PeriodicCheckpoint.dirpath"] = periodic
     return dirs
-
-
-def check_writable(option: str, folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise ConfigError(f"{option}: cannot write into {folder} ({err.strerror or err}); choose a writable folder")
 
 
 def checkpoint_bytes(model) -> int:
@@ -68,9 +62,20 @@ def resolve_auto_checkpoint(trainer) -> str | None:
 
 
 def check_checkpoint(path: str) -> None:
-    """ckpt_path given by hand: it must exist and be intact."""
+    """ckpt_path given by hand: it must exist, be intact and load safely."""
+    if Path(path).is_dir():
+        raise ConfigError(f"ckpt_path: {path} is a folder; give a checkpoint file (or ckpt_path auto)")
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path: checkpoint {path} does not exist (ckpt_path auto picks the newest intact one)")
     problem = verify_checkpoint(path)
     if problem:
-        raise ConfigError(f"ckpt_path: checkpoint {path} is damaged: {problem}")
+        raise ConfigError(f"ckpt_path: checkpoint {path} cannot be used: {problem}")
+
+
+def clear_checkpoints(trainer) -> None:
+    """A fresh run told to replace an earlier one: remove that run's periodic checkpoints, so `--ckpt_path auto`
+    can never resume the earlier run's weights later."""
+    folder = periodic_dir(trainer)
+    if folder is not None and folder.is_dir() and trainer.is_global_zero:
+        for old in folder.glob("*.ckpt"):
+            AtomicCheckpointIO().remove_checkpoint(old)

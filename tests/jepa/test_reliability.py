@@ -146,7 +146,7 @@ def test_broken_yaml_and_damaged_checkpoints_are_named(tmp_path, capsys):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint" * 64)
     assert main(["fit", "--config", str(CONFIG), f"--ckpt_path={garbage}"]) == 2
-    assert "is damaged" in capsys.readouterr().err
+    assert "garbage.ckpt cannot be used: it cannot be read" in capsys.readouterr().err
 
 
 def test_too_little_disk_is_a_config_error(tmp_path):
