@@ -67,7 +67,7 @@ def tiny_trainer(tmp_path, **kwargs) -> L.Trainer:
     return L.Trainer(**{**defaults, **kwargs})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fmnist_root() -> str:
     from data.fashion_mnist import find_root
 

@@ -14,13 +14,16 @@ import torch
 
 class KillAt(L.Callback):
     """Sends `sig` (default SIGKILL) to this process in the middle of optimizer step `step` (after its forward
-    and backward, before the weights change), as a crash or a preemption notice would arrive."""
+    and backward, before the weights change), as a crash or a preemption notice would arrive. With `rank`, only
+    that process of a multi-process run, which first leaves a file `killed` in the run folder."""
 
-    def __init__(self, step: int, sig: str = "SIGKILL") -> None:
-        self.step, self.sig = step, getattr(signal, sig)
+    def __init__(self, step: int, sig: str = "SIGKILL", rank: int | None = None) -> None:
+        self.step, self.sig, self.rank = step, getattr(signal, sig), rank
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
+            if self.rank is not None:
+                open(os.path.join(trainer.default_root_dir, "killed"), "w").close()
             os.kill(os.getpid(), self.sig)
 
 

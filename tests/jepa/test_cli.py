@@ -124,10 +124,9 @@ def test_a_mistyped_key_in_a_config_is_caught_by_that_parse(tmp_path, capsys):
     assert "'fodl' is not accepted" in capsys.readouterr().err
 
 
-def test_test_and_predict_are_neither_listed_nor_accepted():
+def test_lightnings_test_is_gone_and_predict_is_ours():
     overview = jepa("--help")
-    assert "predict" not in overview.stdout and "validate" in overview.stdout
     assert " test " not in overview.stdout and "{fit,validate," in overview.stdout
-    for command in ("test", "predict"):
-        out = jepa(command, "--config", str(CONFIG))
-        assert out.returncode == 2 and f"unknown command {command!r}" in out.stderr and "Traceback" not in out.stderr
+    assert "predict                           embeddings" in overview.stdout  # `jepa predict`, not LightningCLI's
+    out = jepa("test", "--config", str(CONFIG))
+    assert out.returncode == 2 and "unknown command 'test'" in out.stderr and "Traceback" not in out.stderr
