@@ -30,9 +30,11 @@ class RunRecord(L.Callback):
         self.started = time.time()
 
     def _write(self, trainer, stage: str) -> None:
-        if not self.enabled or not trainer.is_global_zero:
+        if not self.enabled:
             return
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)  # every rank: log_dir is a collective call
+        if not trainer.is_global_zero:
+            return
         metrics = {}
         for key, value in trainer.callback_metrics.items():
             v = float(value)
