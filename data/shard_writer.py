@@ -20,6 +20,25 @@ from jepa.io import write_json
 INDEX_NAME = "index.json"
 
 
+def prepare_shard_folder(out_dir: str | os.PathLike, name: str, overwrite: bool) -> Path:
+    """--out of a shard write: a writable folder holding no shards (or, with overwrite, its NAME-*.tar and index
+    removed first, so no stale shard of an earlier, larger write is read with the new ones)."""
+    from jepa.outputs import check_writable
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file; give a folder")
+    existing = sorted(out.glob("*.tar")) + [p for p in [out / INDEX_NAME] if p.exists()] if out.is_dir() else []
+    if existing and not overwrite:
+        raise ConfigError(f"--out: {out} already holds shards ({existing[0].name}); choose another folder or pass "
+                          "--overwrite")
+    check_writable("--out", out)
+    if overwrite:
+        for old in [*out.glob(f"{name}-*.tar"), out / INDEX_NAME]:
+            old.unlink(missing_ok=True)
+    return out
+
+
 class AtomicShardWriter:
     """Samples (dicts of bytes with a "__key__") into NAME-%06d.tar shards of at most max_count samples and about
     max_size bytes each (a shard is closed as soon as it reaches either)."""

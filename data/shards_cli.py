@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from data.shard_sources import SOURCES, FashionMNISTSource, MovingFashionMNISTSource
-from data.shard_writer import INDEX_NAME, write_shards
+from data.shard_writer import INDEX_NAME, prepare_shard_folder, write_shards
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,12 +30,14 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--seed", type=int, default=0, help="seed of the sample order written (default 0)")
     w.add_argument("--no_shuffle", action="store_true", help="keep the source's order")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.add_argument("--overwrite", action="store_true", help="replace the shards already in --out")
     return p
 
 
 def main(argv: list[str]) -> int:
     """write WebDataset tar shards: jepa shards write SOURCE [INPUT] --out DIR"""
     args = parser().parse_args(argv)
+    prepare_shard_folder(args.out, args.name, args.overwrite)
     seed = None if args.no_shuffle else args.seed
     if args.source == FashionMNISTSource.name:
         source = FashionMNISTSource(args.input, args.split, seed)

@@ -8,7 +8,7 @@ import sys
 from jepa_control.collect import POLICIES, collect
 from jepa_control.envs import ENVS, make_env
 from data.shard_sources import trajectory_sample
-from data.shard_writer import INDEX_NAME, write_shards
+from data.shard_writer import INDEX_NAME, prepare_shard_folder, write_shards
 from jepa.errors import ConfigError
 
 
@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="traj", help="shard file-name prefix (default traj)")
     p.add_argument("--max_count", type=int, default=200, help="most episodes per shard (default 200)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace the shards already in --out")
     return p
 
 
@@ -68,6 +69,7 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.episodes < 1 or args.steps < 1:
         parser().error("--episodes and --steps must be >= 1")
+    prepare_shard_folder(args.out, args.name, args.overwrite)
     env = make_env(args.env, eval_layouts=args.eval_layouts, **json_option(args.env_options, "--env_options"))
     agent, extra = None, {"env": args.env, "policy": args.policy, "steps": args.steps, "seed": args.seed,
                           "eval_layouts": args.eval_layouts, "env_options": args.env_options}

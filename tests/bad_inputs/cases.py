@@ -71,6 +71,10 @@ CASES: list[Case] = []
 
 for kind, (make, words) in CKPT_KINDS.items():
     CASES += [
+        Case(f"plan --world_model {kind}", lambda b, e, m=make: ["plan", "--world_model", str(m(b)), "--episodes", "1",
+                                                                  "--out", str(e.root / "plan")], words),
+        Case(f"predict --ckpt {kind}", lambda b, e, m=make: ["predict", "--ckpt", str(m(b)), "--path", e.fmnist,
+                                                              "--out", str(e.root / "embed")], words),
         Case(f"fit --ckpt_path {kind}", lambda b, e, m=make: e.fit(f"--ckpt_path={m(b)}"), words),
         Case(f"validate --ckpt_path {kind}", lambda b, e, m=make: e.validate(f"--ckpt_path={m(b)}"), words),
         Case(f"probe --ckpt {kind}", lambda b, e, m=make: ["probe", "--ckpt", str(m(b)), "--data", "fashion_mnist",
@@ -140,6 +144,25 @@ CASES += [
     Case("fit root is a file", lambda b, e: e.fit(run=b.file_named("a_file")), r"is a file"),
     Case("quickstart into another run's folder", lambda b, e: ["quickstart", "--out", str(b.earlier_run("qs")),
                                                                "--data_root", e.fmnist], r"--out: .*holds another run"),
+    Case("predict --out is a file", lambda b, e: ["predict", "--ckpt", str(e.imported), "--out",
+                                                  str(b.file_named("out.txt"))], r"--out: .* is a file"),
+    Case("predict unknown data", lambda b, e: ["predict", "--ckpt", str(e.imported), "--data", "nope", "--path",
+                                               str(b.folder("somewhere")), "--out", str(e.root / "embed")], r"nope"),
+    Case("predict image folder missing", lambda b, e: ["predict", "--ckpt", str(e.imported), "--data", "image_folder",
+                                                       "--path", str(b.missing("no_dir")), "--out",
+                                                       str(e.root / "embed")], r"no_dir"),
+    Case("predict grey data for a colour encoder", lambda b, e: ["predict", "--ckpt", str(e.imported), "--path",
+                                                                 e.fmnist, "--out", str(e.root / "embed")],
+         r"expects 3-channel 16x16 images but Fashion-MNIST has 1-channel"),
+    Case("collect --out is a file", lambda b, e: ["collect", "--out", str(b.file_named("c.txt")), "--episodes", "2",
+                                                  "--steps", "4", "--quiet"], r"--out: .* is a file"),
+    Case("collect --out holds shards", lambda b, e: ["collect", "--out", str(b.image_folder("c", {"traj-000000.tar":
+                                                     b"x"})), "--episodes", "2", "--steps", "4", "--quiet"],
+         r"already holds shards.*--overwrite"),
+    Case("shards write --out holds shards", lambda b, e: ["shards", "write", "fashion_mnist", e.fmnist, "--out", str(
+        b.image_folder("s", {"index.json": b"{}"})), "--quiet"], r"already holds shards.*--overwrite"),
+    Case("shards write --out is a file", lambda b, e: ["shards", "write", "fashion_mnist", e.fmnist, "--out",
+                                                       str(b.file_named("s.txt")), "--quiet"], r"--out: .* is a file"),
     Case("probe on a foreign dataset name", lambda b, e: ["probe", "--ckpt", str(e.imported), "--data", "nope"],
          r"nope"),
 ]

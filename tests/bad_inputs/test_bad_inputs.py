@@ -74,3 +74,17 @@ def test_auto_resume_passes_over_an_unsafe_newest_checkpoint(tmp_path, fmnist_ro
     with pytest.warns(UserWarning, match=r"step000000020.ckpt: it references posix.system"):
         assert newest_valid_checkpoint(folder) == good
     assert not (tmp_path / "code-ran").exists() and not os.path.exists("code-ran")
+
+
+def test_lightnings_own_resume_read_is_weights_only(tmp_path, fmnist_root):
+    """Past the checks, Lightning's resume reads through the checkpoint IO the CLI installs: it refuses code too."""
+    from jepa.checkpoint_io import AtomicCheckpointIO
+    from jepa.cli import build_cli
+    from jepa.errors import ConfigError
+
+    cli = build_cli(Env(tmp_path, fmnist_root, tmp_path).fit(), run=False)
+    io = cli.trainer.strategy.checkpoint_io
+    assert isinstance(io, AtomicCheckpointIO)
+    with pytest.raises(ConfigError, match="posix.system.*do not load this file"):
+        io.load_checkpoint(BadFiles(tmp_path).unsafe(), weights_only=False)  # even when asked to be unsafe
+    assert not (tmp_path / "code-ran").exists() and not os.path.exists("code-ran")
