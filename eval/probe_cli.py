@@ -39,6 +39,7 @@ from eval.probe import (
 from jepa.checkpoint import load_encoder
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
+from jepa.outputs import check_results_folder
 from jepa.provenance import provenance
 from jepa.vit import VisionTransformer, encoder_args
 
@@ -74,6 +75,7 @@ def parser():
                    help="more rows: name -> checkpoint, e.g. {supervised: runs/supervised_fmnist/checkpoints/last.ckpt}")
     p.add_argument("--cache_dir", type=str | None, default=DEFAULT_CACHE, help="feature cache folder (null: off)")
     p.add_argument("--out", type=str | None, default=None, help="output folder (default: <run folder>/probe)")
+    p.add_argument("--overwrite", type=bool, default=False, help="replace the results of an earlier probe in --out")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-init weights and of the probes")
     p.add_argument("--batch_size", type=int, default=256, help="images per batch during feature extraction")
     p.add_argument("--plots", type=bool, default=True, help="write confusion_matrix.png and pca.png")
@@ -113,8 +115,11 @@ def main(argv: list[str]) -> int:
     if cfg.which not in ("target_encoder", "encoder"):
         raise ConfigError(f"--which must be target_encoder or encoder, got {cfg.which!r}")
     ckpt = Path(cfg.ckpt)
+    out = Path(cfg.out) if cfg.out else default_out(ckpt)
+    if ckpt.exists():  # (a missing checkpoint is named by the loader)
+        check_results_folder("--out", out, cfg.overwrite)
     if cfg.data in CLIP_DATASETS:
-        return clip_main(cfg, init, ckpt, started)
+        return clip_main(cfg, init, ckpt, out, started)
     data = DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit)
 
     encoder, hparams = load_encoder(ckpt, cfg.which)
@@ -126,7 +131,6 @@ def main(argv: list[str]) -> int:
     cache = FeatureCache(cfg.cache_dir)
     results = probe_rows(rows, data, cfg.protocols, cfg.layers, init.linear, init.knn, init.attentive, cache,
                          cfg.batch_size, cfg.seed)
-    out = Path(cfg.out) if cfg.out else default_out(ckpt)
     table = markdown_table(results, cfg.protocols, init.knn, cfg.layers)
     plots = {}
     if cfg.plots:
@@ -154,7 +158,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def clip_main(cfg, init, ckpt: Path, started: float) -> int:
+def clip_main(cfg, init, ckpt: Path, out: Path, started: float) -> int:
     """`jepa probe --data <clip dataset>`: attentive probes on clip tokens for every label; rows: the checkpoint's
     encoder, --references (e.g. an image encoder applied frame by frame) and the same architecture at random init."""
     encoder, hparams = load_encoder(ckpt, cfg.which)
@@ -170,7 +174,6 @@ def clip_main(cfg, init, ckpt: Path, started: float) -> int:
     results = probe_clip_rows(rows, data, init.attentive, cache, cfg.seed)
     labels = list(data.train_labels)
     table = clip_table(results, labels)
-    out = Path(cfg.out) if cfg.out else default_out(ckpt)
     record = {"checkpoint": str(ckpt), "encoder": cfg.which, "data": cfg.data, "clips": data.source, "labels": labels,
               "n_train": len(data.train_x), "n_test": len(data.test_x), "settings": settings(attentive=init.attentive),
               "rows": results, "table": table,

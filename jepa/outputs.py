@@ -64,3 +64,12 @@ def check_output_folder(option: str, folder: str | os.PathLike, overwrite: bool)
         raise ConfigError(f"{option}: {folder} is not empty; choose another folder or pass --overwrite")
     check_writable(option, folder)
     return folder
+
+
+def check_results_folder(option: str, folder: str | os.PathLike, overwrite: bool) -> Path:
+    """A folder an evaluation writes its results.json into: writable, and not holding earlier results unless
+    `overwrite`."""
+    if not overwrite:
+        refuse_clobber(option, folder, "pass --overwrite true to replace them", markers=("results.json",))
+    check_writable(option, folder)
+    return Path(folder)

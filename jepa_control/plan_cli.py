@@ -22,6 +22,7 @@ from jepa_control.mpc import LatentModel, MPCAgent, SimModel
 from jepa_control.planners import PLANNERS, make_planner
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
+from jepa.outputs import check_results_folder
 from jepa.provenance import provenance
 
 
@@ -76,6 +77,7 @@ def parser():
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--show", type=int, default=4, help="episodes drawn in episodes.png")
     p.add_argument("--out", type=str | None, default=None, help="output folder (default: <world-model run>/plan)")
+    p.add_argument("--overwrite", type=bool, default=False, help="replace the results of an earlier plan run in --out")
     return p
 
 
@@ -129,6 +131,9 @@ def main(argv: list[str]) -> int:
 
     cfg = parser().parse_args(argv)
     torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out) if cfg.out else Path(cfg.world_model).resolve().parent.parent / "plan"
+    if Path(cfg.world_model).is_file():  # (a missing one is named by the loader below)
+        check_results_folder("--out", out, cfg.overwrite)
     unknown = [p for p in cfg.planners if p not in PLANNERS]
     if unknown or not cfg.planners:
         raise ConfigError(f"--planners {unknown or '[]'}: choose from {', '.join(PLANNERS)}")
@@ -166,8 +171,6 @@ def main(argv: list[str]) -> int:
         return MPCAgent(model, planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start, actor=actor,
                         action_repeat=cfg.action_repeat)
 
-    out = Path(cfg.out) if cfg.out else Path(cfg.world_model).resolve().parent.parent / "plan"
-    out.mkdir(parents=True, exist_ok=True)
     record = {"world_model": cfg.world_model, "env": cfg.env, "settings": {k: v for k, v in vars(cfg).items()
                                                                            if k != "config"},
               "protocol": {"episodes_per_seed": cfg.episodes, "seeds": cfg.seeds,

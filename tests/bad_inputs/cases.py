@@ -163,6 +163,9 @@ CASES += [
         b.image_folder("s", {"index.json": b"{}"})), "--quiet"], r"already holds shards.*--overwrite"),
     Case("shards write --out is a file", lambda b, e: ["shards", "write", "fashion_mnist", e.fmnist, "--out",
                                                        str(b.file_named("s.txt")), "--quiet"], r"--out: .* is a file"),
+    Case("probe into earlier probe results", lambda b, e: ["probe", "--ckpt", str(e.imported), "--out",
+                                                           str(b.image_folder("p", {"results.json": b"{}"}))],
+         r"holds another run's results.*--overwrite true"),
     Case("probe on a foreign dataset name", lambda b, e: ["probe", "--ckpt", str(e.imported), "--data", "nope"],
          r"nope"),
 ]

@@ -58,7 +58,7 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     out = subprocess.run(
         [sys.executable, "-m", "jepa.cli", "probe", "--ckpt", results["pretrain"]["checkpoint"], "--data_root",
          fmnist_root, "--train_limit", "500", "--test_limit", "200", "--protocols", "[avg]", "--attentive.enabled",
-         "false", "--out", str(probe_dir)],
+         "false", "--out", str(probe_dir), "--overwrite", "true"],
         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     again = json.loads((probe_dir / "results.json").read_text())
