@@ -20,8 +20,14 @@ def is_sharded(module: nn.Module) -> bool:
 def shard_jepa(encoder: nn.Module, target_encoder: nn.Module, predictor: nn.Module, mesh) -> None:
     """fully_shard every transformer block, then each of the three networks (their embeddings, norms and heads),
     over `mesh` (1-D, data parallel). Idempotent: a second call leaves sharded networks alone."""
+    import torch
     from torch.distributed.fsdp import fully_shard
 
+    from jepa.errors import ConfigError
+
+    cpu = mesh.device_type == "cpu"
+    if cpu and not hasattr(torch.cpu.Stream, "record_event"):  # FSDP2 on CPU needs the CPU stream events of torch 2.7
+        raise ConfigError(f"FSDP on CPU needs torch >= 2.7 (this is {torch.__version__}); use the ddp strategy or GPUs")
     for net, blocks in ((encoder, encoder.blocks), (target_encoder, target_encoder.blocks),
                         (predictor, predictor.predictor_blocks)):
         if is_sharded(net):
