@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision import tv_tensors
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from data.video import decode_clip
 
@@ -76,11 +75,11 @@ def read_image(source: bytes | str | os.PathLike, channels: int) -> Image.Image:
                                   f"{str(err).splitlines()[0][:120] if str(err) else ''})") from err
 
 
-def decode_image_member(sample: dict, channels: int) -> torch.Tensor:
-    """uint8 [C, H, W] with C = channels (1: grey, 3: RGB)."""
+def decode_image_member(sample: dict, channels: int) -> Image.Image:
+    """The sample's image in mode L (channels 1) or RGB (3); the transforms' ToImage makes it a tensor."""
     key, data = member(sample, IMAGE_KEYS)
     try:
-        return pil_to_tensor(read_image(data, channels))
+        return read_image(data, channels)
     except BadSample as err:
         raise BadSample(err.reason, f".{key}: {str(err).split(': ', 1)[1]}") from err
 
