@@ -13,13 +13,18 @@ RUN_MARKERS = ("results.json", "logs/results.json", "logs/metrics.csv", "checkpo
 
 
 def check_writable(option: str, folder: str | os.PathLike) -> None:
-    """ConfigError naming `option` when `folder` cannot be created or written into."""
+    """ConfigError naming `option` when `folder` could not be created or written into. Creates nothing: a folder
+    that does not exist yet is judged by its nearest existing parent."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{option}: {folder} is a file, not a folder")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option}: cannot write into {folder} ({existing} is a file)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:

@@ -121,6 +121,24 @@ def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0, age
         yield i, rollout(env, policy, steps, seed=int(np.random.default_rng([seed, i]).integers(2**31)))
 
 
+def check_trajectory_dir(path: str | Path) -> None:
+    """Before compute: `path` holds trajectory shards and at least one of them opens as a tar."""
+    import tarfile
+
+    path = Path(path)
+    tars = sorted(path.glob("*.tar")) if path.is_dir() else [path]
+    if not tars or not tars[0].is_file():
+        raise ConfigError(f"no trajectory shards (*.tar) in {path}: write some with `jepa collect --out {path}`")
+    for tar in tars:
+        try:
+            with tarfile.open(tar) as f:
+                if f.next() is not None:
+                    return
+        except (tarfile.TarError, OSError, EOFError):
+            continue
+    raise ConfigError(f"{path}: no readable episodes (damaged shards: {', '.join(t.name for t in tars[:3])})")
+
+
 def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
     """All episodes of a folder of trajectory shards (or one .tar) stacked in memory: frames uint8
     [E, T+1, H, W, 3], actions [E, T, A], proprio [E, T+1, P]. Unreadable or mis-shaped episodes are skipped and
@@ -133,11 +151,18 @@ def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
     if not tars or not tars[0].is_file():
         raise ConfigError(f"no trajectory shards (*.tar) in {path}: write some with `jepa collect --out {path}`")
     episodes: dict[str, dict[str, bytes]] = {}
+    damaged = []
     for tar in tars:
-        with tarfile.open(tar) as f:
-            for m in f.getmembers():
-                key, _, ext = m.name.partition(".")
-                episodes.setdefault(key, {})[ext] = f.extractfile(m).read()
+        try:  # a damaged shard keeps the episodes read before the damage (a cut one loses only its last)
+            with tarfile.open(tar) as f:
+                for m in f:
+                    key, _, ext = m.name.partition(".")
+                    episodes.setdefault(key, {})[ext] = f.extractfile(m).read()
+        except (tarfile.TarError, OSError, EOFError) as err:
+            damaged.append(f"{tar.name} ({type(err).__name__})")
+    if damaged:
+        warnings.warn(f"{path}: damaged trajectory shards {', '.join(damaged)}: kept the episodes before the damage",
+                      stacklevel=2)
     out: dict[str, list] = {"frames": [], "actions": [], "proprio": []}
     skipped = 0
     for key in sorted(episodes):
@@ -155,7 +180,7 @@ def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
     if skipped:
         warnings.warn(f"{path}: skipped {skipped} unreadable or mis-shaped episodes of {len(episodes)}", stacklevel=2)
     if not out["frames"]:
-        raise ConfigError(f"{path}: no readable episodes")
+        raise ConfigError(f"{path}: no readable episodes" + (f" (damaged shards: {', '.join(damaged)})" if damaged else ""))
     result = {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
     result["skipped"] = skipped
     return result

@@ -59,6 +59,11 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
     def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 6, batch_size: int = 128,
                  num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache") -> None:
         super().__init__()
+        from jepa_control.collect import check_trajectory_dir
+
+        for folder in ([train_dir] if isinstance(train_dir, (str, Path)) else list(train_dir)) + \
+                ([val_dir] if val_dir else []):
+            check_trajectory_dir(folder)  # missing or unreadable data stops here, before any compute
         self.train_dir, self.val_dir, self.window = train_dir, val_dir, window
         self.batch_size, self.num_workers, self.gate_min_r2, self.cache_dir = batch_size, num_workers, gate_min_r2, cache_dir
         self.train_set = self.val_set = None

@@ -13,8 +13,10 @@ from typing import Callable
 
 import numpy as np
 
-from tests.bad_inputs.files import OFFICIAL, BadFiles
-from tests.helpers.run_jepa import CONFIG, TINY_ARGS
+from tests.bad_inputs.files import LEGACY_CKPT, OFFICIAL, BadFiles
+from tests.helpers.run_jepa import CONFIG, ROOT, TINY_ARGS
+
+WORLD_MODEL = ROOT / "configs" / "control" / "two_rooms.yaml"
 
 
 @dataclass
@@ -34,6 +36,11 @@ class Env:
     def image_fit(self, folder: Path, *extra: str) -> list[str]:
         return self.fit("--data=data.ImageFolderDataModule", f"--data.train_dir={folder}", "--data.mean=[0.5]",
                         "--data.std=[0.5]", "--data.batch_size=2", "--data.num_workers=0", *extra)
+
+    def world_model(self, train_dir: Path) -> list[str]:
+        return ["fit", "--config", str(WORLD_MODEL), f"--model.encoder_ckpt={LEGACY_CKPT}", "--model.mean=[0.5]",
+                "--model.std=[0.5]", f"--data.train_dir={train_dir}", "--data.val_dir=null",
+                f"--trainer.default_root_dir={self.root / 'wm'}", f"--data.cache_dir={self.root / 'cache'}"]
 
     def shard_fit(self, urls: str, *extra: str) -> list[str]:
         return self.fit("--data=data.shard_datamodule.ImageShardDataModule", f"--data.train_urls={urls}", "--data.mean=[0.5]",
@@ -138,6 +145,11 @@ CASES += [
     Case("shard without index or epoch_samples", lambda b, e: e.shard_fit(str(b.text("lone-000000.tar", ""))),
          r"epoch_samples is needed"),
     Case("pipe: shard without opt-in", lambda b, e: e.shard_fit("pipe:cat x.tar"), r"JEPA_ALLOW_PIPE"),
+    # trajectory data (world models)
+    Case("world model data missing", lambda b, e: e.world_model(b.missing("no_traj")), r"no trajectory shards"),
+    Case("world model data unreadable", lambda b, e: e.world_model(b.image_folder("bad_traj", {"traj-000000.tar":
+                                                                                               b"garbage" * 100})),
+         r"no readable episodes \(damaged shards: traj-000000.tar"),
     # run folders
     Case("fit into another run's folder", lambda b, e: e.fit(run=b.earlier_run("earlier")),
          r"holds another run's results.*--ckpt_path auto.*--overwrite"),

@@ -75,6 +75,8 @@ def test_predict_refuses_an_existing_output_and_a_missing_normalisation(tmp_path
     assert main(["predict", "--ckpt", str(LEGACY_CKPT), "--data", "image_folder", "--path",
                  str(tmp_path / "images"), "--out", str(tmp_path / "o")]) == 2
     assert "records no input normalisation" in capsys.readouterr().err  # saved before checkpoints recorded it
+    assert not (tmp_path / "o").exists()  # a refused command creates nothing
+    (tmp_path / "o").mkdir()
     (tmp_path / "o" / "keep.txt").write_text("mine")
     assert main(["predict", "--ckpt", str(grey_ckpt), "--data", "image_folder", "--path", str(tmp_path / "images"),
                  "--mean", "[0.5]", "--std", "[0.5]", "--out", str(tmp_path / "o")]) == 2
