@@ -38,11 +38,7 @@ def parser():
 
 
 def normalisation_for(cfg, ckpt: Path, channels: int) -> dict:
-    from jepa.export import (
-        check_normalisation,
-        read_export_config,
-        recorded_normalisation,
-    )
+    from jepa.export import check_normalisation, read_export_config, recorded_normalisation
     from jepa.safe_load import safe_load
 
     given = check_normalisation(cfg.mean, cfg.std, channels)

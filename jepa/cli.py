@@ -11,12 +11,7 @@ import re
 import sys
 from typing import Optional
 
-from jepa.commands import (
-    help_line,
-    prefer_own_packages,
-    registered_commands,
-    run_command,
-)
+from jepa.commands import help_line, prefer_own_packages, registered_commands, run_command
 from jepa.config_files import BASES_KEY, expand_configs, given_data_values
 from jepa.errors import ConfigError
 
@@ -88,11 +83,7 @@ def build_cli(args: list[str], run: bool = True):
 
         def before_fit(self) -> None:
             from jepa.outputs import refuse_clobber
-            from jepa.preflight import (
-                clear_checkpoints,
-                preflight,
-                resolve_auto_checkpoint,
-            )
+            from jepa.preflight import clear_checkpoints, preflight, resolve_auto_checkpoint
 
             config = self.config_init[self.subcommand]
             if config.get("ckpt_path") is None:  # a resume writes on its own run; a fresh run on no other

@@ -48,13 +48,7 @@ def export_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from jepa.checkpoint import load_checkpoint, load_encoder
     from jepa.errors import ConfigError
-    from jepa.export import (
-        CONFIG,
-        WEIGHTS,
-        check_normalisation,
-        export_encoder,
-        recorded_normalisation,
-    )
+    from jepa.export import CONFIG, WEIGHTS, check_normalisation, export_encoder, recorded_normalisation
     from jepa.io import sha256_of
     from jepa.outputs import check_output_folder
 

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jepa.checkpoint_io import (
-    AtomicCheckpointIO,
-    check_free_space,
-    newest_valid_checkpoint,
-    verify_checkpoint,
-)
+from jepa.checkpoint_io import AtomicCheckpointIO, check_free_space, newest_valid_checkpoint, verify_checkpoint
 from jepa.errors import ConfigError
 from jepa.outputs import check_writable
 from jepa.periodic_checkpoint import periodic_dir

@@ -41,7 +41,8 @@ def safe_load(path: str | os.PathLike, map_location="cpu"):
     except pickle.UnpicklingError as err:
         if "GLOBAL" in str(err):  # the safe loader refused a class or function (else: not a pickle at all)
             raise ConfigError(refused_message(path, err)) from None
-        raise ConfigError(f"checkpoint {path} cannot be read (not a torch checkpoint: {str(err).splitlines()[0][:120]})")
+        raise ConfigError(f"checkpoint {path} cannot be read (not a torch checkpoint: "
+                          f"{str(err).splitlines()[0][:120]})") from None
     except Exception as err:  # a truncated or foreign file: say which, not a pickle traceback
         detail = str(err).splitlines()[0][:160] if str(err) else ""
         raise ConfigError(f"checkpoint {path} cannot be read ({type(err).__name__}: {detail}); it is truncated, "
