@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from data.fashion_mnist import find_root, load_split
+from eval.collapse import spread, summary
 from eval.probe import (
     KnnConfig,
     Row,
@@ -103,6 +104,9 @@ def main(argv: list[str]) -> int:
     data = fashion_mnist(args.data_root, args.probe_train_limit, args.probe_test_limit)
     rows = public(probe_rows(rows, data, protocols, knn=knn))  # linear + kNN; `jepa probe` adds the attentive probe
     seconds["probe"] = round(time.time() - t0, 1)
+    # how spread out the features are (near collapse or not), on 2,000 training images: never the test split
+    collapse = spread({"I-JEPA": model.target_encoder, "random init": random_init}, data.train_x[-2000:], data.mean,
+                      data.std)
     seconds["total"] = round(time.time() - started, 1)
 
     table = markdown_table(rows, protocols, knn)
@@ -118,12 +122,14 @@ def main(argv: list[str]) -> int:
             "final_metrics": fit_record.get("metrics"),
             "checkpoint": checkpoint,
         },
+        "feature_spread": collapse,
         "config": record.config_text,
         "plots": {"training_curves": fit_record.get("training_curves_png"), "masks": str(out / "masks.png")},
         "provenance": provenance(record.config_text),
     }
     write_json(out / "results.json", results)
     write_text(out / "results.md", f"# Quickstart: I-JEPA on Fashion-MNIST\n\n{table}\n")
-    print(f"\n{table}\n\npretraining {seconds['pretrain']} s ({trainer.global_step} steps), probes {seconds['probe']} s, "
+    print(f"\n{table}\n\n{summary(collapse)}\n\npretraining {seconds['pretrain']} s ({trainer.global_step} steps), "
+          f"probes {seconds['probe']} s, "
           f"total {seconds['total']} s\nwrote {out / 'results.json'}, {out / 'results.md'}, plots in {out}")
     return 0

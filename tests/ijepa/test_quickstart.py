@@ -35,6 +35,9 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     assert (tmp_path / "results.md").read_text().count("|") > 10
     assert Path(results["pretrain"]["checkpoint"]).is_file()
     assert "| I-JEPA |" in out.stdout
+    spread = results["feature_spread"]  # how spread out the features are, beside the random init it started from
+    assert set(spread) == {"I-JEPA", "random init"} and all(r["width"] == 128 and r["rankme"] >= 1 for r in spread.values())
+    assert "feature spread (I-JEPA): RankMe" in out.stdout
 
     # `jepa probe` on the checkpoint the quickstart wrote: the same probe path from the command line
     probe_dir = tmp_path / "probe"
