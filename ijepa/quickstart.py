@@ -87,6 +87,7 @@ def main(argv: list[str]) -> int:
     # A picture of the masks the recipe samples, on real training images.
     images = load_split(args.data_root, "train")[0][:6].float() / 255
     masks = model.mask_sampler(6, (model.encoder.grid, model.encoder.grid), torch.Generator().manual_seed(0))
+    out.mkdir(parents=True, exist_ok=True)  # every check has passed: the run starts here
     plot_masks(images, masks, model.encoder.grid, out / "masks.png")
 
     t0 = time.time()

@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "jepa.cli", "quickstart", "--out", str(tmp_path), "--data_root", fmnist_root,
+        [sys.executable, "-m", "jepa.cli", "quickstart", "--out", str(tmp_path / "run"), "--data_root", fmnist_root,
          "--max_steps", "3", "--limit_train", "512", "--probe_train_limit", "1000", "--probe_test_limit", "300",
          "--protocols", "avg,flat", "--no_progress"],
         capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads((tmp_path / "results.json").read_text())
+    run = tmp_path / "run"  # a folder the quickstart has to create
+    results = json.loads((run / "results.json").read_text())
     assert set(results["rows"]) == {"I-JEPA", "random init", "raw pixels"}
     for row in results["rows"].values():
         for protocol in ("avg", "flat"):
@@ -31,8 +32,8 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     assert results["pretrain"]["optimizer_steps"] == 3
     assert set(results["seconds"]) >= {"pretrain", "probe", "total"}
     assert results["provenance"]["git_sha"]
-    assert (tmp_path / "masks.png").stat().st_size > 1000
-    assert (tmp_path / "results.md").read_text().count("|") > 10
+    assert (run / "masks.png").stat().st_size > 1000
+    assert (run / "results.md").read_text().count("|") > 10
     assert Path(results["pretrain"]["checkpoint"]).is_file()
     assert "| I-JEPA |" in out.stdout
     spread = results["feature_spread"]  # how spread out the features are, beside the random init it started from
