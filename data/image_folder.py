@@ -25,6 +25,7 @@ from jepa.errors import ConfigError
 
 log = logging.getLogger(__name__)
 SKIP_REASONS = ("empty", "decode")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class TolerantImageFolder(ImageFolder):
@@ -61,8 +62,6 @@ class TolerantImageFolder(ImageFolder):
     def counts(self) -> list[int]:
         with self.skipped.get_lock():
             return list(self.skipped)
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class ImageFolderDataModule(ResumableDataModule):
