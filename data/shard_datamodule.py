@@ -76,12 +76,6 @@ def index_counts(urls: list[str]) -> list[int] | None:
     return result
 
 
-def index_total(urls: list[str]) -> int | None:
-    """Samples in `urls` according to their index.json (None when it cannot tell)."""
-    counts = index_counts(urls)
-    return None if counts is None else sum(counts)
-
-
 class FixedLengthLoader(PositionInDataModule):
     """Exactly `batches` batches per epoch from a fresh iterator of `loader` (so fresh workers), after calling
     `prepare()` (which tells the stream where to start)."""
@@ -139,10 +133,13 @@ class ShardDataModule(L.LightningDataModule):
                 raise ConfigError(f"shard {url} does not exist (data.train_urls / data.val_urls)")
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.prefetch_factor = prefetch_factor
-        self.epoch_samples = epoch_samples or index_total(self.train_list)
+        # per-shard sample counts from index.json, read once: the epoch length and the stream's truncation check
+        self.train_counts = index_counts(self.train_list)
+        self.val_counts = index_counts(self.val_list) if self.val_list else None
+        self.epoch_samples = epoch_samples or (sum(self.train_counts) if self.train_counts else None)
         if not self.epoch_samples:
             raise ConfigError("data.epoch_samples is needed: the training shards have no index.json to count them")
-        self.val_samples = val_samples or (index_total(self.val_list) if self.val_list else None)
+        self.val_samples = val_samples or (sum(self.val_counts) if self.val_counts else None)
         if not self.val_list:  # Lightning then skips validation quietly instead of warning about an empty loader
             self.val_dataloader = L.LightningDataModule.val_dataloader.__get__(self)
         # slot -> (pass, shard position, next offset) of the last sample trained on; skipped-sample counts
@@ -192,7 +189,7 @@ class ShardDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> FixedLengthLoader:
         dataset = ShardStream(self.train_list, self.decoder(train=True), self.seed, shuffle=True, rank=self.rank,
-                              expected=index_counts(self.train_list),
+                              expected=self.train_counts,
                               world_size=self.world_size, repeat=True)
 
         def prepare() -> None:  # each epoch's (and a resumed run's) workers start after the last trained sample
@@ -205,7 +202,7 @@ class ShardDataModule(L.LightningDataModule):
         if world > 1 and not self.val_samples:
             raise ConfigError("data.val_samples is needed for validation on several processes (no index.json)")
         dataset = ShardStream(self.val_list, self.decoder(train=False), self.seed, shuffle=False, rank=self.rank,
-                              expected=index_counts(self.val_list),
+                              expected=self.val_counts,
                               world_size=world, repeat=world > 1)
         # One process: every validation sample once. Several: the same number of batches on each rank.
         batches = (math.ceil(self.val_samples / self.batch_size) if self.val_samples else None) if world == 1 \

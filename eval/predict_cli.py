@@ -37,9 +37,10 @@ def parser():
     return p
 
 
-def normalisation_for(cfg, ckpt: Path, channels: int) -> dict:
+def normalisation_for(cfg, ckpt: Path, channels: int, checkpoint: dict | None) -> dict:
+    """--mean/--std, else Fashion-MNIST's, else what the export or the checkpoint (already read: `checkpoint`)
+    recorded."""
     from jepa.export import check_normalisation, read_export_config, recorded_normalisation
-    from jepa.safe_load import safe_load
 
     given = check_normalisation(cfg.mean, cfg.std, channels)
     if given is not None:
@@ -49,7 +50,7 @@ def normalisation_for(cfg, ckpt: Path, channels: int) -> dict:
 
         return {"mean": list(MEAN), "std": list(STD)}
     recorded = (read_export_config(ckpt if ckpt.is_dir() else ckpt.parent).get("normalisation")
-                if ckpt.is_dir() or ckpt.suffix == ".safetensors" else recorded_normalisation(safe_load(ckpt)))
+                if checkpoint is None else recorded_normalisation(checkpoint))
     if recorded is None:
         raise ConfigError(f"--ckpt {ckpt} records no input normalisation: give --mean and --std")
     check_normalisation(recorded["mean"], recorded["std"], channels)
@@ -124,7 +125,8 @@ def main(argv: list[str]) -> int:
     import lightning as L
 
     from eval.predict import EmbeddingModule, EmbeddingWriter, loader
-    from jepa.checkpoint import load_encoder
+    from jepa.checkpoint import load_checkpoint, load_encoder
+    from jepa.export import exported_weights
     from jepa.io import sha256_of
     from jepa.outputs import check_output_folder
     from jepa.provenance import provenance
@@ -132,12 +134,14 @@ def main(argv: list[str]) -> int:
     cfg = parser().parse_args(argv)
     ckpt = Path(cfg.ckpt)
     out = check_output_folder("--out", cfg.out, cfg.overwrite)
-    encoder, hparams = load_encoder(ckpt, cfg.which)
+    exported = ckpt.is_dir() or ckpt.suffix == ".safetensors"
+    checkpoint = None if exported else load_checkpoint(ckpt)  # read once: the encoder and its normalisation
+    encoder, hparams = load_encoder(ckpt, cfg.which, ckpt=checkpoint)
     if encoder.is_video:
         raise ConfigError(f"--ckpt {ckpt} holds a video encoder; jepa predict embeds images")
-    norm = normalisation_for(cfg, ckpt, encoder.in_chans)
+    norm = normalisation_for(cfg, ckpt, encoder.in_chans, checkpoint)
     data, described = dataset(cfg, encoder, norm)
-    weights = ckpt if ckpt.is_file() else next(p for p in ckpt.iterdir() if p.suffix == ".safetensors")
+    weights = exported_weights(ckpt) if exported else ckpt
     metadata = {"encoder": {"checkpoint": str(ckpt), "sha256": sha256_of(weights), "which": cfg.which,
                             "embed_dim": encoder.embed_dim, "tokens_per_sample": encoder.grid ** 2},
                 "data": described, "normalisation": norm, "tokens": cfg.tokens, "provenance": provenance(None)}

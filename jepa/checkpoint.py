@@ -39,11 +39,13 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
         )
 
 
-def load_encoder(path: str | os.PathLike, which: str = "target_encoder") -> tuple[VisionTransformer, dict]:
+def load_encoder(path: str | os.PathLike, which: str = "target_encoder",
+                 ckpt: dict | None = None) -> tuple[VisionTransformer, dict]:
     """The frozen encoder (`target_encoder` by default, or `encoder`; `auto`: the target encoder if there is one)
     of a checkpoint of this project (JEPA, supervised or imported), rebuilt from the checkpoint's hyperparameters,
     or of an export folder / .safetensors file of `jepa export`; returns (encoder, hyperparameters): the module's,
-    plus `data`, the datamodule's saved ones (empty when it saved none, and for exports)."""
+    plus `data`, the datamodule's saved ones (empty when it saved none, and for exports). `ckpt`: the checkpoint
+    already read from `path`, so a caller that needs more of it reads the file once."""
     if which not in ("target_encoder", "encoder", "auto"):
         raise ConfigError(f"which encoder: use 'target_encoder', 'encoder' or 'auto', got {which!r}")
     if Path(path).is_dir() or str(path).endswith(".safetensors"):  # an export of `jepa export`
@@ -51,7 +53,7 @@ def load_encoder(path: str | os.PathLike, which: str = "target_encoder") -> tupl
 
         encoder, config = load_exported(path)
         return encoder, {**config["args"], "data": {}}
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path) if ckpt is None else ckpt
     if not isinstance(ckpt, dict):
         raise ConfigError(f"{path} is not a Lightning checkpoint of this project (it holds a {type(ckpt).__name__})")
     hparams = ckpt.get("hyper_parameters") or {}

@@ -55,8 +55,8 @@ def export_main(argv: list[str]) -> int:
     if Path(args.ckpt).is_dir():
         raise ConfigError(f"--ckpt {args.ckpt} is a folder; give a checkpoint file of this project")
     check_output_folder("--out", args.out, args.overwrite)
-    encoder, _ = load_encoder(args.ckpt, args.which)
     ckpt = load_checkpoint(args.ckpt)
+    encoder, _ = load_encoder(args.ckpt, args.which, ckpt=ckpt)
     given = check_normalisation(args.mean, args.std, encoder.in_chans)
     normalisation = given or recorded_normalisation(ckpt)
     if normalisation is None:
