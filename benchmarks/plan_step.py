@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from jepa_control.cost import GoalCost  # noqa: E402
 from jepa_control.planners import make_planner  # noqa: E402
-from jepa_control.world_model import ActionConditionedPredictor  # noqa: E402
+from jepa_control.predictor import ActionConditionedPredictor  # noqa: E402
 
 # token_dim, num_tokens, embed_dim, depth, heads, context, horizon, action repeat, action_dim
 SHAPES = {

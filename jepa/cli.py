@@ -20,6 +20,13 @@ LIGHTNING_COMMANDS = ("fit", "validate")
 # (model key, data key) pairs that must agree: the datamodule's image size, channels and clip length are the model's
 LINKED_TO_MODEL = (("img_size", "img_size"), ("img_size", "size"), ("in_chans", "channels"),
                    ("num_frames", "num_frames"))
+# a datamodule of latents encodes with the model's frozen encoder: its settings (FrozenEncoder.from_checkpoint's
+# arguments, as the model names them) or the world model whose encoder it is
+FROZEN_ENCODER_ARGS = ("encoder_ckpt", "mean", "std", "pool_grid", "encoder_which", "fold")
+
+
+def frozen_encoder_settings(path, mean, std, pool_grid, which, fold) -> dict:
+    return {"path": path, "mean": mean, "std": std, "pool_grid": pool_grid, "which": which, "fold": fold}
 
 
 def _overview() -> str:
@@ -60,6 +67,11 @@ def build_cli(args: list[str], run: bool = True):
             # what the data must share with the model follows the model (skipped where either class lacks the key)
             for source, target in LINKED_TO_MODEL:
                 parser.link_arguments(f"model.init_args.{source}", f"data.init_args.{target}", apply_on="parse")
+            parser.link_arguments(tuple(f"model.init_args.{k}" for k in FROZEN_ENCODER_ARGS), "data.init_args.encoder",
+                                  compute_fn=frozen_encoder_settings, apply_on="parse")
+            parser.link_arguments("model.init_args.world_model", "data.init_args.world_model", apply_on="parse")
+            # and hands the model the training latents it measures statistics on (whitening, read-outs)
+            parser.link_arguments("data.training_latents", "model.init_args.training_latents", apply_on="instantiate")
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config

@@ -21,10 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from jepa_control.cost import GoalCost
-from jepa_control.mlp import mlp
-from jepa_control.world_model import adamw_cosine, load_module, load_world_model
 from jepa.errors import ConfigError
+from jepa_control.cost import GoalCost
+from jepa_control.loading import load_module
+from jepa_control.mlp import mlp
+from jepa_control.optim import adamw_cosine
+from jepa_control.world_model import load_world_model
 
 
 class GoalActor(nn.Module):

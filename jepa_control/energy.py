@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jepa_control.mlp import mlp
-from jepa_control.world_model import adamw_cosine, load_module, load_world_model
 from jepa.errors import ConfigError
+from jepa_control.loading import load_module
+from jepa_control.mlp import mlp
+from jepa_control.optim import adamw_cosine
+from jepa_control.world_model import load_world_model
 
 
 class Energy(nn.Module):

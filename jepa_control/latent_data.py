@@ -1,23 +1,26 @@
 """Windows of frozen-encoder latents and actions from collected trajectories, for the world model.
 
-The encoder is frozen, so every frame is encoded once in setup() (cached on disk by eval's FeatureCache, keyed by
-the encoder checkpoint, pooling and data) and training reads windows of latents: no encoder forward per step. The
-position gate (jepa_control/gate.py) runs on the same latents before any training, and stops the run when the encoder
-cannot see the agent.
+The encoder is frozen, so every frame is encoded once, in one visible step (`prepare(encoder)`, which setup() runs
+with the encoder the datamodule was given; cached on disk by eval's FeatureCache, keyed by the encoder's weights,
+pooling and data), and training reads windows of latents: no encoder forward per step. The position gate
+(jepa_control/gate.py) runs on the same latents before any training, and stops the run when the encoder cannot see
+the agent. The training latents are handed to the model that needs statistics of them (`training_latents`, linked
+by the jepa CLI), so neither reads the other through the trainer.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jepa_control.collect import read_trajectories
-from jepa_control.gate import position_gate
 from jepa.errors import ConfigError
 from jepa.io import write_json
+from jepa_control.collect import read_trajectories
+from jepa_control.gate import position_gate
 
 
 class LatentWindows(Dataset):
@@ -42,6 +45,32 @@ class LatentWindows(Dataset):
         return {"latents": self.latents[e, s : s + w].float(), "actions": self.actions[e, s : s + w - 1]}
 
 
+class TrainingLatents:
+    """The training set's latents [E, T+1, N, D] and recorded positions [E, T+1, 2], encoded when first read: what
+    the datamodule hands the world model to measure its whitening, change scale and position read-out on."""
+
+    def __init__(self, load: Callable[[], dict]) -> None:
+        self._load, self._data = load, None
+
+    @classmethod
+    def of(cls, latents: torch.Tensor, positions: torch.Tensor | None = None) -> "TrainingLatents":
+        """Already in memory (tests, notebooks)."""
+        return cls(lambda: {"latents": latents, "positions": positions})
+
+    @property
+    def latents(self) -> torch.Tensor:
+        return self._read()["latents"]
+
+    @property
+    def positions(self) -> torch.Tensor | None:
+        return self._read()["positions"]
+
+    def _read(self) -> dict:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+
 class LatentTrajectoryDataModule(L.LightningDataModule):
     """Latent windows of the episodes in train_dir / val_dir, encoded by the model's frozen encoder.
 
@@ -54,10 +83,15 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         num_workers: dataloader workers (the data is in memory: 0 is fastest).
         gate_min_r2: stop before training when the position probe's R^2 is below this (0: report only).
         cache_dir: where encoded latents are cached (null: no cache).
+        encoder: the frozen encoder's settings (FrozenEncoder.from_checkpoint's arguments: path, mean, std,
+            pool_grid, which, fold); `jepa fit` links them from the world model's, so they are never set by hand.
+        world_model: or a world-model checkpoint whose frozen encoder encodes the data (linked from an actor's or
+            an energy's model.world_model).
     """
 
     def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 6, batch_size: int = 128,
-                 num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache") -> None:
+                 num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache",
+                 encoder: dict | None = None, world_model: str | None = None) -> None:
         super().__init__()
         from jepa_control.collect import check_trajectory_dir
 
@@ -66,8 +100,29 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
             check_trajectory_dir(folder)  # missing or unreadable data stops here, before any compute
         self.train_dir, self.val_dir, self.window = train_dir, val_dir, window
         self.batch_size, self.num_workers, self.gate_min_r2, self.cache_dir = batch_size, num_workers, gate_min_r2, cache_dir
+        self.encoder_settings, self.world_model = encoder, world_model
         self.train_set = self.val_set = None
         self.gate: dict | None = None
+        self.training_latents = TrainingLatents(self._training_data)
+
+    def build_encoder(self):
+        """The frozen encoder this datamodule was given (its settings or a world model's)."""
+        if self.world_model:
+            from jepa_control.world_model import load_world_model
+
+            return load_world_model(self.world_model).frozen_encoder
+        if self.encoder_settings:
+            from jepa_control.encoding import FrozenEncoder
+
+            return FrozenEncoder.from_checkpoint(**self.encoder_settings)
+        raise ConfigError("LatentTrajectoryDataModule has no encoder: `jepa fit` links it from a jepa_control model "
+                          "(WorldModel's encoder settings, an actor's or energy's world_model); in Python pass "
+                          "encoder= or world_model=, or call prepare(encoder)")
+
+    def _training_data(self) -> dict:
+        if self.train_set is None:
+            self.prepare(self.build_encoder())
+        return {"latents": self.train_set.latents, "positions": self.train_set.positions}
 
     def encode_dir(self, encoder, path: str) -> dict:
         """Latents (fp32: one step's change is often below fp16's resolution, ~1e-3 at unit scale) and actions of
@@ -85,15 +140,11 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         return {"latents": latents, "actions": data["actions"].float(), "positions": data["proprio"].float()}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        model = self.trainer.lightning_module if self.trainer is not None else None
-        if model is None or not hasattr(model, "frozen_encoder"):
-            raise ConfigError("LatentTrajectoryDataModule needs a model with a frozen_encoder (control.WorldModel)")
-        self.prepare(model.frozen_encoder)
+        if self.train_set is None:
+            self.prepare(self.build_encoder())
 
     def prepare(self, encoder) -> None:
-        """Encode the data with `encoder` and run the gate (also callable without a trainer)."""
+        """Encode the data with `encoder` (a FrozenEncoder) and run the gate."""
         dirs = [self.train_dir] if isinstance(self.train_dir, (str, Path)) else list(self.train_dir)
         parts = [self.encode_dir(encoder, d) for d in dirs]
         lengths = {p["actions"].shape[1] for p in parts}

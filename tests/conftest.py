@@ -77,13 +77,13 @@ def fmnist_root() -> str:
 @pytest.fixture
 def tiny_control(tmp_path):
     """A 16x16 two-rooms dataset, a tiny random encoder export and a world model trained a few steps on them."""
-    from jepa_control import LatentTrajectoryDataModule, WorldModel
-    from jepa_control.collect import collect
-    from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
     from data.shard_sources import trajectory_sample
     from data.shard_writer import write_shards
     from jepa.export import export_encoder
     from jepa.vit import VisionTransformer
+    from jepa_control import LatentTrajectoryDataModule, WorldModel
+    from jepa_control.collect import collect
+    from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
 
     env = TwoRooms(TwoRoomsConfig(img_size=16))
     for split, n in (("train", 12), ("val", 4)):
@@ -94,7 +94,8 @@ def tiny_control(tmp_path):
     model = WorldModel(str(tmp_path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
                        rollout_steps=2, warmup_steps=1)
     data = LatentTrajectoryDataModule(str(tmp_path / "train"), str(tmp_path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(tmp_path / "cache"))
+                                      gate_min_r2=0.0, cache_dir=str(tmp_path / "cache"),
+                                      encoder=model.encoder_settings)
     trainer = tiny_trainer(tmp_path, max_steps=6)
     trainer.fit(model, data)
     trainer.save_checkpoint(tmp_path / "wm.ckpt")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from jepa.errors import ConfigError
+from jepa_control.predictor import ActionConditionedPredictor, block_causal_mask
 from jepa_control.two_rooms import TwoRoomsConfig
-from jepa_control.world_model import ActionConditionedPredictor, block_causal_mask
 
 SMALL = TwoRoomsConfig(img_size=16)
 
@@ -81,7 +81,7 @@ def test_motion_input_lets_the_predictor_see_changes_a_thousandth_of_the_latents
     """Constant velocity at 1e-3 of the latents' scale: with `motion` (change in, change out, in units of the data's
     change std) the predictor extrapolates it; the same predictor on the raw latents does not get far below
     "nothing moves"."""
-    from jepa_control.world_model import change_std
+    from jepa_control.latent_stats import change_std
 
     g = torch.Generator().manual_seed(0)
 

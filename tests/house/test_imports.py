@@ -82,3 +82,26 @@ def test_imports_are_read_from_every_package():
     graph = project_imports()
     assert "jepa.module" in graph["ijepa.module"]  # the graph is not trivially empty
     assert {package_of(m) for m in graph} == set(PACKAGES)
+
+
+def trainer_reaches(source: str) -> list[str]:
+    """`<...>.trainer.datamodule` / `<...>.trainer.lightning_module` in Python source: one module reading another
+    through the trainer instead of being handed what it needs."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in ("datamodule", "lightning_module"):
+            owner = node.value
+            if (isinstance(owner, ast.Attribute) and owner.attr == "trainer") or \
+                    (isinstance(owner, ast.Name) and owner.id == "trainer"):
+                found.append(f"line {node.lineno}: trainer.{node.attr}")
+    return found
+
+
+def test_no_module_of_control_reaches_through_the_trainer():
+    reaches = {p.name: trainer_reaches(p.read_text()) for p in (ROOT / "jepa_control").rglob("*.py")}
+    assert not {name: found for name, found in reaches.items() if found}
+
+
+def test_the_trainer_reach_finder_finds_one():
+    assert trainer_reaches("x = self.trainer.datamodule.train_set\ny = trainer.lightning_module")
+    assert not trainer_reaches("x = self.trainer.max_steps\ndatamodule = 1")
