@@ -14,7 +14,7 @@ import torch
 
 from jepa.errors import ConfigError
 
-POLICIES = ("random", "noisy", "seek", "plan")
+POLICIES = ("random", "noisy", "seek", "push", "plan")
 
 
 class RandomPolicy:
@@ -65,6 +65,45 @@ class SeekPolicy(NoisyPolicy):
         return self.pull * towards / max(np.linalg.norm(towards), 1e-9)
 
 
+class PushPolicy:
+    """Push-T: approach the block from a random side and push through its centre, again and again (with action
+    noise), so the data hold contacts that move and turn the block, which a random walk of the pusher rarely makes.
+    Reads the true block pose from the env, like the seek policy reads the goal: a data-collection policy, never
+    the model's input. Each push: a random direction d; go to the point `standoff` table pixels before the block's
+    centre along d; push along d for `push_steps` steps (past the centre, so the block moves); repeat."""
+
+    def __init__(self, low, high, rng: np.random.Generator, standoff: float = 90.0, push_steps: int = 4,
+                 noise: float = 0.2) -> None:
+        self.low, self.high, self.rng = np.asarray(low), np.asarray(high), rng
+        self.standoff, self.push_steps, self.noise = standoff, push_steps, noise
+
+    def reset(self, env, info: dict) -> None:
+        if not hasattr(env, "reach") or not hasattr(env.env, "block"):
+            raise ConfigError("the push policy drives Push-T's pusher into its block: use --env push_t")
+        self.env, self.phase, self.left = env, "approach", 0
+        self.direction = self._new_direction()
+
+    def _new_direction(self) -> np.ndarray:
+        angle = self.rng.uniform(0, 2 * np.pi)
+        return np.array([np.cos(angle), np.sin(angle)])
+
+    def act(self, obs, info) -> np.ndarray:
+        pusher = np.asarray(self.env.env.agent.position, np.float64)
+        block = np.asarray(self.env.env.block.position, np.float64)
+        if self.phase == "approach":
+            target = np.clip(block - self.standoff * self.direction, 20, 492)
+            if np.linalg.norm(target - pusher) < 0.5 * self.env.reach:
+                self.phase, self.left = "push", self.push_steps
+            move = (target - pusher) / self.env.reach
+        else:
+            move = self.direction.copy()
+            self.left -= 1
+            if self.left <= 0:
+                self.phase, self.direction = "approach", self._new_direction()
+        action = move + self.noise * self.rng.standard_normal(2)
+        return np.clip(action, self.low, self.high).astype(np.float32)
+
+
 class PlanPolicy:
     """The current planner (any agent with reset(goal_obs, info) / act(obs, info), e.g. MPCAgent on a world model)
     driving to each episode's goal: the "act" of the seed's act-store-retrain loop. `noise` adds Gaussian
@@ -90,6 +129,8 @@ def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: flo
         return NoisyPolicy(env.action_low, env.action_high, rng)
     if name == "seek":
         return SeekPolicy(env.action_low, env.action_high, rng)
+    if name == "push":
+        return PushPolicy(env.action_low, env.action_high, rng)
     if name == "plan":
         if agent is None:
             raise ConfigError("the plan policy needs a planning agent (jepa collect --policy plan --world_model CKPT)")
@@ -98,27 +139,34 @@ def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: flo
 
 
 def rollout(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
-    """One episode of `steps` actions (the env's own step budget is ignored: collection wants fixed lengths)."""
+    """One episode of `steps` actions (the env's own step budget is ignored: collection wants fixed lengths);
+    "contacts" counts the steps whose info said "contact" (Push-T: the block moved)."""
     obs, info = env.reset(seed=seed)
     policy.reset(env, info)
-    frames, actions, positions = [obs], [], [info["pos"]]
+    frames, actions, positions, contacts = [obs], [], [info["pos"]], 0
     for _ in range(steps):
         action = np.clip(policy.act(obs, info), env.action_low, env.action_high)
         obs, _, _, _, info = env.step(action)
         frames.append(obs)
         actions.append(action)
         positions.append(info["pos"])
+        contacts += bool(info.get("contact", False))
     return {"frames": np.stack(frames).astype(np.uint8), "actions": np.stack(actions).astype(np.float32),
-            "proprio": np.stack(positions).astype(np.float32)}
+            "proprio": np.stack(positions).astype(np.float32), "contacts": contacts}
+
+
+def collect_episode(env, policy_name: str, steps: int, seed: int, i: int, agent=None, noise: float = 0.0) -> dict:
+    """Episode i under `seed`: its reset seed and its policy's randomness depend on (seed, i) only, so episodes
+    can be collected in any order and by any process and come out the same."""
+    policy = make_policy(policy_name, env, np.random.default_rng([seed, i, 1]), agent, noise)
+    return rollout(env, policy, steps, seed=int(np.random.default_rng([seed, i]).integers(2**31)))
 
 
 def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0, agent=None, noise: float = 0.0):
-    """Yield (episode index, trajectory) for `episodes` rollouts; episode i is reset with seed (seed, i).
+    """Yield (episode index, trajectory) for `episodes` rollouts (collect_episode).
     agent / noise: the planning agent of the "plan" policy and its exploration noise."""
-    rng = np.random.default_rng([seed, 1])
-    policy = make_policy(policy_name, env, rng, agent, noise)
     for i in range(episodes):
-        yield i, rollout(env, policy, steps, seed=int(np.random.default_rng([seed, i]).integers(2**31)))
+        yield i, collect_episode(env, policy_name, steps, seed, i, agent, noise)
 
 
 def check_trajectory_dir(path: str | Path) -> None:

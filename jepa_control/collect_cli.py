@@ -5,11 +5,16 @@ import argparse
 import json
 import sys
 
-from jepa_control.collect import POLICIES, collect
-from jepa_control.envs import ENVS, make_env
+import numpy as np
+from tqdm import tqdm
+
 from data.shard_sources import trajectory_sample
-from data.shard_writer import INDEX_NAME, prepare_shard_folder, write_shards
+from data.shard_writer import INDEX_NAME, AtomicShardWriter, prepare_shard_folder
 from jepa.errors import ConfigError
+from jepa_control.collect import POLICIES, collect, collect_episode
+from jepa_control.envs import ENVS, make_env
+
+_WORKER_ENV = None  # each collection process's own environment
 
 
 def parser() -> argparse.ArgumentParser:
@@ -17,7 +22,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default="two_rooms", choices=ENVS, help="environment (default two_rooms)")
     p.add_argument("--env_options", default="{}", help='environment settings as JSON, e.g. \'{"img_size": 32}\'')
     p.add_argument("--policy", default="noisy", choices=POLICIES,
-                   help="random: uniform actions; noisy: persistent random walk (default); plan: the planner on "
+                   help="random: uniform actions; noisy: persistent random walk (default); seek: the walk pulled "
+                        "towards the goal; push: Push-T approaches and pushes through the block; plan: the planner on "
                         "--world_model driving to each episode's goal (act, store, retrain)")
     p.add_argument("--world_model", default=None, help="plan: world-model checkpoint to plan with")
     p.add_argument("--planner", default="cem", help="plan: planner name (default cem)")
@@ -33,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for NAME-%%06d.tar shards and index.json")
     p.add_argument("--name", default="traj", help="shard file-name prefix (default traj)")
     p.add_argument("--max_count", type=int, default=200, help="most episodes per shard (default 200)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes collecting episodes in parallel (the shards are the same for any number)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace the shards already in --out")
     return p
@@ -64,13 +72,38 @@ def planning_agent(args, env):
     return MPCAgent(LatentModel(wm), planner, GoalCost(), args.execute, action_repeat=args.action_repeat)
 
 
+def _start_worker(env: str, eval_layouts: bool, options: dict) -> None:
+    import torch
+
+    global _WORKER_ENV
+    torch.set_num_threads(1)
+    _WORKER_ENV = make_env(env, eval_layouts=eval_layouts, **options)
+
+
+def _collect_in_worker(job: tuple) -> dict:
+    return collect_episode(_WORKER_ENV, *job)
+
+
+def parallel_collect(args, options: dict):
+    """Yield (i, trajectory) in episode order, collected by args.workers processes (each with its own env)."""
+    import multiprocessing
+
+    jobs = [(args.policy, args.steps, args.seed, i) for i in range(args.episodes)]
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no renderer state inherited
+    with context.Pool(args.workers, _start_worker, (args.env, args.eval_layouts, options)) as pool:
+        yield from enumerate(pool.imap(_collect_in_worker, jobs, chunksize=4))
+
+
 def main(argv: list[str]) -> int:
     """roll out a policy in an environment, write trajectories to shards"""
     args = parser().parse_args(argv)
     if args.episodes < 1 or args.steps < 1:
         parser().error("--episodes and --steps must be >= 1")
+    if args.workers < 1 or (args.workers > 1 and args.policy == "plan"):
+        parser().error("--workers must be >= 1, and 1 with --policy plan (one planner)")
     prepare_shard_folder(args.out, args.name, args.overwrite)
-    env = make_env(args.env, eval_layouts=args.eval_layouts, **json_option(args.env_options, "--env_options"))
+    options = json_option(args.env_options, "--env_options")
+    env = make_env(args.env, eval_layouts=args.eval_layouts, **options)
     agent, extra = None, {"env": args.env, "policy": args.policy, "steps": args.steps, "seed": args.seed,
                           "eval_layouts": args.eval_layouts, "env_options": args.env_options}
     if args.policy == "plan":
@@ -78,10 +111,17 @@ def main(argv: list[str]) -> int:
         extra.update(world_model=args.world_model, planner=args.planner, planner_options=args.planner_options,
                      horizon=args.horizon, execute=args.execute, action_repeat=args.action_repeat,
                      noise=args.noise)
-    samples = (trajectory_sample(f"ep{i:07d}", **traj) for i, traj in
-               collect(env, args.policy, args.episodes, args.steps, args.seed, agent, args.noise))
-    index = write_shards(samples, args.out, "collect", args.name, args.max_count, 1 << 31, total=args.episodes,
-                         extra=extra, progress=not args.quiet)
+    episodes = (parallel_collect(args, options) if args.workers > 1 else
+                collect(env, args.policy, args.episodes, args.steps, args.seed, agent, args.noise))
+    writer, counts = AtomicShardWriter(args.out, args.name, args.max_count, 1 << 31), []
+    for i, traj in tqdm(episodes, total=args.episodes, desc="collecting", unit="episode", disable=args.quiet):
+        counts.append(traj["contacts"])
+        writer.write(trajectory_sample(f"ep{i:07d}", **traj))
+    # steps whose info said "contact" (Push-T: the block moved): the interactions the world model must learn from
+    extra["contacts"] = {"per_episode": float(np.mean(counts)), "episodes_with_contact": float(np.mean(
+        [c > 0 for c in counts]))}
+    index = writer.finish("collect", extra)
     print(f"wrote {index['total']} episodes of {args.steps} steps into {args.out}/{index['pattern']} "
-          f"(index: {args.out}/{INDEX_NAME})", file=sys.stderr)
+          f"(index: {args.out}/{INDEX_NAME}); contacts per episode {extra['contacts']['per_episode']:.2f}, "
+          f"episodes with a contact {extra['contacts']['episodes_with_contact']:.0%}", file=sys.stderr)
     return 0

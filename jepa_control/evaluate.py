@@ -38,21 +38,29 @@ def episode_seed(seed: int, episode: int) -> int:
 
 
 def run_episodes(env, make_agent, episodes: int, seeds: list[int], budget: int | None = None,
-                 keep_frames: int = 0) -> dict:
+                 keep_frames: int = 0, protocol=None) -> dict:
     """Run make_agent(seed) for `episodes` episodes per seed; returns the aggregate and per-episode records.
-    keep_frames: keep the frames and path of the first N episodes (for the PNG)."""
+    keep_frames: keep the frames and path of the first N episodes (for the PNG). protocol: where episodes start
+    and what their goals are (jepa_control/protocols.py; default: the env's own reset draws both)."""
+    from jepa_control.protocols import RandomGoal
+
     budget = budget or env.max_steps
+    protocol = protocol or RandomGoal()
     records, shown = [], []
     seconds, rollouts = [], []
+    acting = 0.0  # seconds inside agent.act, plans included: what one env step of control costs
     start = time.perf_counter()
     for seed in seeds:
         agent = make_agent(seed)
         for i in range(episodes):
-            obs, info = env.reset(seed=episode_seed(seed, i))
+            obs, info = protocol.start(env, episode_seed(seed, i))
             agent.reset(env.goal_observation(), info)
             frames, path = [obs], [info["pos"]]
             for _ in range(budget):
-                obs, _, _, _, info = env.step(agent.act(obs, info))
+                tick = time.perf_counter()
+                action = agent.act(obs, info)
+                acting += time.perf_counter() - tick
+                obs, _, _, _, info = env.step(action)
                 if len(shown) < keep_frames:
                     frames.append(obs)
                 path.append(info["pos"])
@@ -73,6 +81,7 @@ def run_episodes(env, make_agent, episodes: int, seeds: list[int], budget: int |
         "success": wins / len(records), "wilson95": [lo, hi], "episodes": len(records),
         "success_per_seed": per_seed, "success_std_over_seeds": float(np.std(per_seed)),
         "seconds_per_plan": float(np.mean(seconds)) if seconds else 0.0,
+        "seconds_per_env_step": acting / (budget * len(records)),
         "plans": len(seconds), "rollouts_per_plan": float(np.mean(rollouts)) if rollouts else 0.0,
         "mean_final_distance": float(np.mean([r["final_distance"] for r in records])),
         "clamped_actions": int(sum(r["clamped"] for r in records)),

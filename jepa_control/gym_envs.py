@@ -96,6 +96,14 @@ class GymAdapter:
     def goal_observation(self) -> np.ndarray:
         raise NotImplementedError
 
+    def goal_state(self) -> np.ndarray:
+        """The current state as a goal (the offline-goal protocol): what the success rule compares against."""
+        raise NotImplementedError
+
+    def set_goal(self, state: np.ndarray) -> dict:
+        """Make `state` (from goal_state()) this episode's goal, its goal image included; returns the info."""
+        raise NotImplementedError
+
     def measure(self) -> tuple[np.ndarray, np.ndarray, float, bool]:
         raise NotImplementedError
 
@@ -171,6 +179,13 @@ class PointMaze(_MujocoAdapter):
     def goal_joints(self) -> np.ndarray:
         return self.env.goal
 
+    def goal_state(self) -> np.ndarray:
+        return self.mujoco_env.data.qpos[:2].copy()
+
+    def set_goal(self, state: np.ndarray) -> dict:
+        self.env.goal = np.asarray(state, np.float64).copy()
+        return self.info()
+
     def measure(self):
         pos, goal = self.mujoco_env.data.qpos[:2].copy(), self.env.goal.copy()
         distance = np.linalg.norm(pos - goal)
@@ -193,8 +208,24 @@ class Reacher(_MujocoAdapter):
         super().__init__(img_size, action_repeat, max_steps,
                          {"distance": 0.62, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)})
 
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        self.goal_pose = None  # (shoulder, elbow, fingertip x, y) of an offline goal; None: the env's target
+        return super().reset(seed, options)
+
+    def goal_state(self) -> np.ndarray:
+        return np.concatenate([self.env.data.qpos[:2], self.env.get_body_com("fingertip")[:2]]).copy()
+
+    def set_goal(self, state: np.ndarray) -> dict:
+        """The arm's pose from goal_state() becomes the goal: success when the fingertip is where that pose put
+        it (the env's target sphere stays where reset drew it, a static part of every frame)."""
+        self.goal_pose = np.asarray(state, np.float64).copy()
+        return self.info()
+
     def goal_joints(self) -> np.ndarray:
-        """The elbow-down joint angles that put the fingertip on the target (two-link inverse kinematics)."""
+        """The elbow-down joint angles that put the fingertip on the target (two-link inverse kinematics), or the
+        offline goal's own joints."""
+        if self.goal_pose is not None:
+            return self.goal_pose[:2]
         (l1, l2), target = self.LINKS, self.env.data.qpos[2:4]
         cos_elbow = (target @ target - l1**2 - l2**2) / (2 * l1 * l2)
         elbow = np.arccos(np.clip(cos_elbow, -1.0, 1.0))
@@ -203,7 +234,7 @@ class Reacher(_MujocoAdapter):
 
     def measure(self):
         pos = self.env.get_body_com("fingertip")[:2].copy()
-        goal = self.env.data.qpos[2:4].copy()
+        goal = self.env.data.qpos[2:4].copy() if self.goal_pose is None else self.goal_pose[2:].copy()
         distance = np.linalg.norm(pos - goal)
         return pos, goal, distance, distance < self.success_radius
 
@@ -234,6 +265,17 @@ class PushT(GymAdapter):
         target = np.asarray(self.env.agent.position) + self.reach * action
         return np.clip(target, 0.0, 512.0).astype(np.float32)
 
+    def step(self, action):
+        """One step, with info["contact"]: whether the block moved (the pusher touched it: the interactions a
+        world model of Push-T must see in its data)."""
+        before = self.goal_state()
+        obs, reward, terminated, truncated, info = super().step(action)
+        moved = self.goal_state() - before
+        info["contact"] = bool(np.hypot(*moved[:2]) > self.CONTACT_PIXELS or abs(moved[2]) > self.CONTACT_RADIANS)
+        return obs, reward, terminated, truncated, info
+
+    CONTACT_PIXELS, CONTACT_RADIANS = 0.5, 0.005  # a block pose change above these (table pixels, radians) is a push
+
     def render(self) -> np.ndarray:
         return np.ascontiguousarray(self.env._render(visualize=False))
 
@@ -247,6 +289,16 @@ class PushT(GymAdapter):
         goal.block.position = [float(v) for v in self.env.goal_pose[:2]]
         goal.space.step(goal.dt)
         return np.ascontiguousarray(goal._render(visualize=False))
+
+    def goal_state(self) -> np.ndarray:
+        """The block's pose (x, y, angle): Push-T's goal is a block pose."""
+        block = self.env.block
+        return np.array([*block.position, block.angle], np.float64)
+
+    def set_goal(self, state: np.ndarray) -> dict:
+        """The block pose becomes the goal region (drawn in every frame, and what coverage is measured on)."""
+        self.env.goal_pose = np.asarray(state, np.float64).copy()
+        return self.info()
 
     def measure(self):
         coverage = float(self.env._get_coverage())

@@ -9,21 +9,28 @@ results.md, episodes.png (a few episodes: path, start, goal) and rollout_error.p
 """
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from jepa_control.cost import GoalCost
-from jepa_control.envs import make_env
-from jepa_control.evaluate import RandomAgent, episode_seed, run_episodes
-from jepa_control.mpc import LatentModel, MPCAgent, SimModel
-from jepa_control.planners import PLANNERS, make_planner
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
 from jepa.outputs import check_results_folder
 from jepa.provenance import provenance
+from jepa_control.agents import PlanSetup, build_agent
+from jepa_control.cost import GoalCost
+from jepa_control.envs import make_env
+from jepa_control.evaluate import episode_seed, run_episodes
+from jepa_control.mpc import LatentModel
+from jepa_control.planners import PLANNERS
+from jepa_control.protocols import PROTOCOLS, make_protocol
+
+# the references' offline-goal protocol (DINO-WM, stable-worldmodel): goal 25 env steps along a held-out
+# trajectory, 50-step budget, frameskip 5, horizon 5, receding horizon 5 (the parser's defaults)
+OFFLINE_GOAL_STEPS, OFFLINE_GOAL_BUDGET = 25, 50
 
 
 def parser():
@@ -39,10 +46,22 @@ def parser():
     p.add_argument("--planners", type=list[str], default=["cem"], help=f"planners to evaluate: {', '.join(PLANNERS)}")
     p.add_argument("--planner_options", type=dict, default={},
                    help="per-planner keyword arguments, e.g. {cem: {samples: 256, iterations: 4}}")
-    p.add_argument("--horizon", type=int, default=12, help="planned steps")
-    p.add_argument("--execute", type=int, default=4, help="planned actions executed before replanning")
-    p.add_argument("--action_repeat", type=int, default=1,
-                   help="env steps each planned action is held for: the plan looks horizon x action_repeat steps ahead")
+    p.add_argument("--protocol", type=str, default="offline_goal",
+                   help=f"{' or '.join(PROTOCOLS)}: start and goal {OFFLINE_GOAL_STEPS} env steps apart on a "
+                        "held-out trajectory (the references' protocol), or drawn by the env's reset (harder: the "
+                        "goal may be far, round walls); jepa_control/protocols.py")
+    p.add_argument("--goal_offset", type=int, default=OFFLINE_GOAL_STEPS,
+                   help="offline_goal: env steps between start and goal along the trajectory")
+    p.add_argument("--goal_policy", type=str, default="noisy",
+                   help="offline_goal: the collection policy that draws the held-out trajectories (jepa collect's)")
+    p.add_argument("--trajectory_replay", type=bool, default=True,
+                   help="offline_goal: also run the trajectory's own actions (checks the goals are reachable)")
+    p.add_argument("--horizon", type=int, default=5, help="planned actions")
+    p.add_argument("--execute", type=int, default=5,
+                   help="planned actions executed before replanning (the receding horizon)")
+    p.add_argument("--action_repeat", type=int, default=5,
+                   help="frameskip: env steps each planned action is held for (the plan looks horizon x "
+                        "action_repeat steps ahead)")
     p.add_argument("--warm_start", type=bool, default=True, help="start each plan from the shifted previous one")
     p.add_argument("--distance", type=str, default="mse",
                    help="goal distance: mse or l1 between latents, position (between the world model's read-outs of "
@@ -61,9 +80,11 @@ def parser():
                    help="learned-energy checkpoint (jepa fit of jepa_control.energy.EnergyModule): adds lambda * E to the cost")
     p.add_argument("--energy_weights", type=list[float], default=[0.0],
                    help="lambda values to compare (each planner runs once per value; 0 = goal distance only)")
-    p.add_argument("--episodes", type=int, default=20, help="episodes per seed")
+    p.add_argument("--episodes", type=int, default=50, help="episodes per seed")
     p.add_argument("--seeds", type=list[int], default=[0, 1, 2], help="evaluation seeds (starts, goals, layouts)")
-    p.add_argument("--budget", type=int | None, default=None, help="steps per episode (default: the env's)")
+    p.add_argument("--budget", type=int | None, default=None,
+                   help=f"env steps per episode (default: {OFFLINE_GOAL_BUDGET} under offline_goal, the env's own "
+                        "under random_goal)")
     p.add_argument("--actor", type=str | None, default=None,
                    help="Mode-1 actor checkpoint (jepa fit of jepa_control.actor.ActorModule): adds the actor alone "
                         "(reactive) and each planner warm-started by the actor's imagined plan")
@@ -135,7 +156,7 @@ def main(argv: list[str]) -> int:
     if Path(cfg.world_model).is_file():  # (a missing one is named by the loader below)
         check_results_folder("--out", out, cfg.overwrite)
     unknown = [p for p in cfg.planners if p not in PLANNERS]
-    if unknown or not cfg.planners:
+    if unknown or not cfg.planners:  # before the world model is read
         raise ConfigError(f"--planners {unknown or '[]'}: choose from {', '.join(PLANNERS)}")
     wm = load_world_model(cfg.world_model, cfg.encoder_ckpt)
     env = make_env(cfg.env, eval_layouts=True, **cfg.env_options)
@@ -159,70 +180,36 @@ def main(argv: list[str]) -> int:
         print(f"transition graph of {cfg.graph_data}: {graph.summary()}", file=sys.stderr)
     cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout, geodesic=graph,
                     rest_weight=cfg.rest_weight)
-    run = lambda agent: run_episodes(env, agent, cfg.episodes, cfg.seeds, cfg.budget, keep_frames=cfg.show)  # noqa: E731
-    results = {}
-
-    def planner(name, seed):
-        return make_planner(name, cfg.horizon, action_dim, seed=seed, **(cfg.planner_options.get(name) or {}))
-
-    def mpc(model, name, seed, cost, actor=None):
-        """Receding-horizon control with the planner `name` and this run's execute / warm-start / action-repeat
-        settings (an actor, when given, replaces the shifted-plan warm start)."""
-        return MPCAgent(model, planner(name, seed), cost, cfg.execute, warm_start=cfg.warm_start, actor=actor,
-                        action_repeat=cfg.action_repeat)
-
-    record = {"world_model": cfg.world_model, "env": cfg.env, "settings": {k: v for k, v in vars(cfg).items()
+    protocol = make_protocol(cfg.protocol, cfg.goal_offset, cfg.goal_policy)
+    budget = cfg.budget or (OFFLINE_GOAL_BUDGET if cfg.protocol == "offline_goal" else env.max_steps)
+    setup = PlanSetup(env, wm, cost, cfg.horizon, cfg.execute, cfg.action_repeat, cfg.warm_start,
+                      cfg.planner_options, budget)
+    record = {"command": "jepa plan " + shlex.join(argv), "date": time.strftime("%Y-%m-%d"),
+              "world_model": cfg.world_model, "encoder": str(wm.frozen_encoder.source), "env": cfg.env, "settings": {k: v for k, v in vars(cfg).items()
                                                                            if k != "config"},
-              "protocol": {"episodes_per_seed": cfg.episodes, "seeds": cfg.seeds,
-                           "held_out_layouts": env.held_out_layouts, "budget": cfg.budget or env.max_steps,
+              "protocol": {"name": cfg.protocol, "episodes_per_seed": cfg.episodes, "seeds": cfg.seeds,
+                           "held_out_layouts": env.held_out_layouts, "budget": budget,
+                           "frameskip": cfg.action_repeat, "horizon": cfg.horizon, "receding_horizon": cfg.execute,
                            "success": env.success_rule, "interval": "Wilson 95 %"}}
+    if cfg.protocol == "offline_goal":
+        record["protocol"]["goal"] = (f"the state {cfg.goal_offset} env steps along a held-out trajectory of the "
+                                      f"{cfg.goal_policy!r} collection policy from the episode's start")
     if graph is not None:
         record["transition_graph"] = graph.summary()
     if cfg.oracle and not hasattr(env, "sim"):
         record["protocol"]["oracle"] = f"none: {cfg.env} has no batched true simulator to plan on"
         print(f"no oracle row: {cfg.env} has no batched true simulator to plan on", file=sys.stderr)
-    agents, actor, energy = [], None, None
-    if cfg.energy:
-        from jepa_control.energy import load_energy
-
-        energy = load_energy(cfg.energy)
-        # the seed's joint step trained a predictor of its own: plan with it
-        energy_wm = energy.wm if energy.hparams.train_predictor else wm
-    elif any(cfg.energy_weights):
-        raise ConfigError("--energy_weights above 0 need --energy <checkpoint>")
-    if cfg.random_policy:
-        agents.append(("random policy", lambda seed: RandomAgent(env, seed)))
-    if cfg.actor:
-        from jepa_control.actor import ActorAgent, load_actor
-
-        trained = load_actor(cfg.actor)
-        if Path(trained.hparams.world_model).resolve() != Path(cfg.world_model).resolve():
-            print(f"warning: the actor was trained through {trained.hparams.world_model}, planning uses "
-                  f"{cfg.world_model}", file=sys.stderr)
-        actor = trained.actor
-        agents.append(("actor alone (world model)", lambda seed: ActorAgent(LatentModel(wm), actor)))
-    for name in cfg.planners:
-        if cfg.cold_start or (actor is None and energy is None):
-            agents.append((f"{name} (world model)", lambda seed, name=name: mpc(LatentModel(wm), name, seed, cost)))
-        if actor is not None:
-            agents.append((f"{name} + actor warm start (world model)", lambda seed, name=name: mpc(
-                LatentModel(wm), name, seed, cost, actor=actor)))
-        for weight in [w for w in cfg.energy_weights if w] if energy is not None else []:
-            agents.append((f"{name}, lambda {weight:g} * E (world model)", lambda seed, name=name, weight=weight: mpc(
-                LatentModel(energy_wm), name, seed, GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight,
-                                                             energy.energy, weight, readout=readout,
-                                                             geodesic=graph, rest_weight=cfg.rest_weight))))
-        if cfg.oracle and hasattr(env, "sim"):  # a batched true simulator: two_rooms only so far
-            agents.append((f"{name} (oracle simulator)", lambda seed, name=name: mpc(
-                SimModel(env.sim), name, seed, GoalCost("euclid", cfg.cost_mode))))
-    for label, make_agent in agents:
-        results[label] = run(make_agent)
+    rows = agent_rows(cfg, setup, graph, readout)
+    results = {}
+    for label, make_agent in rows:
+        results[label] = run_episodes(env, make_agent, cfg.episodes, cfg.seeds, budget, keep_frames=cfg.show,
+                                      protocol=protocol)
         results[label]["predictor_steps_per_plan"] = (results[label]["rollouts_per_plan"] * cfg.horizon
                                                       * cfg.action_repeat)
         print(_line(label, results[label]), file=sys.stderr)
         # written after every agent, so a long evaluation stopped half-way keeps what it measured
         record["results"] = {k: {kk: vv for kk, vv in v.items() if kk != "shown"} for k, v in results.items()}
-        record["complete"] = label == agents[-1][0]
+        record["complete"] = label == rows[-1][0]
         write_json(out / "results.json", record)
 
     from jepa_control.plots import (
@@ -238,10 +225,11 @@ def main(argv: list[str]) -> int:
                                                      f"{main_name} on {where}"))}
     record["plots"]["pareto"] = str(plot_pareto(results, out / "pareto.png"))
     costs = {"cost": cost}
+    energy = setup.energy
     if energy is not None:
         costs["energy"] = lambda states, goal, actions: energy.energy(states).sum(1)
     for name, fn in costs.items() if action_dim == 2 else ():
-        grid, towards = cost_landscape(env, LatentModel(energy_wm if name == "energy" else wm), fn, cfg.horizon,
+        grid, towards = cost_landscape(env, LatentModel(setup.energy_wm if name == "energy" else wm), fn, cfg.horizon,
                                        episode_seed(cfg.seeds[0], 0))
         record["plots"][f"{name}_landscape"] = str(plot_cost_landscape(
             grid, out / f"{name}_landscape.png", f"{name} of a constant action held {cfg.horizon} steps\n(first "
@@ -272,6 +260,52 @@ def main(argv: list[str]) -> int:
     print(table)
     print(f"wrote {out}/results.json, results.md, episodes.png", file=sys.stderr)
     return 0
+
+
+def agent_rows(cfg, setup: PlanSetup, graph, readout) -> list[tuple[str, object]]:
+    """(label, make_agent) for every row this evaluation runs, built through the agent registry
+    (jepa_control/agents.py): baselines first, then each planner on the world model (cold, actor-warmed and with
+    each energy weight) and on the true simulator."""
+    unknown = [p for p in cfg.planners if p not in PLANNERS]
+    if unknown or not cfg.planners:
+        raise ConfigError(f"--planners {unknown or '[]'}: choose from {', '.join(PLANNERS)}")
+    rows, actor = [], None
+    setup.energy = setup.energy_wm = None
+    if cfg.energy:
+        from jepa_control.energy import load_energy
+
+        setup.energy = load_energy(cfg.energy)
+        # the seed's joint step trained a predictor of its own: plan with it
+        setup.energy_wm = setup.energy.wm if setup.energy.hparams.train_predictor else setup.world_model
+    elif any(cfg.energy_weights):
+        raise ConfigError("--energy_weights above 0 need --energy <checkpoint>")
+    if cfg.random_policy:
+        rows.append(("random policy", build_agent("random_policy", setup)))
+    if cfg.trajectory_replay and cfg.protocol == "offline_goal":
+        rows.append(("trajectory replay", build_agent("trajectory_replay", setup)))
+    if cfg.actor:
+        from jepa_control.actor import load_actor
+
+        trained = load_actor(cfg.actor)
+        if Path(trained.hparams.world_model).resolve() != Path(cfg.world_model).resolve():
+            print(f"warning: the actor was trained through {trained.hparams.world_model}, planning uses "
+                  f"{cfg.world_model}", file=sys.stderr)
+        actor = trained.actor
+        rows.append(("actor alone (world model)", build_agent("actor", setup, actor=actor)))
+    for name in cfg.planners:
+        if cfg.cold_start or (actor is None and setup.energy is None):
+            rows.append((f"{name} (world model)", build_agent("world_model", setup, planner=name)))
+        if actor is not None:
+            rows.append((f"{name} + actor warm start (world model)",
+                         build_agent("actor_warm_start", setup, actor=actor, planner=name)))
+        for weight in [w for w in cfg.energy_weights if w] if setup.energy is not None else []:
+            cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, setup.energy.energy, weight,
+                            readout=readout, geodesic=graph, rest_weight=cfg.rest_weight)
+            rows.append((f"{name}, lambda {weight:g} * E (world model)",
+                         build_agent("world_model", setup, planner=name, cost=cost, world_model=setup.energy_wm)))
+        if cfg.oracle and hasattr(setup.env, "sim"):  # a batched true simulator: two_rooms only so far
+            rows.append((f"{name} (oracle simulator)", build_agent("oracle", setup, planner=name)))
+    return rows
 
 
 def _line(name: str, r: dict) -> str:

@@ -167,6 +167,15 @@ class TwoRooms:
     def render(self) -> np.ndarray:
         return self.sim.render(torch.from_numpy(self.pos), torch.tensor(self.door)).numpy()
 
+    def goal_state(self) -> np.ndarray:
+        """The current state as a goal (the offline-goal protocol): the agent's position in this layout."""
+        return self.pos.copy()
+
+    def set_goal(self, state: np.ndarray) -> dict:
+        """Make `state` (from goal_state()) this episode's goal; returns the updated info."""
+        self.goal = np.asarray(state, np.float32).copy()
+        return self.info()
+
     def goal_observation(self) -> np.ndarray:
         """What the agent would see standing on the goal: the image the planner is given as its target."""
         return self.sim.render(torch.from_numpy(self.goal), torch.tensor(self.door)).numpy()

@@ -88,7 +88,7 @@ def _fit_actor(path):
 
     model = ActorModule(str(path / "wm.ckpt"), horizon=3, hidden=16)
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(path / "cache"))
+                                      gate_min_r2=0.0, cache_dir=str(path / "cache"), world_model=str(path / "wm.ckpt"))
     trainer = tiny_trainer(path, max_steps=4)
     before = [p.clone() for p in model.wm.parameters()]
     trainer.fit(model, data)
@@ -134,7 +134,8 @@ def test_jepa_plan_with_an_actor(tiny_control):
     code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--actor", str(path / "actor.ckpt"),
                  "--env_options", "{img_size: 16}", "--planners", "[cem]", "--planner_options",
                  "{cem: {samples: 8, iterations: 1, elites: 2}}", "--horizon", "3", "--cold_start", "false",
-                 "--oracle", "false", "--random_policy", "false", "--episodes", "1", "--seeds", "[0]", "--budget", "4",
+                 "--oracle", "false", "--random_policy", "false", "--trajectory_replay", "false", "--episodes", "1",
+                 "--seeds", "[0]", "--budget", "4",
                  "--show", "1", "--out", str(path / "plan")])
     assert code == 0
     results = json.loads((path / "plan" / "results.json").read_text())["results"]

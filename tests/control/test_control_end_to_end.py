@@ -15,8 +15,8 @@ from jepa_control.mpc import MPCAgent
 from jepa_control.planners import (
     CEM,
 )
+from jepa_control.predictor import ActionConditionedPredictor, block_causal_mask
 from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
-from jepa_control.world_model import ActionConditionedPredictor, block_causal_mask
 
 SMALL = TwoRoomsConfig(img_size=16)
 
@@ -100,7 +100,8 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     both travel with the checkpoint."""
     from jepa_control import WorldModel
     from jepa_control.gate import ridge_fit, ridge_select
-    from jepa_control.world_model import change_std, load_world_model
+    from jepa_control.latent_stats import change_std
+    from jepa_control.world_model import load_world_model
     from tests.conftest import tiny_trainer
 
     def readout_rows(windows):  # the rows the read-out is fitted on (all of them: fewer than its max_rows)
@@ -110,7 +111,8 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
 
     path, _, data = tiny_control
     model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
-                       rollout_steps=2, warmup_steps=1, motion=True, whiten=True, loss="mse", position_readout=True)
+                       rollout_steps=2, warmup_steps=1, motion=True, whiten=True, loss="mse", position_readout=True,
+                       training_latents=data.training_latents)
     trainer = tiny_trainer(path / "white", max_steps=3)
     trainer.fit(model, data)
     # the position read-out is the ridge fit of the recorded positions on the training latents
@@ -146,7 +148,8 @@ def test_position_weight_adds_the_read_out_error_of_the_predictions(tiny_control
     with pytest.raises(ConfigError, match="position_readout"):
         WorldModel(str(path / "encoder"), pool_grid=2, position_weight=1.0)
     model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
-                       rollout_steps=2, warmup_steps=1, position_readout=True, position_weight=0.5)
+                       rollout_steps=2, warmup_steps=1, position_readout=True, position_weight=0.5,
+                       training_latents=data.training_latents)
     tiny_trainer(path / "posw", max_steps=2).fit(model, data)
     batch = next(iter(data.train_dataloader()))
     out = model.losses(batch)
@@ -209,6 +212,38 @@ def test_gate_stops_training_when_the_encoder_cannot_see_the_agent(tiny_control)
         data.prepare(model.frozen_encoder)
 
 
+def test_jepa_fit_hands_the_world_model_its_training_latents(tiny_control):
+    """Through `jepa fit` the datamodule encodes with the model's frozen encoder (linked settings) and hands the
+    model the training latents it measures its whitening on: no module reads the other through the trainer."""
+    from jepa.checkpoint import load_checkpoint
+    from jepa.cli import main
+    from jepa_control.latent_stats import whitening
+
+    path, _, data = tiny_control
+    code = main(["fit", "--model", "jepa_control.WorldModel", "--model.encoder_ckpt", str(path / "encoder"),
+                 "--model.embed_dim", "16", "--model.depth", "1", "--model.num_heads", "2", "--model.whiten", "true",
+                 "--model.rollout_steps", "2", "--data", "jepa_control.LatentTrajectoryDataModule",
+                 "--data.train_dir", str(path / "train"), "--data.window", "3", "--data.batch_size", "8",
+                 "--data.gate_min_r2", "0", "--data.cache_dir", str(path / "cache"), "--trainer.max_steps", "1",
+                 "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                 "--trainer.default_root_dir", str(path / "cli_wm")])
+    assert code == 0
+    state = load_checkpoint(str(next((path / "cli_wm").rglob("*.ckpt"))))["state_dict"]
+    _, whitener, _ = whitening(data.train_set.latents)  # the fixture's latents: the same encoder and data
+    assert torch.allclose(state["predictor.whitener"], whitener, atol=1e-4)
+    assert "training_latents" not in load_checkpoint(str(next((path / "cli_wm").rglob("*.ckpt"))))["hyper_parameters"]
+
+
+def test_statistics_need_the_training_latents(tiny_control):
+    from jepa_control import WorldModel
+    from tests.conftest import tiny_trainer
+
+    path, _, data = tiny_control
+    model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=16, depth=1, num_heads=2, whiten=True)
+    with pytest.raises(ConfigError, match="training latents"):
+        tiny_trainer(path / "none", max_steps=1).fit(model, data)
+
+
 def test_encoder_that_does_not_match_the_frames_is_refused(tiny_control):
     path, model, _ = tiny_control
     with pytest.raises(ConfigError, match="16x16 frames with 3 channels, the environment gives 64x64 with 3"):
@@ -221,12 +256,14 @@ def test_jepa_plan_end_to_end(tiny_control):
     path, _, _ = tiny_control
     code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--env_options", "{img_size: 16}",
                  "--planners", "[cem, mppi]", "--planner_options", "{cem: {samples: 16, iterations: 2, elites: 4},"
-                 " mppi: {samples: 16, iterations: 2}}", "--horizon", "4", "--episodes", "1", "--seeds", "[0]",
-                 "--budget", "4", "--show", "1", "--rollout_data", str(path / "val"), "--out", str(path / "plan")])
+                 " mppi: {samples: 16, iterations: 2}}", "--horizon", "4", "--episodes", "2", "--seeds", "[0]",
+                 "--budget", "4", "--goal_offset", "3", "--show", "1", "--rollout_data", str(path / "val"), "--out", str(path / "plan")])
     assert code == 0
     record = json.loads((path / "plan" / "results.json").read_text())
-    assert set(record["results"]) == {"random policy", "cem (world model)", "cem (oracle simulator)",
-                                      "mppi (world model)", "mppi (oracle simulator)"}
+    assert set(record["results"]) == {"random policy", "trajectory replay", "cem (world model)",
+                                      "cem (oracle simulator)", "mppi (world model)", "mppi (oracle simulator)"}
+    assert record["protocol"]["name"] == "offline_goal" and record["protocol"]["budget"] == 4
+    assert record["results"]["trajectory replay"]["success"] == 1.0  # every goal is 3 steps along its trajectory
     assert len(record["rollout_l1_by_horizon"]["world_model"]) == len(record["rollout_l1_by_horizon"]["no_change"]) == 4
     assert (path / "plan" / "episodes.png").stat().st_size > 0 and (path / "plan" / "rollout_error.png").is_file()
     assert (path / "plan" / "pareto.png").is_file() and (path / "plan" / "cost_landscape.png").is_file()

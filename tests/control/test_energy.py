@@ -76,7 +76,7 @@ def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint, ne
     with pytest.raises(ConfigError, match="negative_actions"):
         EnergyModule(str(path / "wm.ckpt"), negative_actions="gaussian")
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(path / "cache"))
+                                      gate_min_r2=0.0, cache_dir=str(path / "cache"), world_model=str(path / "wm.ckpt"))
     predictor = [p.clone() for p in model.wm.predictor.parameters()]
     trainer = tiny_trainer(path, max_steps=4, val_check_interval=2, check_val_every_n_epoch=None)
     trainer.fit(model, data)
@@ -91,8 +91,8 @@ def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint, ne
     code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--energy", str(path / "energy.ckpt"),
                  "--energy_weights", "[0, 0.5]", "--env_options", "{img_size: 16}", "--planners", "[cem]",
                  "--planner_options", "{cem: {samples: 8, iterations: 1, elites: 2}}", "--horizon", "3",
-                 "--oracle", "false", "--random_policy", "false", "--episodes", "1", "--seeds", "[0]",
-                 "--budget", "3", "--show", "1", "--out", str(path / "plan")])
+                 "--oracle", "false", "--random_policy", "false", "--trajectory_replay", "false", "--episodes", "1",
+                 "--seeds", "[0]", "--budget", "3", "--show", "1", "--out", str(path / "plan")])
     assert code == 0
     results = json.loads((path / "plan" / "results.json").read_text())["results"]
     assert set(results) == {"cem (world model)", "cem, lambda 0.5 * E (world model)"}

@@ -110,3 +110,34 @@ def test_collect_and_plan_one_step(env, tmp_path):
     agent = lambda seed: MPCAgent(LatentModel(model), CEM(3, 2, samples=8, iterations=1, elites=2), GoalCost())  # noqa: E731
     result = run_episodes(env, agent, episodes=1, seeds=[0], budget=1)
     assert result["plans"] == 1 and result["episodes"] == 1 and result["rollouts_per_plan"] == 8
+
+
+def test_push_t_contacts_are_counted_when_the_block_moves_and_the_push_policy_makes_them():
+    """A scripted case: the pusher driven straight through the block's centre moves it (a contact on the steps the
+    block moved), driven away from it never does; the push policy's episodes hold contacts, the random walk's few."""
+    pytest.importorskip("gym_pusht")
+    from jepa_control.collect import collect_episode
+
+    env = make_env("push_t", img_size=32)
+    try:
+        env.reset(seed=4)
+        block = np.asarray(env.env.block.position, np.float64)
+        away = []
+        for _ in range(5):  # away from the block: it never moves
+            pusher = np.asarray(env.env.agent.position, np.float64)
+            *_, info = env.step(np.clip((pusher - block) / np.linalg.norm(pusher - block), -1, 1))
+            away.append(info["contact"])
+        assert not any(away)
+        into, poses = [], [env.goal_state()]
+        for _ in range(12):  # straight at the block's centre: it is hit and moves
+            pusher = np.asarray(env.env.agent.position, np.float64)
+            *_, info = env.step(np.clip((block - pusher) / 40.0, -1, 1))
+            into.append(info["contact"])
+            poses.append(env.goal_state())
+        moved = [bool(np.hypot(*(b - a)[:2]) > 0.5 or abs((b - a)[2]) > 0.005) for a, b in zip(poses, poses[1:])]
+        assert any(into) and into == moved
+        pushes = [collect_episode(env, "push", 24, 0, i)["contacts"] for i in range(4)]
+        walks = [collect_episode(env, "noisy", 24, 0, i)["contacts"] for i in range(4)]
+        assert sum(pushes) > sum(walks) and min(pushes) > 0, (pushes, walks)
+    finally:
+        env.close()

@@ -1,0 +1,96 @@
+"""Turn a `jepa plan` run into the control results file other tools read:
+benchmarks/results/control/<env>.json and its .md twin.
+
+    python benchmarks/control_results.py runs/two_rooms/plan_offline/results.json
+
+The headline row is the first planner on the world model; every other row of the run (random policy, trajectory
+replay, oracle, other planners) is kept beside it, measured on the same episodes. The references' own published
+figures stand in the .md for comparison; they were not measured here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from jepa.io import write_json, write_text  # noqa: E402
+
+# Published success rates under the offline-goal protocol (their papers and stable-worldmodel's baselines).
+REFERENCES = {
+    "two_rooms": {"DINO-WM (Wall)": 0.96, "DINO-WM (stable-worldmodel)": 1.00, "PLDM": 0.97, "LeWM": 0.87},
+    "point_maze": {"DINO-WM": 0.98},
+    "reacher": {"DINO-WM": 0.92, "DINO-WM (stable-worldmodel)": 0.79, "PLDM": 0.78, "LeWM": 0.86},
+    "push_t": {"DINO-WM": 0.90, "DINO-WM (stable-worldmodel)": 0.74, "PLDM": 0.78, "LeWM": 0.96},
+}
+
+
+def summarise(run: dict) -> dict:
+    results = run["results"]
+    settings = run["settings"]
+    main = next(k for k in results if k.startswith(settings["planners"][0]) and k.endswith("(world model)"))
+    head = results[main]
+    rows = {name: {"success": r["success"], "ci95": r["wilson95"], "per_seed": r["success_per_seed"],
+                   "seconds_per_plan": r["seconds_per_plan"], "seconds_per_env_step": r.get("seconds_per_env_step"),
+                   "mean_final_distance": r["mean_final_distance"]} for name, r in results.items()}
+    return {
+        "env": run["env"], "protocol": run["protocol"]["name"], "agent": main,
+        "success": head["success"], "ci95": head["wilson95"], "per_seed": head["success_per_seed"],
+        "episodes": head["episodes"], "seeds": run["protocol"]["seeds"],
+        "seconds_per_plan": head["seconds_per_plan"], "seconds_per_env_step": head.get("seconds_per_env_step"),
+        "random_policy_success": results.get("random policy", {}).get("success"),
+        "oracle_success": next((r["success"] for k, r in results.items()
+                                if k.startswith(settings["planners"][0]) and k.endswith("(oracle simulator)")), None),
+        "trajectory_replay_success": results.get("trajectory replay", {}).get("success"),
+        "encoder": run.get("encoder"), "world_model": run["world_model"],
+        "planner": {k: settings[k] for k in ("planners", "planner_options", "horizon", "action_repeat", "execute",
+                                             "distance", "cost_mode")},
+        "protocol_settings": run["protocol"], "rows": rows, "references": REFERENCES.get(run["env"], {}),
+        "command": run.get("command"), "hardware": run["provenance"]["hardware"],
+        "git_sha": run["provenance"]["git_sha"], "date": run.get("date"),
+        "complete": run.get("complete", True),
+    }
+
+
+def markdown(s: dict) -> str:
+    p = s["protocol_settings"]
+    lines = [f"# {s['env']}: {s['protocol']}", "",
+             f"{s['episodes']} episodes ({p['episodes_per_seed']} x seeds {p['seeds']}), budget {p['budget']} env "
+             f"steps, frameskip {p['frameskip']}, horizon {p['horizon']}, receding horizon {p['receding_horizon']}; "
+             f"success: {p['success']}.", "",
+             "| agent | success | Wilson 95 % | per seed | s / plan | s / env step |", "|---|---|---|---|---|---|"]
+    for name, r in s["rows"].items():
+        lo, hi = r["ci95"]
+        per = ", ".join(f"{v:.0%}" for v in r["per_seed"])
+        step = f"{r['seconds_per_env_step']:.3f}" if r["seconds_per_env_step"] is not None else "-"
+        lines.append(f"| {name} | {r['success']:.1%} | {lo:.1%} - {hi:.1%} | {per} | {r['seconds_per_plan']:.3f} | "
+                     f"{step} |")
+    if s["references"]:
+        lines += ["", "Published (their protocol and hardware, not measured here): " + ", ".join(
+            f"{k} {v:.0%}" for k, v in s["references"].items()) + "."]
+    hw = s["hardware"]
+    lines += ["", f"Command: `{s['command']}`", "",
+              f"Encoder: `{s['encoder']}`; world model: `{s['world_model']}`.", "",
+              f"Hardware: {hw.get('cpu_count')} x {hw.get('processor')}, {hw.get('torch_threads')} torch threads; "
+              f"git {s['git_sha']}; {s['date']}."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", help="results.json of a jepa plan run")
+    p.add_argument("--out", default=str(REPO / "benchmarks/results/control"), help="folder of the results files")
+    args = p.parse_args()
+    summary = summarise(json.loads(Path(args.results).read_text()))
+    out = Path(args.out)
+    write_json(out / f"{summary['env']}.json", summary)
+    write_text(out / f"{summary['env']}.md", markdown(summary))
+    print(f"wrote {out / summary['env']}.json and .md: {summary['agent']} {summary['success']:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
