@@ -1,10 +1,13 @@
 """Turn a `jepa plan` run into the control results file other tools read:
 benchmarks/results/control/<env>.json and its .md twin.
 
-    python benchmarks/control_results.py runs/two_rooms/plan_offline/results.json
+    python benchmarks/control_results.py runs/two_rooms/plan_offline/results.json \
+        --random_init runs/two_rooms/plan_offline_random_init/results.json
 
 The headline row is the first planner on the world model; every other row of the run (random policy, trajectory
-replay, oracle, other planners) is kept beside it, measured on the same episodes. The references' own published
+replay, oracle, other planners) is kept beside it, measured on the same episodes. --random_init adds the same
+planner on a world model whose frozen encoder is the same architecture at random init (`jepa export
+--random_init`), run on the same episodes (its protocol and seeds are checked). The references' own published
 figures stand in the .md for comparison; they were not measured here.
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from jepa.io import write_json, write_text  # noqa: E402
+from jepa.provenance import cpu_model  # noqa: E402
 
 # Published success rates under the offline-goal protocol (their papers and stable-worldmodel's baselines).
 REFERENCES = {
@@ -49,10 +53,26 @@ def summarise(run: dict) -> dict:
         "planner": {k: settings[k] for k in ("planners", "planner_options", "horizon", "action_repeat", "execute",
                                              "distance", "cost_mode")},
         "protocol_settings": run["protocol"], "rows": rows, "references": REFERENCES.get(run["env"], {}),
-        "command": run.get("command"), "hardware": run["provenance"]["hardware"],
+        "command": run.get("command"),
+        # runs recorded before the CPU's model name was: summarised on the machine that made them
+        "hardware": {"cpu": cpu_model(), **run["provenance"]["hardware"]},
         "git_sha": run["provenance"]["git_sha"], "date": run.get("date"),
         "complete": run.get("complete", True),
     }
+
+
+def add_random_init(summary: dict, run: dict) -> None:
+    """The random-init encoder's headline row beside ours: same protocol, seeds and episodes required."""
+    if (run["protocol"]["name"], run["protocol"]["seeds"], run["protocol"]["episodes_per_seed"]) != (
+            summary["protocol"], summary["seeds"], summary["protocol_settings"]["episodes_per_seed"]):
+        raise SystemExit("--random_init: that run used another protocol, seeds or episode count")
+    r = run["results"][summary["agent"]]
+    summary["random_init_success"] = r["success"]
+    summary["random_init_encoder"] = run.get("encoder")
+    summary["rows"][summary["agent"].replace("(world model)", "(world model, random-init encoder)")] = {
+        "success": r["success"], "ci95": r["wilson95"], "per_seed": r["success_per_seed"],
+        "seconds_per_plan": r["seconds_per_plan"], "seconds_per_env_step": r.get("seconds_per_env_step"),
+        "mean_final_distance": r["mean_final_distance"]}
 
 
 def markdown(s: dict) -> str:
@@ -74,7 +94,7 @@ def markdown(s: dict) -> str:
     hw = s["hardware"]
     lines += ["", f"Command: `{s['command']}`", "",
               f"Encoder: `{s['encoder']}`; world model: `{s['world_model']}`.", "",
-              f"Hardware: {hw.get('cpu_count')} x {hw.get('processor')}, {hw.get('torch_threads')} torch threads; "
+              f"Hardware: {hw.get('cpu_count')} cores, {hw.get('cpu')}, {hw.get('torch_threads')} torch threads; "
               f"git {s['git_sha']}; {s['date']}."]
     return "\n".join(lines) + "\n"
 
@@ -82,9 +102,13 @@ def markdown(s: dict) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", help="results.json of a jepa plan run")
+    p.add_argument("--random_init", default=None,
+                   help="results.json of the same evaluation on a world model over a random-init encoder")
     p.add_argument("--out", default=str(REPO / "benchmarks/results/control"), help="folder of the results files")
     args = p.parse_args()
     summary = summarise(json.loads(Path(args.results).read_text()))
+    if args.random_init:
+        add_random_init(summary, json.loads(Path(args.random_init).read_text()))
     out = Path(args.out)
     write_json(out / f"{summary['env']}.json", summary)
     write_text(out / f"{summary['env']}.md", markdown(summary))

@@ -44,6 +44,9 @@ def export_main(argv: list[str]) -> int:
     p.add_argument("--which", default="target_encoder", choices=["target_encoder", "encoder", "auto"])
     p.add_argument("--mean", type=float, nargs="+", default=None, help="input normalisation mean, per channel")
     p.add_argument("--std", type=float, nargs="+", default=None, help="input normalisation std, per channel")
+    p.add_argument("--random_init", type=int, default=None, metavar="SEED",
+                   help="export the same architecture at random init (seeded) instead of the trained weights: the "
+                        "baseline every learned encoder stands beside")
     p.add_argument("--overwrite", action="store_true", help="replace the files of a non-empty --out folder")
     args = p.parse_args(argv)
     from jepa.checkpoint import load_checkpoint, load_encoder
@@ -56,7 +59,14 @@ def export_main(argv: list[str]) -> int:
         raise ConfigError(f"--ckpt {args.ckpt} is a folder; give a checkpoint file of this project")
     check_output_folder("--out", args.out, args.overwrite)
     ckpt = load_checkpoint(args.ckpt)
-    encoder, _ = load_encoder(args.ckpt, args.which, ckpt=ckpt)
+    encoder, hparams = load_encoder(args.ckpt, args.which, ckpt=ckpt)
+    if args.random_init is not None:
+        import torch
+
+        from jepa.vit import VisionTransformer, encoder_args
+
+        torch.manual_seed(args.random_init)
+        encoder = VisionTransformer(**encoder_args(hparams)).eval().requires_grad_(False)
     given = check_normalisation(args.mean, args.std, encoder.in_chans)
     normalisation = given or recorded_normalisation(ckpt)
     if normalisation is None:
@@ -64,9 +74,11 @@ def export_main(argv: list[str]) -> int:
                           f"({encoder.in_chans} value{'s' if encoder.in_chans > 1 else ''} each, the training data's)")
     imported = ckpt.get("imported_from") or {}
     source = {"checkpoint": str(args.ckpt), "sha256": sha256_of(args.ckpt), "which": args.which,
-              "imported_from": imported or None}
+              "imported_from": imported or None, "random_init_seed": args.random_init}
     licence = imported.get("licence") or "none inherited: trained with this project (mind the training data's licence)"
     out = export_encoder(encoder, args.out, source, licence, normalisation["mean"], normalisation["std"])
-    print(f"exported {args.which} of {args.ckpt} -> {Path(out) / WEIGHTS}, {Path(out) / CONFIG} (mean "
+    what = f"the architecture of {args.which} at random init (seed {args.random_init})" \
+        if args.random_init is not None else args.which
+    print(f"exported {what} of {args.ckpt} -> {Path(out) / WEIGHTS}, {Path(out) / CONFIG} (mean "
           f"{normalisation['mean']}, std {normalisation['std']})\nlicence: {licence}")
     return 0

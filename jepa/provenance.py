@@ -57,6 +57,7 @@ def hardware() -> dict[str, object]:
     info: dict[str, object] = {
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "system": platform.platform(),

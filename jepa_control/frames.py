@@ -40,6 +40,7 @@ class TrajectoryFramesDataModule(ResumableDataModule):
         self.train_dir, self.val_dir = train_dir, val_dir
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.crop_scale, self.flip, self.mean, self.std = crop_scale, flip, mean, std
+        self.normalisation = {"mean": list(mean), "std": list(std)}  # saved with checkpoints, read by `jepa export`
         self.train_set = self.val_set = None
 
     @staticmethod

@@ -185,8 +185,8 @@ def main(argv: list[str]) -> int:
     setup = PlanSetup(env, wm, cost, cfg.horizon, cfg.execute, cfg.action_repeat, cfg.warm_start,
                       cfg.planner_options, budget)
     record = {"command": "jepa plan " + shlex.join(argv), "date": time.strftime("%Y-%m-%d"),
-              "world_model": cfg.world_model, "encoder": str(wm.frozen_encoder.source), "env": cfg.env, "settings": {k: v for k, v in vars(cfg).items()
-                                                                           if k != "config"},
+              "world_model": cfg.world_model, "encoder": str(wm.frozen_encoder.source), "env": cfg.env,
+              "settings": {k: v for k, v in vars(cfg).items() if k != "config"},
               "protocol": {"name": cfg.protocol, "episodes_per_seed": cfg.episodes, "seeds": cfg.seeds,
                            "held_out_layouts": env.held_out_layouts, "budget": budget,
                            "frameskip": cfg.action_repeat, "horizon": cfg.horizon, "receding_horizon": cfg.execute,

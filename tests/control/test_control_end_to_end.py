@@ -264,6 +264,16 @@ def test_jepa_plan_end_to_end(tiny_control):
                                       "cem (oracle simulator)", "mppi (world model)", "mppi (oracle simulator)"}
     assert record["protocol"]["name"] == "offline_goal" and record["protocol"]["budget"] == 4
     assert record["results"]["trajectory replay"]["success"] == 1.0  # every goal is 3 steps along its trajectory
+    # the results file other tools read: the issue's keys, the headline row and its baselines from this run
+    from benchmarks.control_results import markdown, summarise
+
+    summary = summarise(record)
+    assert {"env", "protocol", "success", "ci95", "per_seed", "episodes", "seconds_per_plan", "random_policy_success",
+            "encoder", "command", "hardware", "date"} <= set(summary)
+    assert summary["protocol"] == "offline_goal" and summary["agent"] == "cem (world model)"
+    assert summary["success"] == record["results"]["cem (world model)"]["success"] and summary["episodes"] == 2
+    assert summary["random_policy_success"] == record["results"]["random policy"]["success"]
+    assert summary["command"].startswith("jepa plan --world_model") and "cem (oracle simulator)" in markdown(summary)
     assert len(record["rollout_l1_by_horizon"]["world_model"]) == len(record["rollout_l1_by_horizon"]["no_change"]) == 4
     assert (path / "plan" / "episodes.png").stat().st_size > 0 and (path / "plan" / "rollout_error.png").is_file()
     assert (path / "plan" / "pareto.png").is_file() and (path / "plan" / "cost_landscape.png").is_file()
@@ -303,7 +313,7 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
 
 
 @pytest.mark.parametrize("name", ["plan_two_rooms", "plan_point_maze", "plan_reacher", "plan_push_t",
-                                  "seed_mode1_refine"])
+                                  "seed_mode1_refine", "plan_two_rooms_offline", "plan_point_maze_offline"])
 def test_plan_configs_parse_with_the_plan_command(name):
     from pathlib import Path
 
@@ -312,3 +322,7 @@ def test_plan_configs_parse_with_the_plan_command(name):
     config = Path(__file__).resolve().parents[2] / "configs" / "control" / f"{name}.yaml"
     cfg = parser().parse_args(["--config", str(config), "--world_model", "wm.ckpt"])
     assert cfg.horizon >= 1 and cfg.action_repeat >= 1 and cfg.planners
+    # the offline configs hold the references' protocol; the others say they keep the env's own draws
+    assert cfg.protocol == ("offline_goal" if name.endswith("_offline") else "random_goal")
+    if cfg.protocol == "offline_goal":
+        assert (cfg.goal_offset, cfg.budget, cfg.episodes, cfg.seeds) == (25, 50, 50, [0, 1, 2])

@@ -115,3 +115,18 @@ def test_a_video_export_says_timm_cannot_build_it(tmp_path):
     config = json.loads((tmp_path / "video" / "config.json").read_text())
     assert config["architecture"] is None and config["jepa"]["args"]["num_frames"] == 4
     assert load_encoder(tmp_path / "video")[0].is_video
+
+
+def test_random_init_export_is_the_same_architecture_with_seeded_fresh_weights(imported, tmp_path):
+    trained, _ = load_encoder(imported)
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        assert main(["export", "--ckpt", str(imported), "--out", str(tmp_path / name), "--random_init", seed]) == 0
+    a, b, c = (load_encoder(tmp_path / name)[0].state_dict() for name in "abc")
+    assert a.keys() == trained.state_dict().keys()
+    assert all(a[k].shape == v.shape for k, v in trained.state_dict().items())
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the seed decides the weights
+    weights = [k for k in a if k.endswith("weight") and a[k].dim() == 2]
+    assert not any(torch.equal(a[k], c[k]) for k in weights)
+    assert not any(torch.equal(a[k], trained.state_dict()[k]) for k in weights)  # not the trained weights
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["jepa"]["source"]["random_init_seed"] == 0
