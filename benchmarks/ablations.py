@@ -11,6 +11,11 @@ results folder is tracked by git (benchmarks/results/ by default) so a sweep spr
 the training runs themselves (checkpoints, logs) go to --out, which is not. --jobs N runs N at a time, each on
 cores / N threads (on 2 cores, two 1-thread runs did 1.2x the steps per hour of one 2-thread run).
 Example: python benchmarks/ablations.py --steps 850 --seeds 0 1 2 --variants baseline,ema_0.99,sigreg_0.01
+
+--seconds S compares variants at equal wall-clock compute instead of equal steps: each variant's seconds per step
+are measured first (two short runs of the variant, so start-up cancels; once per variant, kept in the results) and
+each run gets the steps that fill S seconds, so its LR and EMA schedules span the whole budget. Time only on an
+otherwise idle machine (with --jobs 1).
 """
 from __future__ import annotations
 
@@ -49,18 +54,40 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+def steps_for_budget(seconds: float, short: tuple[int, float], long: tuple[int, float]) -> int:
+    """The steps a run can take in `seconds` of training, from two runs of (steps, wall seconds): their difference
+    is the time per step without the start-up both pay (which a budgeted run pays once more on top)."""
+    (k1, t1), (k2, t2) = short, long
+    if k2 <= k1:
+        raise ValueError(f"the calibration runs need different step counts, got {k1} and {k2}")
+    per_step = max(t2 - t1, 1e-6) / (k2 - k1)
+    return max(1, int(seconds / per_step))
+
+
+def calibrate(variant: str, out: Path, jepa: list[str], limit_train: int, samples: int,
+              steps: tuple[int, int] = (10, 40)) -> dict:
+    """Seconds per step of a variant, from two short runs (seed 0)."""
+    timed = []
+    for k in steps:
+        row = run(variant, 0, k, out / "calibration", jepa, limit_train, samples, probe=False)
+        timed.append((k, row["seconds"]))
+    per_step = (timed[1][1] - timed[0][1]) / (steps[1] - steps[0])
+    return {"runs": timed, "seconds_per_step": round(per_step, 4), "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")}
+
+
 def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_train: int, samples: int,
-        jobs: int = 1) -> dict:
+        jobs: int = 1, probe: bool = True) -> dict:
     """One training run and its final monitor readings; with jobs > 1 it shares the CPU with jobs - 1 others and
     gets cores / jobs threads (its `seconds` are then those of a shared machine, recorded as `parallel_runs`)."""
     run_dir = out / variant / f"seed{seed}"
     argv = [*jepa, "fit", "--config", str(BASE), *VARIANTS[variant][1],
             f"--seed_everything={seed}", f"--model.mask_seed={seed}", f"--data.seed={seed}",
             f"--trainer.max_steps={steps}", f"--trainer.default_root_dir={run_dir}", "--trainer.logger=false",
-            "--trainer.enable_progress_bar=false", "--trainer.callbacks+=eval.monitors.OnlineProbe",
-            f"--trainer.callbacks.every_n_steps={steps}", f"--trainer.callbacks.fit_samples={samples}",
-            f"--trainer.callbacks.query_samples={samples}", "--trainer.callbacks.plot=false",
-            "--trainer.callbacks.at_start=false"]
+            "--trainer.enable_progress_bar=false", "--overwrite=true"]
+    if probe:
+        argv += ["--trainer.callbacks+=eval.monitors.OnlineProbe", f"--trainer.callbacks.every_n_steps={steps}",
+                 f"--trainer.callbacks.fit_samples={samples}", f"--trainer.callbacks.query_samples={samples}",
+                 "--trainer.callbacks.plot=false", "--trainer.callbacks.at_start=false"]
     if limit_train:
         argv.append(f"--data.limit_train={limit_train}")
     env = dict(os.environ)
@@ -70,6 +97,8 @@ def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_t
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False, env=env)
     if proc.returncode != 0:
         raise RunFailed(f"{variant} seed {seed} failed:\n{proc.stderr[-3000:]}")
+    if not probe:
+        return {"variant": variant, "steps": steps, "seconds": round(time.time() - started, 1)}
     final = json.loads((run_dir / "monitors.json").read_text())["history"][-1]
     return {"variant": variant, "seed": seed, "steps": steps, "knn_acc": final["knn_acc"],
             "linear_acc": final["linear_acc"], "rankme": final["rankme"], "seconds": round(time.time() - started, 1),
@@ -80,20 +109,22 @@ class RunFailed(RuntimeError):
     """A training run of the sweep exited with an error (its stderr's tail is the message)."""
 
 
-def table(rows: list[dict], steps: int, samples: int) -> str:
+def table(rows: list[dict], budget: dict, samples: int) -> str:
     def stat(values):  # mean +- sample std; one seed has no spread to show
         values = [100 * v for v in values]
         spread = f" +- {statistics.stdev(values):.1f}" if len(values) > 1 else ""
         return f"{statistics.mean(values):.1f}{spread}"
 
-    lines = ["| variant | kNN acc (%) | linear acc (%) | RankMe | seeds |", "|---|---:|---:|---:|---:|"]
+    lines = ["| variant | kNN acc (%) | linear acc (%) | RankMe | steps | seeds |", "|---|---:|---:|---:|---:|---:|"]
     for name, (what, _) in VARIANTS.items():
         runs = [r for r in rows if r["variant"] == name]
         if runs:
             rank = statistics.mean(r["rankme"] for r in runs)
             lines.append(f"| {name}: {what} | {stat([r['knn_acc'] for r in runs])} | "
-                         f"{stat([r['linear_acc'] for r in runs])} | {rank:.1f} | {len(runs)} |")
-    lines += ["", f"{steps} optimizer steps of batch 256 per run; average-pooled target-encoder features; probes fitted "
+                         f"{stat([r['linear_acc'] for r in runs])} | {rank:.1f} | {runs[0]['steps']} | {len(runs)} |")
+    size = (f"{budget['seconds']:g} seconds of training per run (the steps that fill them, measured per variant)"
+            if "seconds" in budget else f"{budget['steps']} optimizer steps per run")
+    lines += ["", f"{size}, batch 256; average-pooled target-encoder features; probes fitted "
               f"on {samples:,} training images and scored on {samples:,} other training images (the test split is not "
               "used); mean +- standard deviation over the seeds (n - 1 in its denominator)."]
     return "\n".join(lines)
@@ -102,6 +133,9 @@ def table(rows: list[dict], steps: int, samples: int) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=850, help="optimizer steps per run (the quickstart's budget)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="instead of --steps: each run trains for the steps that fill this many seconds, measured per "
+                        "variant (equal wall-clock compute)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument("--limit_train", type=int, default=0, help="pretrain on the first N images (0: all 60k)")
@@ -121,9 +155,23 @@ def main() -> None:
         raise SystemExit(f"unknown variants {unknown}: choose from {', '.join(VARIANTS)}")
     out = Path(args.out)
     jepa = [sys.executable, "-m", "jepa.cli"]
-    setting = {"steps": args.steps, "limit_train": args.limit_train, "probe_samples": args.probe_samples}
+    budget = {"seconds": args.seconds} if args.seconds else {"steps": args.steps}
+    setting = {**budget, "limit_train": args.limit_train, "probe_samples": args.probe_samples}
     results = Path(args.results)
     rows = finished_runs(results / "ablations.json", setting)
+    calibration = saved_calibration(results / "ablations.json") if args.seconds else {}
+    if args.seconds and args.jobs > 1:
+        raise SystemExit("--seconds times each variant: run it with --jobs 1 on an otherwise idle machine")
+
+    def steps_of(name: str) -> int:
+        if not args.seconds:
+            return args.steps
+        if name not in calibration:
+            calibration[name] = calibrate(name, out, jepa, args.limit_train, args.probe_samples)
+            print(json.dumps({"calibration": name, **calibration[name]}), flush=True)
+        runs = calibration[name]["runs"]
+        return steps_for_budget(args.seconds, tuple(runs[0]), tuple(runs[1]))
+
     # seeds outermost: a cut-short sweep still has every variant at the first seeds; runs an earlier, cut-short
     # sweep of the same setting measured are not run again
     pending = [(name, seed) for seed in args.seeds for name in names
@@ -134,15 +182,16 @@ def main() -> None:
         if failed.is_set():
             return  # a run failed: the runs under way finish and are saved, none new starts
         try:
-            row = run(name, seed, args.steps, out, jepa, args.limit_train, args.probe_samples, args.jobs)
+            row = run(name, seed, steps_of(name), out, jepa, args.limit_train, args.probe_samples, args.jobs)
         except BaseException:  # a failed run, an unreadable monitors.json, an interrupt
             failed.set()
             raise
         with lock:  # each finished run is saved at once, so a cut sweep loses only the runs under way
             rows.append(row)
             print(json.dumps(row), flush=True)
-            write_json(results / "ablations.json", {**setting, "runs": rows})
-            write_text(results / "ablations.md", table(rows, args.steps, args.probe_samples) + "\n")
+            write_json(results / "ablations.json", {**setting, "runs": rows,
+                                                    **({"calibration": calibration} if calibration else {})})
+            write_text(results / "ablations.md", table(rows, budget, args.probe_samples) + "\n")
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(one, name, seed) for name, seed in pending]
@@ -150,8 +199,13 @@ def main() -> None:
             error = future.exception()
             if error is not None:
                 raise SystemExit(str(error) if isinstance(error, RunFailed) else f"{type(error).__name__}: {error}")
-    write_text(results / "ablations.md", table(rows, args.steps, args.probe_samples) + "\n")  # also with none to run
-    print(table(rows, args.steps, args.probe_samples))
+    write_text(results / "ablations.md", table(rows, budget, args.probe_samples) + "\n")  # also with none to run
+    print(table(rows, budget, args.probe_samples))
+
+
+def saved_calibration(path: Path) -> dict:
+    """Seconds per step measured per variant by an earlier sweep of the same results file."""
+    return json.loads(path.read_text()).get("calibration", {}) if path.exists() else {}
 
 
 def finished_runs(path: Path, setting: dict) -> list[dict]:

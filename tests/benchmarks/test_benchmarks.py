@@ -122,12 +122,50 @@ def _ablations_module():
 
 def test_ablation_table_gives_mean_and_sample_std_over_seeds():
     ablations = _ablations_module()
-    rows = [{"variant": "baseline", "seed": s, "knn_acc": k, "linear_acc": k + 0.1, "rankme": r}
+    rows = [{"variant": "baseline", "seed": s, "knn_acc": k, "linear_acc": k + 0.1, "rankme": r, "steps": 850}
             for s, k, r in ((0, 0.5, 2.0), (1, 0.6, 4.0), (2, 0.7, 6.0))]
-    rows.append({"variant": "ema_0.99", "seed": 0, "knn_acc": 0.4, "linear_acc": 0.45, "rankme": 3.0})
-    lines = ablations.table(rows, 850, 5000).splitlines()
-    assert lines[2].endswith("| 60.0 +- 10.0 | 70.0 +- 10.0 | 4.0 | 3 |")  # std with n - 1: 10, not 8.2
-    assert lines[3].endswith("| 40.0 | 45.0 | 3.0 | 1 |")
+    rows.append({"variant": "ema_0.99", "seed": 0, "knn_acc": 0.4, "linear_acc": 0.45, "rankme": 3.0, "steps": 850})
+    lines = ablations.table(rows, {"steps": 850}, 5000).splitlines()
+    assert lines[2].endswith("| 60.0 +- 10.0 | 70.0 +- 10.0 | 4.0 | 850 | 3 |")  # std with n - 1: 10, not 8.2
+    assert lines[3].endswith("| 40.0 | 45.0 | 3.0 | 850 | 1 |")
+
+
+def test_time_budget_gives_each_variant_the_steps_that_fill_it(tmp_path, monkeypatch):
+    """--seconds: each variant's seconds per step come from two short runs (start-up cancels), once per variant
+    and kept in the results; a slower variant gets proportionally fewer steps; all seeds of a variant the same."""
+    ablations = _ablations_module()
+    assert ablations.steps_for_budget(100.0, (10, 25.0), (40, 55.0)) == 100  # 1 s per step, 15 s of start-up
+    with pytest.raises(ValueError, match="different step counts"):
+        ablations.steps_for_budget(100.0, (10, 25.0), (10, 30.0))
+    per_step = {"baseline": 0.5, "predictor_128x6": 2.0}
+    calls = []
+
+    def fake_run(variant, seed, steps, out, jepa, limit_train, samples, jobs=1, probe=True):
+        calls.append((variant, seed, steps, probe))
+        row = {"variant": variant, "steps": steps, "seconds": 7.0 + per_step[variant] * steps}  # 7 s start-up
+        if probe:
+            row.update(seed=seed, knn_acc=0.5, linear_acc=0.5, rankme=1.0, parallel_runs=jobs, cpu="t", date="d")
+        return row
+
+    monkeypatch.setattr(ablations, "run", fake_run)
+    argv = ["ablations.py", "--seconds", "60", "--seeds", "0", "1", "--variants", "baseline,predictor_128x6",
+            "--results", str(tmp_path), "--out", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", argv)
+    ablations.main()
+    trained = {(v, seed): steps for v, seed, steps, probe in calls if probe}
+    assert trained == {("baseline", 0): 120, ("baseline", 1): 120, ("predictor_128x6", 0): 30,
+                       ("predictor_128x6", 1): 30}
+    assert [(v, steps) for v, _, steps, probe in calls if not probe] == [
+        ("baseline", 10), ("baseline", 40), ("predictor_128x6", 10), ("predictor_128x6", 40)]  # measured once each
+    saved = json.loads((tmp_path / "ablations.json").read_text())
+    assert saved["seconds"] == 60 and "steps" not in saved
+    assert saved["calibration"]["predictor_128x6"]["seconds_per_step"] == 2.0
+    assert "60 seconds of training per run" in (tmp_path / "ablations.md").read_text()
+    # run again with one more seed: the calibration is reused, only the new runs train
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", [*argv[:5], "2", *argv[5:]])
+    ablations.main()
+    assert [(v, seed, probe) for v, seed, _, probe in calls] == [("baseline", 2, True), ("predictor_128x6", 2, True)]
 
 
 def test_ablation_sweep_stops_starting_runs_after_a_failure_and_keeps_the_finished(tmp_path, monkeypatch):
