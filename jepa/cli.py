@@ -26,6 +26,7 @@ FROZEN_ENCODER_ARGS = ("encoder_ckpt", "mean", "std", "pool_grid", "encoder_whic
 
 
 def frozen_encoder_settings(path, mean, std, pool_grid, which, fold) -> dict:
+    """The model's FROZEN_ENCODER_ARGS as FrozenEncoder.from_checkpoint's keyword arguments."""
     return {"path": path, "mean": mean, "std": std, "pool_grid": pool_grid, "which": which, "fold": fold}
 
 

@@ -122,9 +122,10 @@ class WorldModel(L.LightningModule):
     def encoder_settings(self) -> dict:
         """FrozenEncoder.from_checkpoint's arguments for this model's encoder: what a LatentTrajectoryDataModule
         encodes its data with (`jepa fit` links the same from the config)."""
+        from jepa.cli import frozen_encoder_settings
+
         h = self.hparams
-        return {"path": h.encoder_ckpt, "mean": h.mean, "std": h.std, "pool_grid": h.pool_grid,
-                "which": h.encoder_which, "fold": h.fold}
+        return frozen_encoder_settings(h.encoder_ckpt, h.mean, h.std, h.pool_grid, h.encoder_which, h.fold)
 
     def fit_position_readout(self, latents: torch.Tensor, positions: torch.Tensor | None,
                              max_rows: int = 20_000) -> float:
