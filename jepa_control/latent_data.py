@@ -52,11 +52,6 @@ class TrainingLatents:
     def __init__(self, load: Callable[[], dict]) -> None:
         self._load, self._data = load, None
 
-    @classmethod
-    def of(cls, latents: torch.Tensor, positions: torch.Tensor | None = None) -> "TrainingLatents":
-        """Already in memory (tests, notebooks)."""
-        return cls(lambda: {"latents": latents, "positions": positions})
-
     @property
     def latents(self) -> torch.Tensor:
         return self._read()["latents"]

@@ -1,11 +1,14 @@
-"""`jepa plan`: evaluate planners on a trained world model with the protocol of docs/control.md.
+"""`jepa plan`: evaluate planners on a trained world model with the protocols of docs/control.md.
 
-    jepa plan --config configs/control/plan_two_rooms.yaml --world_model runs/two_rooms/world_model/checkpoints/last.ckpt
+    jepa plan --config configs/control/plan_two_rooms_offline.yaml \
+        --world_model runs/two_rooms/world_model/checkpoints/last.ckpt
 
 Every planner in --planners runs receding-horizon MPC on the world model (frozen encoder latents, goal = the
-encoded goal image) on held-out layouts, 'episodes' episodes for each seed, beside a random policy (lower bound)
-and an oracle that plans with the same planner on the true simulator (upper bound). Writes results.json,
-results.md, episodes.png (a few episodes: path, start, goal) and rollout_error.png (latent L1 against horizon).
+encoded goal image) on held-out episodes ('episodes' for each seed; --protocol offline_goal: start and goal 25 env
+steps apart on a held-out trajectory, the references' protocol; random_goal: the env's own draws), beside a random
+policy (lower bound), the trajectory's own actions (offline_goal) and an oracle that plans with the same planner on
+the true simulator (upper bound, where one exists). Writes results.json, results.md, episodes.png (a few episodes:
+path, start, goal) and rollout_error.png (latent L1 against horizon).
 """
 from __future__ import annotations
 
