@@ -69,6 +69,7 @@ def add_random_init(summary: dict, run: dict) -> None:
     r = run["results"][summary["agent"]]
     summary["random_init_success"] = r["success"]
     summary["random_init_encoder"] = run.get("encoder")
+    summary["random_init_command"] = run.get("command")
     summary["rows"][summary["agent"].replace("(world model)", "(world model, random-init encoder)")] = {
         "success": r["success"], "ci95": r["wilson95"], "per_seed": r["success_per_seed"],
         "seconds_per_plan": r["seconds_per_plan"], "seconds_per_env_step": r.get("seconds_per_env_step"),
@@ -92,7 +93,11 @@ def markdown(s: dict) -> str:
         lines += ["", "Published (their protocol and hardware, not measured here): " + ", ".join(
             f"{k} {v:.0%}" for k, v in s["references"].items()) + "."]
     hw = s["hardware"]
-    lines += ["", f"Command: `{s['command']}`", "",
+    lines += ["", f"Command: `{s['command']}`", ""]
+    if "random_init_command" in s:
+        lines += [f"Random-init encoder (`jepa export --random_init`, its world model trained with the same config): "
+                  f"`{s['random_init_command']}`", ""]
+    lines += [
               f"Encoder: `{s['encoder']}`; world model: `{s['world_model']}`.", "",
               f"Hardware: {hw.get('cpu_count')} cores, {hw.get('cpu')}, {hw.get('torch_threads')} torch threads; "
               f"git {s['git_sha']}; {s['date']}."]
