@@ -161,7 +161,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
               f"on held-out episodes (need >= {self.gate_min_r2})", file=sys.stderr)
         if self.trainer is not None and self.trainer.is_global_zero:
             write_json(Path(self.trainer.default_root_dir) / "gate.json", self.gate)
-        if self.gate["r2"] < self.gate_min_r2:
+        if self.gate_min_r2 > 0 and self.gate["r2"] < self.gate_min_r2:  # 0: report only
             raise ConfigError(f"position gate failed: R^2 = {self.gate['r2']:.3f} < {self.gate_min_r2}; the frozen "
                               "encoder does not see the agent well enough to plan with (train it longer, pool less, "
                               "or set data.gate_min_r2 0 to go on anyway)")
