@@ -25,11 +25,6 @@ LINKED_TO_MODEL = (("img_size", "img_size"), ("img_size", "size"), ("in_chans", 
 FROZEN_ENCODER_ARGS = ("encoder_ckpt", "mean", "std", "pool_grid", "encoder_which", "fold")
 
 
-def training_latents_of(datamodule):
-    """What a datamodule of latents hands the model that measures statistics on them (None for the others)."""
-    return getattr(datamodule, "training_latents", None)
-
-
 def frozen_encoder_settings(path, mean, std, pool_grid, which, fold) -> dict:
     """The model's FROZEN_ENCODER_ARGS as FrozenEncoder.from_checkpoint's keyword arguments."""
     return {"path": path, "mean": mean, "std": std, "pool_grid": pool_grid, "which": which, "fold": fold}
@@ -76,11 +71,6 @@ def build_cli(args: list[str], run: bool = True):
             parser.link_arguments(tuple(f"model.init_args.{k}" for k in FROZEN_ENCODER_ARGS), "data.init_args.encoder",
                                   compute_fn=frozen_encoder_settings, apply_on="parse")
             parser.link_arguments("model.init_args.world_model", "data.init_args.world_model", apply_on="parse")
-            # and hands the model the training latents it measures statistics on (whitening, read-outs); linked from
-            # the whole datamodule: a missing attribute makes jsonargparse print the datamodule, which not every
-            # datamodule survives
-            parser.link_arguments("data", "model.init_args.training_latents", compute_fn=training_latents_of,
-                                  apply_on="instantiate")
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
@@ -91,6 +81,16 @@ def build_cli(args: list[str], run: bool = True):
                     raise ConfigError(f"data.{target} {given[target]} differs from model.{source} {model[source]}: the "
                                       f"data's {target} follows the model's, so set model.{source} instead")
             self._config_text = self.parser.dump(self.config, skip_none=False, skip_validation=True)
+
+        def instantiate_classes(self) -> None:
+            super().instantiate_classes()
+            # a datamodule of latents hands its training latents to the model that measures statistics on them
+            # (whitening, read-outs): wired here, where both are built, rather than by one reading the other
+            # through the trainer (a jsonargparse link would print every datamodule lacking the attribute, which
+            # builds all its dataloaders)
+            latents = getattr(self.datamodule, "training_latents", None)
+            if latents is not None and hasattr(self.model, "training_latents"):
+                self.model.training_latents = latents
 
         def _parse_ckpt_path(self) -> None:
             # Lightning reads hyperparameters from a given checkpoint while parsing: check it is intact first

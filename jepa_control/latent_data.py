@@ -4,7 +4,7 @@ The encoder is frozen, so every frame is encoded once, in one visible step (`pre
 with the encoder the datamodule was given; cached on disk by eval's FeatureCache, keyed by the encoder's weights,
 pooling and data), and training reads windows of latents: no encoder forward per step. The position gate
 (jepa_control/gate.py) runs on the same latents before any training, and stops the run when the encoder cannot see
-the agent. The training latents are handed to the model that needs statistics of them (`training_latents`, linked
+the agent. The training latents are handed to the model that needs statistics of them (`training_latents`, wired
 by the jepa CLI), so neither reads the other through the trainer.
 """
 from __future__ import annotations

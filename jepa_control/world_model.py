@@ -62,7 +62,7 @@ class WorldModel(L.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps.
         training_latents: the training set's latents and positions (latent_data.TrainingLatents), read when fitting
-            starts by motion / whiten / position_readout; handed over by the datamodule (`jepa fit` links it), never
+            starts by motion / whiten / position_readout; handed over from the datamodule (`jepa fit` wires it), never
             saved with the checkpoint.
     """
 
