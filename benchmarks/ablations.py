@@ -54,14 +54,18 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def steps_for_budget(seconds: float, short: tuple[int, float], long: tuple[int, float]) -> int:
-    """The steps a run can take in `seconds` of training, from two runs of (steps, wall seconds): their difference
-    is the time per step without the start-up both pay (which a budgeted run pays once more on top)."""
+def seconds_per_step(short: tuple[int, float], long: tuple[int, float]) -> float:
+    """Training seconds per step from two runs of (steps, wall seconds): their difference leaves out the start-up
+    both pay."""
     (k1, t1), (k2, t2) = short, long
     if k2 <= k1:
         raise ValueError(f"the calibration runs need different step counts, got {k1} and {k2}")
-    per_step = max(t2 - t1, 1e-6) / (k2 - k1)
-    return max(1, int(seconds / per_step))
+    return max(t2 - t1, 1e-6) / (k2 - k1)
+
+
+def steps_for_budget(seconds: float, short: tuple[int, float], long: tuple[int, float]) -> int:
+    """The steps a run can take in `seconds` of training (its start-up comes on top)."""
+    return max(1, int(seconds / seconds_per_step(short, long)))
 
 
 def calibrate(variant: str, out: Path, jepa: list[str], limit_train: int, samples: int,
@@ -71,8 +75,7 @@ def calibrate(variant: str, out: Path, jepa: list[str], limit_train: int, sample
     for k in steps:
         row = run(variant, 0, k, out / "calibration", jepa, limit_train, samples, probe=False)
         timed.append((k, row["seconds"]))
-    per_step = (timed[1][1] - timed[0][1]) / (steps[1] - steps[0])
-    return {"runs": timed, "seconds_per_step": round(per_step, 4), "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")}
+    return {"runs": timed, "seconds_per_step": round(seconds_per_step(*timed), 4), "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")}
 
 
 def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_train: int, samples: int,

@@ -32,14 +32,19 @@ REFERENCES = {
 }
 
 
+def row(r: dict) -> dict:
+    """One agent's figures, as the results file keeps them."""
+    return {"success": r["success"], "ci95": r["wilson95"], "per_seed": r["success_per_seed"],
+            "seconds_per_plan": r["seconds_per_plan"], "seconds_per_env_step": r.get("seconds_per_env_step"),
+            "mean_final_distance": r["mean_final_distance"]}
+
+
 def summarise(run: dict) -> dict:
     results = run["results"]
     settings = run["settings"]
     main = next(k for k in results if k.startswith(settings["planners"][0]) and k.endswith("(world model)"))
     head = results[main]
-    rows = {name: {"success": r["success"], "ci95": r["wilson95"], "per_seed": r["success_per_seed"],
-                   "seconds_per_plan": r["seconds_per_plan"], "seconds_per_env_step": r.get("seconds_per_env_step"),
-                   "mean_final_distance": r["mean_final_distance"]} for name, r in results.items()}
+    rows = {name: row(r) for name, r in results.items()}
     return {
         "env": run["env"], "protocol": run["protocol"]["name"], "agent": main,
         "success": head["success"], "ci95": head["wilson95"], "per_seed": head["success_per_seed"],
@@ -70,10 +75,7 @@ def add_random_init(summary: dict, run: dict) -> None:
     summary["random_init_success"] = r["success"]
     summary["random_init_encoder"] = run.get("encoder")
     summary["random_init_command"] = run.get("command")
-    summary["rows"][summary["agent"].replace("(world model)", "(world model, random-init encoder)")] = {
-        "success": r["success"], "ci95": r["wilson95"], "per_seed": r["success_per_seed"],
-        "seconds_per_plan": r["seconds_per_plan"], "seconds_per_env_step": r.get("seconds_per_env_step"),
-        "mean_final_distance": r["mean_final_distance"]}
+    summary["rows"][summary["agent"].replace("(world model)", "(world model, random-init encoder)")] = row(r)
 
 
 def markdown(s: dict) -> str:

@@ -169,14 +169,20 @@ def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0, age
         yield i, collect_episode(env, policy_name, steps, seed, i, agent, noise)
 
 
-def check_trajectory_dir(path: str | Path) -> None:
-    """Before compute: `path` holds trajectory shards and at least one of them opens as a tar."""
-    import tarfile
-
+def trajectory_shards(path: str | Path) -> list[Path]:
+    """The trajectory shards of a folder (or the one .tar given), in order; refused in one line when there are none."""
     path = Path(path)
     tars = sorted(path.glob("*.tar")) if path.is_dir() else [path]
     if not tars or not tars[0].is_file():
         raise ConfigError(f"no trajectory shards (*.tar) in {path}: write some with `jepa collect --out {path}`")
+    return tars
+
+
+def check_trajectory_dir(path: str | Path) -> None:
+    """Before compute: `path` holds trajectory shards and at least one of them opens as a tar."""
+    import tarfile
+
+    tars = trajectory_shards(path)
     for tar in tars:
         try:
             with tarfile.open(tar) as f:
@@ -194,10 +200,7 @@ def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
     import tarfile
     import warnings
 
-    path = Path(path)
-    tars = sorted(path.glob("*.tar")) if path.is_dir() else [path]
-    if not tars or not tars[0].is_file():
-        raise ConfigError(f"no trajectory shards (*.tar) in {path}: write some with `jepa collect --out {path}`")
+    tars = trajectory_shards(path)
     episodes: dict[str, dict[str, bytes]] = {}
     damaged = []
     for tar in tars:

@@ -248,6 +248,7 @@ class PushT(GymAdapter):
     name = "push_t"
     frame_extent = (0.0, 1.0, 1.0, 0.0)  # the table in table units, y down as in the frame
     success_rule = "final coverage of the goal by the block > 0.95 (Push-T's rule)"
+    CONTACT_PIXELS, CONTACT_RADIANS = 0.5, 0.005  # a block pose change above these (table pixels, radians) is a push
 
     def __init__(self, img_size: int = 64, action_repeat: int = 1, max_steps: int = 100, reach: float = 64.0,
                  **_) -> None:
@@ -273,8 +274,6 @@ class PushT(GymAdapter):
         moved = self.goal_state() - before
         info["contact"] = bool(np.hypot(*moved[:2]) > self.CONTACT_PIXELS or abs(moved[2]) > self.CONTACT_RADIANS)
         return obs, reward, terminated, truncated, info
-
-    CONTACT_PIXELS, CONTACT_RADIANS = 0.5, 0.005  # a block pose change above these (table pixels, radians) is a push
 
     def render(self) -> np.ndarray:
         return np.ascontiguousarray(self.env._render(visualize=False))

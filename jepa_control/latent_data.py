@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from jepa.errors import ConfigError
 from jepa.io import write_json
-from jepa_control.collect import read_trajectories
+from jepa_control.collect import read_trajectories, trajectory_shards
 from jepa_control.gate import position_gate
 
 
@@ -90,10 +90,10 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         super().__init__()
         from jepa_control.collect import check_trajectory_dir
 
-        for folder in ([train_dir] if isinstance(train_dir, (str, Path)) else list(train_dir)) + \
-                ([val_dir] if val_dir else []):
+        self.train_dirs = [train_dir] if isinstance(train_dir, (str, Path)) else list(train_dir)
+        for folder in self.train_dirs + ([val_dir] if val_dir else []):
             check_trajectory_dir(folder)  # missing or unreadable data stops here, before any compute
-        self.train_dir, self.val_dir, self.window = train_dir, val_dir, window
+        self.val_dir, self.window = val_dir, window
         self.batch_size, self.num_workers, self.gate_min_r2, self.cache_dir = batch_size, num_workers, gate_min_r2, cache_dir
         self.encoder_settings, self.world_model = encoder, world_model
         self.train_set = self.val_set = None
@@ -115,8 +115,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
                           "encoder= or world_model=, or call prepare(encoder)")
 
     def _training_data(self) -> dict:
-        if self.train_set is None:
-            self.prepare(self.build_encoder())
+        self.setup()
         return {"latents": self.train_set.latents, "positions": self.train_set.positions}
 
     def encode_dir(self, encoder, path: str) -> dict:
@@ -125,7 +124,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         from eval.feature_cache import FeatureCache
 
         data = read_trajectories(path)
-        files = sorted(Path(path).glob("*.tar")) if Path(path).is_dir() else [Path(path)]
+        files = trajectory_shards(path)
         spec = {"kind": "world_model_latents", "encoder": encoder.source_digest, "pool_grid": encoder.pool_grid,
                 "fold": encoder.fold,
                 "mean": encoder.mean.flatten().tolist(), "std": encoder.std.flatten().tolist(),
@@ -140,8 +139,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
 
     def prepare(self, encoder) -> None:
         """Encode the data with `encoder` (a FrozenEncoder) and run the gate."""
-        dirs = [self.train_dir] if isinstance(self.train_dir, (str, Path)) else list(self.train_dir)
-        parts = [self.encode_dir(encoder, d) for d in dirs]
+        parts = [self.encode_dir(encoder, d) for d in self.train_dirs]
         lengths = {p["actions"].shape[1] for p in parts}
         if len(lengths) > 1:
             raise ConfigError(f"data.train_dir folders hold episodes of different lengths {sorted(lengths)}: collect "

@@ -269,11 +269,7 @@ def agent_rows(cfg, setup: PlanSetup, graph, readout) -> list[tuple[str, object]
     """(label, make_agent) for every row this evaluation runs, built through the agent registry
     (jepa_control/agents.py): baselines first, then each planner on the world model (cold, actor-warmed and with
     each energy weight) and on the true simulator."""
-    unknown = [p for p in cfg.planners if p not in PLANNERS]
-    if unknown or not cfg.planners:
-        raise ConfigError(f"--planners {unknown or '[]'}: choose from {', '.join(PLANNERS)}")
     rows, actor = [], None
-    setup.energy = setup.energy_wm = None
     if cfg.energy:
         from jepa_control.energy import load_energy
 

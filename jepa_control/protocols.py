@@ -46,19 +46,13 @@ class OfflineGoal:
     def start(self, env, seed: int) -> tuple[np.ndarray, dict]:
         """(first observation, info); info["trajectory_actions"] holds the actions from start to goal (read only
         by the trajectory replay)."""
-        from jepa_control.collect import make_policy
+        from jepa_control.collect import make_policy, rollout
 
-        obs, info = env.reset(seed=seed)
         policy = make_policy(self.policy, env, np.random.default_rng([seed, 7]))
-        policy.reset(env, info)
-        actions = []
-        for _ in range(self.goal_offset):
-            action = np.clip(policy.act(obs, info), env.action_low, env.action_high).astype(np.float32)
-            obs, _, _, _, info = env.step(action)
-            actions.append(action)
+        trajectory = rollout(env, policy, self.goal_offset, seed)  # leaves the env at the trajectory's last state
         goal = env.goal_state()
         obs, _ = env.reset(seed=seed)  # deterministic: the trajectory's first state again
-        info = {**env.set_goal(goal), "trajectory_actions": np.stack(actions)}
+        info = {**env.set_goal(goal), "trajectory_actions": trajectory["actions"]}
         return obs, info
 
 

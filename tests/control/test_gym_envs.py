@@ -134,7 +134,8 @@ def test_push_t_contacts_are_counted_when_the_block_moves_and_the_push_policy_ma
             *_, info = env.step(np.clip((block - pusher) / 40.0, -1, 1))
             into.append(info["contact"])
             poses.append(env.goal_state())
-        moved = [bool(np.hypot(*(b - a)[:2]) > 0.5 or abs((b - a)[2]) > 0.005) for a, b in zip(poses, poses[1:])]
+        moved = [bool(np.hypot(*(b - a)[:2]) > env.CONTACT_PIXELS or abs((b - a)[2]) > env.CONTACT_RADIANS)
+                 for a, b in zip(poses, poses[1:])]
         assert any(into) and into == moved
         pushes = [collect_episode(env, "push", 24, 0, i)["contacts"] for i in range(4)]
         walks = [collect_episode(env, "noisy", 24, 0, i)["contacts"] for i in range(4)]
