@@ -192,3 +192,24 @@ def test_ablation_sweep_stops_starting_runs_after_a_failure_and_keeps_the_finish
         ablations.main()
     saved = json.loads((tmp_path / "ablations.json").read_text())["runs"]
     assert [r["variant"] for r in saved] == ["ema_0.99"]  # under way: finished and saved; ema_0.999 never started
+
+
+def test_step_profile_attributes_the_step_to_kernel_kinds():
+    sys.path.insert(0, str(SCRIPT.parent))
+    from profile_step import kind_of, profile_step
+
+    # names of the kernels an H100 / H200 step launches, and the CPU operators the tests see
+    assert kind_of("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64") == "matmul"
+    assert kind_of("nvjet_hsh_128x256_64x4_1x2_h_bz_coopB_TNN") == "matmul"
+    assert kind_of("fmha_cutlassF_bf16_aligned_64x128_rf_sm80") == "attention"
+    assert kind_of("multi_tensor_apply_kernel<FusedAdamMathFunctor>") == "optimizer_ema"
+    assert kind_of("triton_per_fused_native_layer_norm_0") == "layer_norm"
+    assert kind_of("triton_poi_fused_gelu_1") == "fused_elementwise"
+    assert kind_of("aten::addmm") == "matmul"
+    import torch
+
+    record = profile_step("tiny", 2, "pad", 1, 2, torch.device("cpu"), img=64, patch=8, pred_dim=48, pred_depth=1)
+    assert record["config"]["mode"] == "pad" and record["step_s_wall"] > 0
+    assert sum(record["fraction_per_kind"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert record["seconds_per_kind"]["matmul"] > 0 and record["seconds_per_kind"]["attention"] > 0
+    assert record["slowest"][0]["s_per_step"] >= record["slowest"][-1]["s_per_step"]
