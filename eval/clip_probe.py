@@ -1,10 +1,11 @@
-"""Attentive probes on frozen clip tokens (V-JEPA's evaluation), for every label of a clip dataset.
+"""Probes on frozen clip tokens, for every label of a clip dataset: V-JEPA's attentive probe on all tokens, and two
+low-capacity ones a random encoder rarely passes, a linear probe and kNN on the time-pooled tokens.
 
 A video encoder embeds each clip into T/tubelet x N tokens whose 3-D position embedding already tells time apart.
 An image encoder embeds each frame (T x N tokens); a fixed 1-D sin-cos embedding of the frame index is added to
 each frame's tokens, so the probe can see frame order (V-JEPA's frame-wise image-encoder baseline): without it,
 a clip and the same clip played backwards give the same multiset of tokens. Every row then goes through the same
-attentive probe; settings are chosen on a held-out part of the probe's training clips, the test clips are scored
+probes; settings are chosen on a held-out part of the probe's training clips, the test clips are scored
 once.
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ from tqdm.auto import tqdm
 
 from eval.attentive_probe import AttentiveProbeConfig, attentive_probe
 from eval.feature_cache import FeatureCache
+from eval.knn import knn_accuracy
+from eval.linear_probe import LinearProbeConfig, linear_probe
 from jepa.errors import ConfigError
 from jepa.pos_embed import sincos_1d
 
@@ -36,6 +39,18 @@ class ClipProbeData:
     source: dict
 
 
+def labelled_clips(dataset, n: int, labels: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The first n clips of a clip dataset with a `clip(i) -> (frames [T, H, W], info)` method: uint8 [n, T, 1, H, W]
+    and each label of `labels` read from info."""
+    clips, values = [], {label: [] for label in labels}
+    for i in range(n):
+        frames, info = dataset.clip(i)
+        clips.append(torch.from_numpy(frames).unsqueeze(1))
+        for label in labels:
+            values[label].append(info[label])
+    return torch.stack(clips), {label: torch.tensor(v) for label, v in values.items()}
+
+
 def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
                         size: int = 64, seed: int = 0, garment: int | None = None) -> ClipProbeData:
     """Labelled moving-Fashion-MNIST clips (one garment of `garment` px, default Fashion-MNIST's 28, 8 directions):
@@ -49,20 +64,42 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
     for split, n, offset in (("train", train_limit or 5000, 1000), ("test", test_limit or 2000, 0)):
         images, labels = load_split(base, split)
         data = MovingFashionMNIST(images, labels, "eval", n, num_frames, size, seed=seed + offset, garment=garment)
-        clips, classes, directions = [], [], []
-        for i in range(n):
-            frames, info = data.clip(i)
-            clips.append(torch.from_numpy(frames).unsqueeze(1))
-            classes.append(info["label"])
-            directions.append(info["direction"])
-        parts[split] = (torch.stack(clips), {"class": torch.tensor(classes), "direction": torch.tensor(directions)})
+        clips, values = labelled_clips(data, n, ("label", "direction"))
+        parts[split] = (clips, {"class": values["label"], "direction": values["direction"]})
     source = {"dataset": "moving_fmnist", "num_frames": num_frames, "size": size, "seed": seed,
               "garment": data.garment}
     return ClipProbeData("moving_fmnist", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
                          MEAN, STD, source)
 
 
-CLIP_DATASETS = {"moving_fmnist": moving_fmnist_clips}
+def motion_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
+                 size: int = 64, seed: int = 0, garment: int | None = None) -> ClipProbeData:
+    """Motion clips (data.motion_clips: class, motion, bounce and future labels on a cluttered background): the probe
+    trains on clips of training-split garments and is tested on clips of test-split garments (default 5,000 and
+    2,000); `no_change_future` in the source is how often the last frame's cell already is the future one."""
+    from data.fashion_mnist import MEAN, STD, find_root, load_split
+    from data.motion_clips import LABELS, MotionClips
+    from data.moving_fmnist import GARMENT
+
+    base = find_root(root)
+    parts = {}
+    for split, n, offset in (("train", train_limit or 5000, 1000), ("test", test_limit or 2000, 0)):
+        images, labels = load_split(base, split)
+        data = MotionClips(images, labels, "eval", n, num_frames, size, seed=seed + offset,
+                           garment=garment or GARMENT)
+        clips, values = labelled_clips(data, n, (*LABELS, "last_cell"))
+        parts[split] = (clips, values)
+    last_cell = parts["test"][1].pop("last_cell")
+    parts["train"][1].pop("last_cell")
+    no_change = float((last_cell == parts["test"][1]["future"]).float().mean())
+    source = {"dataset": "motion_fmnist", "num_frames": num_frames, "size": size, "seed": seed,
+              "garment": data.garment, "clutter": data.clutter, "future_frames": data.future,
+              "no_change_future": no_change}
+    return ClipProbeData("motion_fmnist", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
+                         MEAN, STD, source)
+
+
+CLIP_DATASETS = {"moving_fmnist": moving_fmnist_clips, "motion_fmnist": motion_clips}
 
 
 def check_clip_compatible(encoder: nn.Module, data: ClipProbeData, source: str,
@@ -102,9 +139,24 @@ def clip_tokens(encoder: nn.Module, clips: torch.Tensor, mean, std, batch_size: 
     return torch.cat(out)
 
 
-def probe_clip_rows(rows, data: ClipProbeData, attentive: AttentiveProbeConfig, cache: FeatureCache | None = None,
+def time_pooled(tokens: torch.Tensor, time_slots: int) -> torch.Tensor:
+    """Clip tokens [N, T' * N_space, D] -> [N, T' * D]: averaged over space within each time slot, the slots
+    concatenated in order, so a linear probe or kNN on it can compare frames but cannot attend to patches."""
+    n, _, d = tokens.shape
+    return tokens.view(n, time_slots, -1, d).mean(2).flatten(1)
+
+
+def time_slots(encoder: nn.Module, num_frames: int) -> int:
+    """Time slots of an encoder's clip tokens: tubelets for a video encoder, frames for an image encoder."""
+    return num_frames // encoder.tubelet_size if encoder.is_video else num_frames
+
+
+def probe_clip_rows(rows, data: ClipProbeData, attentive: AttentiveProbeConfig | None,
+                    linear: LinearProbeConfig | None = None, knn=None, cache: FeatureCache | None = None,
                     seed: int = 0, log=print) -> dict[str, dict]:
-    """rows: eval.probe.Row list (encoder None is not allowed here). Returns row -> {label: result dict, seconds}."""
+    """rows: eval.probe.Row list (encoder None is not allowed here). Per row and label, the probes that are on:
+    `linear` and `knn` (an eval.probe.KnnConfig) on the time-pooled tokens, `attentive` on all clip tokens.
+    Returns row -> {label: {probe: result dict}, "seconds": ..., "tokens": ...}."""
     cache = cache or FeatureCache(None)
     results = {}
     for row in rows:
@@ -117,22 +169,39 @@ def probe_clip_rows(rows, data: ClipProbeData, attentive: AttentiveProbeConfig, 
                     "std": data.std, "pooling": "clip_tokens+frame_sincos"}
             tokens[split] = cache.get_or_compute(spec, lambda c=clips, s=split: clip_tokens(
                 row.encoder, c, data.mean, data.std, desc=f"{row.name}: {s} clips"))
+        slots = time_slots(row.encoder, data.train_x.shape[1])
+        pooled = {split: time_pooled(t, slots) for split, t in tokens.items()}
         out: dict = {"seconds": {"features": round(time.time() - t0, 1)}, "tokens": list(tokens["train"].shape[1:])}
         for label in data.train_labels:
-            t1 = time.time()
-            res = attentive_probe(tokens["train"], data.train_labels[label], tokens["test"], data.test_labels[label],
-                                  attentive, seed=seed)
-            out[label] = res.as_dict()
+            t1, out[label] = time.time(), {}
+            train_y, test_y = data.train_labels[label], data.test_labels[label]
+            if linear is not None:
+                res = linear_probe(pooled["train"], train_y, pooled["test"], test_y, linear, seed=seed)
+                out[label]["linear"] = res.as_dict()
+            if knn is not None and knn.enabled:
+                out[label]["knn"] = {"test_acc": knn_accuracy(pooled["train"], train_y, pooled["test"], test_y,
+                                                              knn.k, knn.temperature), "k": knn.k}
+            if attentive is not None and getattr(attentive, "enabled", True):
+                res = attentive_probe(tokens["train"], train_y, tokens["test"], test_y, attentive, seed=seed)
+                out[label]["attentive"] = res.as_dict()
             out["seconds"][label] = round(time.time() - t1, 1)
-            log(f"  {row.name:<16} {label:<10} attentive {100 * res.test_acc:5.1f} % (lr {res.lr:g})")
+            log(f"  {row.name:<16} {label:<10} " + "  ".join(
+                f"{probe} {100 * r['test_acc']:5.1f} %" for probe, r in out[label].items()))
         results[row.name] = out
     return results
 
 
 def clip_table(results: dict[str, dict], labels) -> str:
-    lines = ["| encoder | " + " | ".join(f"attentive, {lb}" for lb in labels) + " |", "|---|" + "---:|" * len(labels)]
+    first = next(iter(results.values()))
+    probes = [probe for probe in ("linear", "knn", "attentive") if probe in first[labels[0]]]
+    columns = [(label, probe) for label in labels for probe in probes]
+    lines = ["| encoder | " + " | ".join(f"{label}, {probe}" for label, probe in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
     for name, row in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{100 * row[lb]['test_acc']:.1f} %" for lb in labels) + " |")
-    lines += ["", "- attentive: one learned query, one cross-attention block, linear head, on all clip tokens (an image "
-              "encoder's frame-wise tokens carry a sin-cos embedding of their frame index)"]
+        lines.append(f"| {name} | " + " | ".join(f"{100 * row[label][probe]['test_acc']:.1f} %"
+                                              for label, probe in columns) + " |")
+    lines += ["", "- linear, knn: on the clip's tokens averaged over space within each time slot (tubelet or frame), "
+              "the slots concatenated in order", "- attentive: one learned query, one cross-attention block, linear "
+              "head, on all clip tokens (an image encoder's frame-wise tokens carry a sin-cos embedding of their "
+              "frame index)"]
     return "\n".join(lines)

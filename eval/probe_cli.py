@@ -9,6 +9,7 @@ pca.png (test embeddings of the checkpoint's encoder) to --out (default: <run>/p
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -55,8 +56,8 @@ def parser():
     p.add_argument("--which", type=str, default="target_encoder",
                    help="which encoder of the checkpoint: target_encoder (the EMA one, default) or encoder")
     p.add_argument("--data", type=str, default="fashion_mnist",
-                   help=f"probe dataset: {', '.join(DATASETS)} (images), {', '.join(CLIP_DATASETS)} (clips: attentive "
-                        "probes on every label)")
+                   help=f"probe dataset: {', '.join(DATASETS)} (images), {', '.join(CLIP_DATASETS)} (clips: linear, "
+                        "kNN and attentive probes on every label)")
     p.add_argument("--data_root", type=str | None, default=None, help="dataset folder (default: the Debian package's)")
     p.add_argument("--garment", type=int | None, default=None,
                    help="moving_fmnist: garment side in pixels (default: the checkpoint's pretraining `data.garment`, "
@@ -118,8 +119,9 @@ def main(argv: list[str]) -> int:
     out = Path(cfg.out) if cfg.out else default_out(ckpt)
     if ckpt.exists():  # (a missing checkpoint is named by the loader)
         check_results_folder("--out", out, cfg.overwrite)
+    ran = {"command": "jepa probe " + shlex.join(argv), "date": time.strftime("%Y-%m-%d")}
     if cfg.data in CLIP_DATASETS:
-        return clip_main(cfg, init, ckpt, out, started)
+        return clip_main(cfg, init, ckpt, out, started, ran)
     data = DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit)
 
     encoder, hparams = load_encoder(ckpt, cfg.which)
@@ -148,7 +150,7 @@ def main(argv: list[str]) -> int:
         "settings": settings(linear=init.linear, knn=init.knn, attentive=init.attentive),
         "rows": public(results), "table": table, "plots": plots,
         "feature_cache": {"dir": cfg.cache_dir, "hits": cache.hits, "misses": cache.misses},
-        "wall_time_s": round(time.time() - started, 1), "provenance": provenance(),
+        "wall_time_s": round(time.time() - started, 1), "provenance": provenance(), **ran,
     }
     write_text(out / "results.md", table + "\n")
     write_json(out / "results.json", record)
@@ -158,8 +160,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def clip_main(cfg, init, ckpt: Path, out: Path, started: float) -> int:
-    """`jepa probe --data <clip dataset>`: attentive probes on clip tokens for every label; rows: the checkpoint's
+def clip_main(cfg, init, ckpt: Path, out: Path, started: float, ran: dict) -> int:
+    """`jepa probe --data <clip dataset>`: linear and kNN probes on time-pooled clip tokens and attentive probes on
+    all of them, for every label; rows: the checkpoint's
     encoder, --references (e.g. an image encoder applied frame by frame) and the same architecture at random init."""
     encoder, hparams = load_encoder(ckpt, cfg.which)
     num_frames = encoder.num_frames if encoder.is_video else 8
@@ -171,14 +174,14 @@ def clip_main(cfg, init, ckpt: Path, out: Path, started: float) -> int:
     rows = encoder_rows(cfg, ckpt, encoder, hparams,
                         lambda enc, hp, src: check_clip_compatible(enc, data, src, hp["data"].get("garment")))
     cache = FeatureCache(cfg.cache_dir)
-    results = probe_clip_rows(rows, data, init.attentive, cache, cfg.seed)
+    results = probe_clip_rows(rows, data, init.attentive, init.linear, init.knn, cache, cfg.seed)
     labels = list(data.train_labels)
     table = clip_table(results, labels)
     record = {"checkpoint": str(ckpt), "encoder": cfg.which, "data": cfg.data, "clips": data.source, "labels": labels,
-              "n_train": len(data.train_x), "n_test": len(data.test_x), "settings": settings(attentive=init.attentive),
+              "n_train": len(data.train_x), "n_test": len(data.test_x), "settings": settings(linear=init.linear, knn=init.knn, attentive=init.attentive),
               "rows": results, "table": table,
               "feature_cache": {"dir": cfg.cache_dir, "hits": cache.hits, "misses": cache.misses},
-              "wall_time_s": round(time.time() - started, 1), "provenance": provenance()}
+              "wall_time_s": round(time.time() - started, 1), "provenance": provenance(), **ran}
     write_text(out / "results.md", table + "\n")
     write_json(out / "results.json", record)
     print(f"\n{table}\n\n{record['wall_time_s']} s; wrote {out / 'results.json'}, {out / 'results.md'}")

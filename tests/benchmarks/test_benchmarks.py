@@ -213,3 +213,27 @@ def test_step_profile_attributes_the_step_to_kernel_kinds():
     assert sum(record["fraction_per_kind"].values()) == pytest.approx(1.0, abs=1e-3)
     assert record["seconds_per_kind"]["matmul"] > 0 and record["seconds_per_kind"]["attention"] > 0
     assert record["slowest"][0]["s_per_step"] >= record["slowest"][-1]["s_per_step"]
+
+
+def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tmp_path):
+    def record(seed, vjepa, random_init):
+        rows = {name: {"motion": {"linear": {"test_acc": acc}, "knn": {"test_acc": acc / 2}}}
+                for name, acc in (("jepa", vjepa), ("random init", random_init), ("ijepa_framewise", 0.3))}
+        return {"checkpoint": f"s{seed}.ckpt", "labels": ["motion"], "rows": rows, "wall_time_s": 1.0,
+                "clips": {"dataset": "motion_fmnist", "seed": seed}, "provenance": {"hardware": {"cpu": "x"}},
+                "command": f"jepa probe --seed {seed}", "date": "2026-01-01"}
+
+    paths = []
+    for seed, (v, r) in enumerate([(0.5, 0.2), (0.6, 0.3)]):
+        paths.append(tmp_path / f"{seed}.json")
+        paths[-1].write_text(json.dumps(record(seed, v, r)))
+    out = tmp_path / "video" / "summary.json"
+    subprocess.run([sys.executable, str(SCRIPT.parent / "video_summary.py"), *map(str, paths), "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    summary = json.loads(out.read_text())
+    assert summary["labels"]["motion"]["linear"] == {"vjepa": [0.5, 0.6], "random_init": [0.2, 0.3],
+                                                     "ijepa_framewise": [0.3, 0.3]}
+    assert summary["labels"]["motion"]["knn"]["vjepa"] == [0.25, 0.3]
+    assert summary["planning"] == {} and [r["command"] for r in summary["runs"]] == ["jepa probe --seed 0",
+                                                                                    "jepa probe --seed 1"]
+    assert "+30.0 (+30.0 / +30.0)" in out.with_suffix(".md").read_text()  # paired vjepa - random_init

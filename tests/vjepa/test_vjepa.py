@@ -133,6 +133,30 @@ def _direction_clips(n, seed):
     return clips, y
 
 
+def test_time_pooled_tokens_keep_time_slots_apart_and_every_probe_reports():
+    from eval.clip_probe import ClipProbeData, clip_table, probe_clip_rows, time_pooled, time_slots
+    from eval.linear_probe import LinearProbeConfig
+    from eval.probe import KnnConfig, Row
+    from jepa.vit import VisionTransformer
+
+    tokens = torch.arange(2 * 3 * 4 * 5, dtype=torch.float).view(2, 3 * 4, 5)  # 3 time slots x 4 patches
+    pooled = time_pooled(tokens, 3)
+    assert pooled.shape == (2, 15)
+    assert torch.equal(pooled[1, 5:10], tokens[1, 4:8].mean(0))  # slot 1 = the mean of its own 4 patches
+    video = _model().target_encoder
+    torch.manual_seed(0)
+    image = VisionTransformer(img_size=16, patch_size=4, in_chans=1, embed_dim=32, depth=1, num_heads=2)
+    assert time_slots(video, 4) == 2 and time_slots(image, 4) == 4
+    x, y = _direction_clips(200, 0)
+    data = ClipProbeData("toy", x[:160], {"direction": y[:160]}, x[160:], {"direction": y[160:]}, (0.5,), (0.5,),
+                         {"dataset": "toy"})
+    results = probe_clip_rows([Row("video", video, {"i": 2}, 4)], data, None, LinearProbeConfig(max_iter=20),
+                              KnnConfig(k=5), log=lambda *_: None)
+    assert set(results["video"]["direction"]) == {"linear", "knn"}
+    assert results["video"]["direction"]["linear"]["features"] == 2 * 32
+    assert "direction, linear | direction, knn" in clip_table(results, ["direction"])
+
+
 def test_clip_probes_see_frame_order_for_framewise_image_encoders():
     from eval.attentive_probe import AttentiveProbeConfig
     from eval.clip_probe import ClipProbeData, check_clip_compatible, clip_table, clip_tokens, probe_clip_rows
@@ -152,7 +176,7 @@ def test_clip_probes_see_frame_order_for_framewise_image_encoders():
     cfg = AttentiveProbeConfig(lrs=(1e-2,), epochs=60, batch_size=32, num_heads=2)
     results = probe_clip_rows([Row("frame-wise", image, {"i": 1}, 4)], data, cfg, log=lambda *_: None)
     assert results["frame-wise"]["tokens"] == [4 * 16, 32]
-    assert results["frame-wise"]["direction"]["test_acc"] > 0.9  # frame order reaches the probe
+    assert results["frame-wise"]["direction"]["attentive"]["test_acc"] > 0.9  # frame order reaches the probe
     assert "| frame-wise |" in clip_table(results, ["direction"])
     # without the frame embedding a clip and the same clip played backwards give the same multiset of tokens, which
     # an attentive probe (permutation invariant) cannot tell apart; with it they differ

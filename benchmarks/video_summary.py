@@ -1,0 +1,108 @@
+"""Gather `jepa probe` clip results (one results.json per seed) into benchmarks/results/video/summary.json and its
+.md twin: labels -> LABEL -> PROBE -> ENCODER -> [one accuracy per seed], with the command, hardware and date of
+every run it read.
+
+    python benchmarks/video_summary.py runs/vjepa_motion_fmnist/probe/results.json \
+        runs/vjepa_motion_fmnist_s1/probe/results.json runs/vjepa_motion_fmnist_s2/probe/results.json
+
+Row names of `jepa probe` map to the summary's encoders: the checkpoint's row (`jepa`) is `vjepa`, `random init` is
+`random_init`, references keep their names (`ijepa_framewise`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jepa.errors import ConfigError  # noqa: E402
+from jepa.io import write_json, write_text  # noqa: E402
+
+ENCODER_NAMES = {"jepa": "vjepa", "random init": "random_init"}
+PROBES = ("linear", "knn", "attentive")
+
+
+def gather(records: list[dict]) -> dict:
+    """labels -> label -> probe -> encoder -> [accuracy of each record, in order]."""
+    labels: dict = {}
+    for record in records:
+        for row_name, row in record["rows"].items():
+            encoder = ENCODER_NAMES.get(row_name, row_name)
+            for label in record["labels"]:
+                for probe in PROBES:
+                    if probe in row[label]:
+                        labels.setdefault(label, {}).setdefault(probe, {}).setdefault(encoder, []).append(
+                            row[label][probe]["test_acc"])
+    return labels
+
+
+def table(labels: dict, seeds: int) -> str:
+    lines = [f"| label | probe | {' | '.join(encoders(labels))} | vjepa - random_init |",
+             "|---|---|" + "---:|" * (len(encoders(labels)) + 1)]
+    for label, probes in labels.items():
+        for probe, rows in probes.items():
+            cells = [mean_std(rows.get(e, [])) for e in encoders(labels)]
+            diff = ""
+            if len(rows.get("vjepa", [])) == len(rows.get("random_init", [])) == seeds:
+                diffs = [100 * (a - b) for a, b in zip(rows["vjepa"], rows["random_init"])]
+                diff = f"{statistics.mean(diffs):+.1f} ({' / '.join(f'{d:+.1f}' for d in diffs)})"
+            lines.append(f"| {label} | {probe} | {' | '.join(cells)} | {diff} |")
+    return "\n".join(lines)
+
+
+def encoders(labels: dict) -> list[str]:
+    seen: list[str] = []
+    for probes in labels.values():
+        for rows in probes.values():
+            seen += [e for e in rows if e not in seen]
+    return seen
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f} %"
+    return f"{100 * statistics.mean(values):.1f} +- {100 * statistics.stdev(values):.1f} %"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", help="jepa probe results.json of a clip dataset, one per seed")
+    p.add_argument("--out", default="benchmarks/results/video/summary.json")
+    p.add_argument("--planning", default=None, help="JSON file: ENV -> ENCODER -> success (the planning part)")
+    args = p.parse_args(argv)
+    records = []
+    for path in args.results:
+        try:
+            records.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not a readable jepa probe results.json ({err})") from err
+        if "clips" not in records[-1]:
+            raise ConfigError(f"{path}: not a clip probe's results (no 'clips' key): run jepa probe --data <clips>")
+    datasets = {r["clips"]["dataset"] for r in records}
+    if len(datasets) != 1:
+        raise ConfigError(f"the results mix clip datasets: {', '.join(sorted(datasets))}")
+    labels = gather(records)
+    planning = json.loads(Path(args.planning).read_text()) if args.planning else {}
+    summary = {"dataset": datasets.pop(), "seeds": len(records), "labels": labels, "planning": planning,
+               "clips": records[0]["clips"],
+               "runs": [{"results": path, "checkpoint": r["checkpoint"], "wall_time_s": r["wall_time_s"],
+                         "hardware": r["provenance"]["hardware"], "date": r.get("date"),
+                         "command": r.get("command")} for path, r in zip(args.results, records)]}
+    out = Path(args.out)
+    write_json(out, summary)
+    md = (f"# Video probes: {summary['dataset']}, {len(records)} seed(s)\n\n{table(labels, len(records))}\n\n"
+          "Accuracy on the test clips, mean +- std over seeds; the last column is the paired difference (points, per "
+          "seed). Runs:\n" + "\n".join(f"- `{r['results']}` ({r['checkpoint']}, {r['date']})" for r in
+                                       summary["runs"]) + "\n")
+    write_text(out.with_suffix(".md"), md)
+    print(md + f"\nwrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
