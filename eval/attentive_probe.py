@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from timm.layers import AttentionPoolLatent
 from torch import nn
 
-from eval.linear_probe import holdout_split
+from eval.linear_probe import holdout_split, standardise
 
 
 @dataclass
@@ -28,6 +28,9 @@ class AttentiveProbeConfig:
     num_heads: int = 4
     pos_embed: bool = False   # a learned embedding per token position (for tokens that carry no position)
     val_fraction: float = 0.1
+    # tokens minus the training tokens' mean, over their std, per channel (as the linear probe's features): tokens
+    # that differ from clip to clip by a few % of their size otherwise give the probe almost nothing to attend to
+    standardise: bool = False
 
 
 class AttentiveProbe(nn.Module):
@@ -87,6 +90,10 @@ def attentive_probe(train_tokens: torch.Tensor, train_y: torch.Tensor, test_toke
     if overrides:
         cfg = AttentiveProbeConfig(**{**asdict(cfg), **overrides})
     num_classes = int(train_y.max()) + 1
+    if cfg.standardise:
+        (n, t, d), m = train_tokens.shape, len(test_tokens)
+        train_tokens, test_tokens = standardise(train_tokens.reshape(-1, d), test_tokens.reshape(-1, d))
+        train_tokens, test_tokens = train_tokens.view(n, t, d), test_tokens.view(m, t, d)
     fit_idx, val_idx = holdout_split(len(train_tokens), cfg.val_fraction, seed)
     fit_x, fit_y, val_x, val_y = train_tokens[fit_idx], train_y[fit_idx], train_tokens[val_idx], train_y[val_idx]
     with torch.random.fork_rng(devices=[]):

@@ -295,3 +295,14 @@ def test_last_k_layer_tokens_are_each_blocks_normed_output_in_order_batch_by_bat
     torch.testing.assert_close(encode_tokens(enc, images, (0.5,), (0.25,), batch_size=3), outs[-1], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="depth 3"):
         encode_tokens(enc, images, (0.5,), (0.25,), layers=4)
+
+
+def test_standardised_tokens_let_the_attentive_probe_see_a_small_signal_on_a_large_offset():
+    """Tokens of a near-collapsed encoder: a large shared offset, the class in a change of ~1 % of it."""
+    (tr_x, tr_y), (te_x, te_y) = _positional_task(1500, 0), _positional_task(300, 1)
+    offset = 30 * torch.randn(16, generator=torch.Generator().manual_seed(5))
+    tr_x, te_x = offset + 0.01 * tr_x, offset + 0.01 * te_x
+    settings = dict(lrs=(3e-3,), epochs=15, batch_size=64, num_heads=2)
+    raw = attentive_probe(tr_x, tr_y, te_x, te_y, **settings)
+    standardised = attentive_probe(tr_x, tr_y, te_x, te_y, standardise=True, **settings)
+    assert standardised.test_acc > 0.9 and raw.test_acc < 0.5
