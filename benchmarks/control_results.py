@@ -67,10 +67,14 @@ def summarise(run: dict) -> dict:
 
 
 def add_random_init(summary: dict, run: dict) -> None:
-    """The random-init encoder's headline row beside ours: same protocol, seeds and episodes required."""
+    """The random-init encoder's headline row beside ours: same protocol, seeds, episodes and planner required."""
     if (run["protocol"]["name"], run["protocol"]["seeds"], run["protocol"]["episodes_per_seed"]) != (
             summary["protocol"], summary["seeds"], summary["protocol_settings"]["episodes_per_seed"]):
         raise SystemExit("--random_init: that run used another protocol, seeds or episode count")
+    other = {k: run["settings"][k] for k in summary["planner"]}
+    if other != summary["planner"]:
+        changed = ", ".join(f"{k} {other[k]} (here {v})" for k, v in summary["planner"].items() if other[k] != v)
+        raise SystemExit(f"--random_init: that run planned with other settings: {changed}")
     r = run["results"][summary["agent"]]
     summary["random_init_success"] = r["success"]
     summary["random_init_encoder"] = run.get("encoder")

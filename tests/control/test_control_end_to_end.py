@@ -265,7 +265,9 @@ def test_jepa_plan_end_to_end(tiny_control):
     assert record["protocol"]["name"] == "offline_goal" and record["protocol"]["budget"] == 4
     assert record["results"]["trajectory replay"]["success"] == 1.0  # every goal is 3 steps along its trajectory
     # the results file other tools read: the keys, the headline row and its baselines from this run
-    from benchmarks.control_results import markdown, summarise
+    import copy
+
+    from benchmarks.control_results import add_random_init, markdown, summarise
 
     summary = summarise(record)
     assert {"env", "protocol", "success", "ci95", "per_seed", "episodes", "seconds_per_plan", "random_policy_success",
@@ -274,6 +276,12 @@ def test_jepa_plan_end_to_end(tiny_control):
     assert summary["success"] == record["results"]["cem (world model)"]["success"] and summary["episodes"] == 2
     assert summary["random_policy_success"] == record["results"]["random policy"]["success"]
     assert summary["command"].startswith("jepa plan --world_model") and "cem (oracle simulator)" in markdown(summary)
+    other = copy.deepcopy(record)  # a random-init run stands beside it only if it planned the same way
+    add_random_init(summary, other)
+    assert summary["random_init_success"] == other["results"]["cem (world model)"]["success"]
+    other["settings"]["execute"] += 1
+    with pytest.raises(SystemExit, match="execute"):
+        add_random_init(summary, other)
     assert len(record["rollout_l1_by_horizon"]["world_model"]) == len(record["rollout_l1_by_horizon"]["no_change"]) == 4
     assert (path / "plan" / "episodes.png").stat().st_size > 0 and (path / "plan" / "rollout_error.png").is_file()
     assert (path / "plan" / "pareto.png").is_file() and (path / "plan" / "cost_landscape.png").is_file()
