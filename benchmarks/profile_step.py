@@ -75,7 +75,8 @@ def profile_step(size: str, batch: int, mode: str, warmup: int, steps: int, devi
             seconds = event.self_cpu_time_total / 1e6 / steps
             if seconds <= 0 or not event.key.startswith("aten::"):
                 continue
-        per_kind[kind_of(event.key)] = per_kind.get(kind_of(event.key), 0.0) + seconds
+        kind = kind_of(event.key)
+        per_kind[kind] = per_kind.get(kind, 0.0) + seconds
         kernels.append((seconds, event.key[:120]))
         launches += event.count
     busy = sum(per_kind.values())

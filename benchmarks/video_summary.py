@@ -40,11 +40,11 @@ def gather(records: list[dict]) -> dict:
 
 
 def table(labels: dict, seeds: int) -> str:
-    lines = [f"| label | probe | {' | '.join(encoders(labels))} | vjepa - random_init |",
-             "|---|---|" + "---:|" * (len(encoders(labels)) + 1)]
+    names = encoders(labels)
+    lines = [f"| label | probe | {' | '.join(names)} | vjepa - random_init |", "|---|---|" + "---:|" * (len(names) + 1)]
     for label, probes in labels.items():
         for probe, rows in probes.items():
-            cells = [mean_std(rows.get(e, [])) for e in encoders(labels)]
+            cells = [mean_std(rows.get(e, [])) for e in names]
             diff = ""
             if len(rows.get("vjepa", [])) == len(rows.get("random_init", [])) == seeds:
                 diffs = [100 * (a - b) for a, b in zip(rows["vjepa"], rows["random_init"])]

@@ -39,33 +39,36 @@ class ClipProbeData:
     source: dict
 
 
-def labelled_clips(dataset, n: int, labels: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The first n clips of a clip dataset with a `clip(i) -> (frames [T, H, W], info)` method: uint8 [n, T, 1, H, W]
-    and each label of `labels` read from info."""
-    clips, values = [], {label: [] for label in labels}
-    for i in range(n):
-        frames, info = dataset.clip(i)
-        clips.append(torch.from_numpy(frames).unsqueeze(1))
-        for label in labels:
-            values[label].append(info[label])
-    return torch.stack(clips), {label: torch.tensor(v) for label, v in values.items()}
-
-
-def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
-                        size: int = 64, seed: int = 0, garment: int | None = None) -> ClipProbeData:
-    """Labelled moving-Fashion-MNIST clips (one garment of `garment` px, default Fashion-MNIST's 28, 8 directions):
-    the probe trains on clips of training-split garments and is tested on clips of test-split garments (default 5,000
-    and 2,000)."""
-    from data.fashion_mnist import MEAN, STD, find_root, load_split
-    from data.moving_fmnist import MovingFashionMNIST
+def labelled_splits(root: str | None, train_limit: int, test_limit: int, make, labels: tuple[str, ...]):
+    """Probe-training clips of training-split garments (default 5,000) and test clips of test-split garments
+    (default 2,000). make(images, classes, n, seed_offset) builds a clip dataset with a `clip(i) -> (frames [T, H, W],
+    info)` method. Returns {split: (uint8 [n, T, 1, H, W], {label: values read from info})} and the test dataset."""
+    from data.fashion_mnist import find_root, load_split
 
     base = find_root(root)
     parts = {}
     for split, n, offset in (("train", train_limit or 5000, 1000), ("test", test_limit or 2000, 0)):
-        images, labels = load_split(base, split)
-        data = MovingFashionMNIST(images, labels, "eval", n, num_frames, size, seed=seed + offset, garment=garment)
-        clips, values = labelled_clips(data, n, ("label", "direction"))
-        parts[split] = (clips, {"class": values["label"], "direction": values["direction"]})
+        images, classes = load_split(base, split)
+        data = make(images, classes, n, offset)
+        clips, values = [], {label: [] for label in labels}
+        for i in range(n):
+            frames, info = data.clip(i)
+            clips.append(torch.from_numpy(frames).unsqueeze(1))
+            for label in labels:
+                values[label].append(info[label])
+        parts[split] = (torch.stack(clips), {label: torch.tensor(v) for label, v in values.items()})
+    return parts, data
+
+
+def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
+                        size: int = 64, seed: int = 0, garment: int | None = None) -> ClipProbeData:
+    """Labelled moving-Fashion-MNIST clips (one garment of `garment` px, default Fashion-MNIST's 28, 8 directions)."""
+    from data.fashion_mnist import MEAN, STD
+    from data.moving_fmnist import MovingFashionMNIST
+
+    parts, data = labelled_splits(root, train_limit, test_limit, lambda images, classes, n, offset: MovingFashionMNIST(
+        images, classes, "eval", n, num_frames, size, seed=seed + offset, garment=garment), ("label", "direction"))
+    parts = {split: (clips, {"class": v["label"], "direction": v["direction"]}) for split, (clips, v) in parts.items()}
     source = {"dataset": "moving_fmnist", "num_frames": num_frames, "size": size, "seed": seed,
               "garment": data.garment}
     return ClipProbeData("moving_fmnist", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
@@ -74,21 +77,15 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
 
 def motion_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
                  size: int = 64, seed: int = 0, garment: int | None = None) -> ClipProbeData:
-    """Motion clips (data.motion_clips: class, motion, bounce and future labels on a cluttered background): the probe
-    trains on clips of training-split garments and is tested on clips of test-split garments (default 5,000 and
-    2,000); `no_change_future` in the source is how often the last frame's cell already is the future one."""
-    from data.fashion_mnist import MEAN, STD, find_root, load_split
+    """Motion clips (data.motion_clips: class, motion, bounce and future labels on a cluttered background);
+    `no_change_future` in the source is how often the last frame's cell already is the future one."""
+    from data.fashion_mnist import MEAN, STD
     from data.motion_clips import LABELS, MotionClips
     from data.moving_fmnist import GARMENT
 
-    base = find_root(root)
-    parts = {}
-    for split, n, offset in (("train", train_limit or 5000, 1000), ("test", test_limit or 2000, 0)):
-        images, labels = load_split(base, split)
-        data = MotionClips(images, labels, "eval", n, num_frames, size, seed=seed + offset,
-                           garment=garment or GARMENT)
-        clips, values = labelled_clips(data, n, (*LABELS, "last_cell"))
-        parts[split] = (clips, values)
+    parts, data = labelled_splits(root, train_limit, test_limit, lambda images, classes, n, offset: MotionClips(
+        images, classes, "eval", n, num_frames, size, seed=seed + offset, garment=garment or GARMENT),
+        (*LABELS, "last_cell"))
     last_cell = parts["test"][1].pop("last_cell")
     parts["train"][1].pop("last_cell")
     no_change = float((last_cell == parts["test"][1]["future"]).float().mean())

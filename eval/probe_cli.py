@@ -162,8 +162,8 @@ def main(argv: list[str]) -> int:
 
 def clip_main(cfg, init, ckpt: Path, out: Path, started: float, ran: dict) -> int:
     """`jepa probe --data <clip dataset>`: linear and kNN probes on time-pooled clip tokens and attentive probes on
-    all of them, for every label; rows: the checkpoint's
-    encoder, --references (e.g. an image encoder applied frame by frame) and the same architecture at random init."""
+    all of them, for every label; rows: the checkpoint's encoder, --references (e.g. an image encoder applied frame
+    by frame) and the same architecture at random init."""
     encoder, hparams = load_encoder(ckpt, cfg.which)
     num_frames = encoder.num_frames if encoder.is_video else 8
     # the clips the encoder was pretrained on, unless told otherwise
@@ -178,7 +178,8 @@ def clip_main(cfg, init, ckpt: Path, out: Path, started: float, ran: dict) -> in
     labels = list(data.train_labels)
     table = clip_table(results, labels)
     record = {"checkpoint": str(ckpt), "encoder": cfg.which, "data": cfg.data, "clips": data.source, "labels": labels,
-              "n_train": len(data.train_x), "n_test": len(data.test_x), "settings": settings(linear=init.linear, knn=init.knn, attentive=init.attentive),
+              "n_train": len(data.train_x), "n_test": len(data.test_x),
+              "settings": settings(linear=init.linear, knn=init.knn, attentive=init.attentive),
               "rows": results, "table": table,
               "feature_cache": {"dir": cfg.cache_dir, "hits": cache.hits, "misses": cache.misses},
               "wall_time_s": round(time.time() - started, 1), "provenance": provenance(), **ran}

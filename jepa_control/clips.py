@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data.resumable import ResumableDataModule
+from data.transforms import eval_transform
 from jepa.errors import ConfigError
 from jepa_control.collect import read_trajectories
 from jepa_control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
@@ -34,17 +35,6 @@ class TrajectoryClips(Dataset):
         e, s = self.starts[i]
         clip = self.frames[e, s : s + self.num_frames].permute(0, 3, 1, 2)
         return (self.transform(clip) if self.transform else clip), e, i
-
-
-class Normalise:
-    """uint8 [..., C, H, W] -> float, normalised per channel."""
-
-    def __init__(self, mean, std) -> None:
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() / 255 - self.mean) / self.std
 
 
 class TrajectoryClipsDataModule(ResumableDataModule):
@@ -85,11 +75,12 @@ class TrajectoryClipsDataModule(ResumableDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set = self._clips(self.train_dir)
-            normalise = Normalise(self.mean, self.std)
-            self.val_set = self._clips(self.val_dir, normalise) if self.val_dir else None
+            self.val_set = self._clips(self.val_dir, eval_transform(self.mean, self.std)) if self.val_dir else None
 
     def train_dataloader(self) -> DataLoader:
-        return self.train_loader(self.train_set, Normalise(self.mean, self.std), self.batch_size, self.num_workers)
+        # torchvision's v2 transforms take [..., C, H, W]: a clip [T, C, H, W] is normalised frame by frame
+        return self.train_loader(self.train_set, eval_transform(self.mean, self.std), self.batch_size,
+                                 self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader(self.val_set, self.batch_size, self.num_workers) if self.val_set else []
