@@ -6,7 +6,9 @@ every run it read.
         runs/vjepa_motion_fmnist_s1/probe/results.json runs/vjepa_motion_fmnist_s2/probe/results.json
 
 Row names of `jepa probe` map to the summary's encoders: the checkpoint's row (`jepa`) is `vjepa`, `random init` is
-`random_init`, references keep their names (`ijepa_framewise`).
+`random_init`, references keep their names (`ijepa_framewise`). `--plan ENV ENCODER RESULTS` (repeatable) adds a
+`jepa plan` run's headline planner as planning -> ENV -> ENCODER -> success; runs of one environment must share the
+protocol, seeds, episodes and planner settings (only the world model may differ), or the summary refuses them.
 """
 from __future__ import annotations
 
@@ -23,6 +25,36 @@ from jepa.io import write_json, write_text  # noqa: E402
 
 ENCODER_NAMES = {"jepa": "vjepa", "random init": "random_init"}
 PROBES = ("linear", "knn", "attentive")
+# planner settings that may differ between the compared runs of one environment
+PLAN_FREE_SETTINGS = ("world_model", "encoder_ckpt", "out", "overwrite", "threads", "show", "oracle", "random_policy",
+                      "trajectory_replay")
+
+
+def planning(runs: list[tuple[str, str, str]]) -> dict:
+    """(env, encoder, jepa plan results.json) triples -> env -> encoder -> the headline planner's figures."""
+    out: dict = {}
+    settings: dict = {}
+    for env, encoder, path in runs:
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not a readable jepa plan results.json ({err})") from err
+        if not record.get("complete"):
+            raise ConfigError(f"{path}: the plan run is not complete")
+        fixed = {k: v for k, v in record["settings"].items() if k not in PLAN_FREE_SETTINGS}
+        first = settings.setdefault(env, (path, fixed))
+        differ = sorted(k for k in fixed.keys() | first[1].keys() if fixed.get(k) != first[1].get(k))
+        if differ:
+            raise ConfigError(f"{path} and {first[0]} plan {env} with different settings: {', '.join(differ)}")
+        headline = next(name for name in record["results"] if "(world model)" in name)
+        r = record["results"][headline]
+        out.setdefault(env, {})[encoder] = {
+            "success": r["success"], "per_seed": r["success_per_seed"], "ci95": r["wilson95"],
+            "episodes": r["episodes"], "seconds_per_plan": r["seconds_per_plan"], "planner": headline,
+            "world_model": record["world_model"], "encoder_ckpt": record.get("encoder"), "results": path,
+            "command": record.get("command"), "date": record.get("date"),
+            "hardware": record["provenance"].get("hardware")}
+    return out
 
 
 def gather(records: list[dict]) -> dict:
@@ -61,6 +93,19 @@ def encoders(labels: dict) -> list[str]:
     return seen
 
 
+def plan_table(plans: dict) -> str:
+    if not plans:
+        return ""
+    lines = ["| env | encoder | success | Wilson 95 % | per seed | s / plan | episodes |", "|---|---|---:|---|---|---:|---:|"]
+    for env, rows in plans.items():
+        for encoder, r in rows.items():
+            lines.append(f"| {env} | {encoder} | {100 * r['success']:.1f} % | {100 * r['ci95'][0]:.1f}-"
+                         f"{100 * r['ci95'][1]:.1f} % | {' / '.join(f'{100 * v:.0f}' for v in r['per_seed'])} | "
+                         f"{r['seconds_per_plan']:.2f} | {r['episodes']} |")
+    return ("Planning (offline-goal protocol, the same episodes for every encoder; `jepa plan` commands in "
+            "summary.json):\n\n" + "\n".join(lines) + "\n\n")
+
+
 def mean_std(values: list[float]) -> str:
     if not values:
         return "-"
@@ -73,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", help="jepa probe results.json of a clip dataset, one per seed")
     p.add_argument("--out", default="benchmarks/results/video/summary.json")
-    p.add_argument("--planning", default=None, help="JSON file: ENV -> ENCODER -> success (the planning part)")
+    p.add_argument("--plan", nargs=3, action="append", default=[], metavar=("ENV", "ENCODER", "RESULTS"),
+                   help="a jepa plan results.json planning ENV with ENCODER's world model (repeatable)")
     args = p.parse_args(argv)
     records = []
     for path in args.results:
@@ -87,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(datasets) != 1:
         raise ConfigError(f"the results mix clip datasets: {', '.join(sorted(datasets))}")
     labels = gather(records)
-    planning = json.loads(Path(args.planning).read_text()) if args.planning else {}
-    summary = {"dataset": datasets.pop(), "seeds": len(records), "labels": labels, "planning": planning,
+    summary = {"dataset": datasets.pop(), "seeds": len(records), "labels": labels, "planning": planning(args.plan),
                "clips": records[0]["clips"],
                "runs": [{"results": path, "checkpoint": r["checkpoint"], "wall_time_s": r["wall_time_s"],
                          "hardware": r["provenance"]["hardware"], "date": r.get("date"),
@@ -96,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     write_json(out, summary)
     md = (f"# Video probes: {summary['dataset']}, {len(records)} seed(s)\n\n{table(labels, len(records))}\n\n"
+          + plan_table(summary["planning"]) +
           "Accuracy on the test clips, mean +- std over seeds; the last column is the paired difference (points, per "
           "seed). Runs:\n" + "\n".join(f"- `{r['results']}` ({r['checkpoint']}, {r['date']})" for r in
                                        summary["runs"]) + "\n")
@@ -105,4 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ConfigError as err:
+        sys.exit(f"video_summary: {err}")

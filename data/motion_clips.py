@@ -36,6 +36,7 @@ CLUTTER_LEVEL = 0.4               # brightness of the static background garments
 TEXTURE_RANGE, TEXTURE_GRID = (8.0, 48.0), 5  # a smooth random grey texture under them: no pixel is black
 LABELS = ("class", "motion", "bounce", "future")
 MAX_TRIES = 10_000
+MONITOR_SEED_OFFSET = 2000        # the online monitor's clip stream, apart from the probes' (offsets 0 and 1000)
 
 
 class MotionClips(Dataset):
@@ -156,15 +157,35 @@ def motion_label(velocity: np.ndarray, speed: int) -> int:
 class MotionClipsDataModule(MovingFashionMNISTDataModule):
     """MovingFashionMNISTDataModule's training and validation streams, made of motion clips (training-split
     garments for fit, test-split garments for val); `frames` gives their frames as images, for the frame-wise
-    I-JEPA baseline. Extra argument: clutter (static background garments per clip)."""
+    I-JEPA baseline. Extra arguments: clutter (static background garments per clip) and monitor_label (the label
+    eval.monitors.OnlineProbe follows during pretraining, one of LABELS)."""
 
     def __init__(self, root: str | None = None, train_clips: int = 20_000, val_clips: int = 2_000,
                  num_frames: int = 8, size: int = 64, batch_size: int = 32, num_workers: int = 1, seed: int = 0,
-                 frames: bool = False, garment: int = GARMENT, clutter: int = 4) -> None:
+                 frames: bool = False, garment: int = GARMENT, clutter: int = 4, monitor_label: str = "motion") -> None:
         super().__init__(root, train_clips, val_clips, num_frames, size, batch_size, num_workers, seed, frames,
                          garment)
-        self.clutter = clutter
+        if monitor_label not in LABELS:
+            raise ConfigError(f"data.monitor_label must be one of {', '.join(LABELS)}, got {monitor_label!r}")
+        self.clutter, self.monitor_label = clutter, monitor_label
         self.save_hyperparameters("garment", "clutter")
+
+    def monitor_data(self, n_fit: int, n_query: int, seed: int = 0):
+        """Two disjoint labelled sets of uint8 clips [n, T, 1, H, W] of training-split garments for the online
+        monitor, labelled with `monitor_label`; whole clips even when training on frames, so a V-JEPA run and its
+        frame-wise baseline are followed on the same clips and label."""
+        from data.fashion_mnist import load_split
+
+        images, classes = load_split(self.root, "train")
+        clips = MotionClips(images, classes, "eval", n_fit + n_query, self.num_frames, self.size,
+                            self.seed + MONITOR_SEED_OFFSET + seed, garment=self.garment, clutter=self.clutter)
+        x, y = [], []
+        for i in range(len(clips)):
+            frames, info = clips.clip(i)
+            x.append(torch.from_numpy(frames).unsqueeze(1))
+            y.append(info[self.monitor_label])
+        x, y = torch.stack(x), torch.tensor(y)
+        return (x[:n_fit], y[:n_fit]), (x[n_fit:], y[n_fit:])
 
     def dataset(self, split: str, length: int) -> Dataset:
         from data.fashion_mnist import load_split

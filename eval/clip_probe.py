@@ -118,7 +118,7 @@ def check_clip_compatible(encoder: nn.Module, data: ClipProbeData, source: str,
 
 @torch.no_grad()
 def clip_tokens(encoder: nn.Module, clips: torch.Tensor, mean, std, batch_size: int = 32,
-                frame_positions: bool = True, desc: str = "clip features") -> torch.Tensor:
+                frame_positions: bool = True, desc: str = "clip features", progress: bool = True) -> torch.Tensor:
     """uint8 clips [N, T, C, H, W] -> tokens [N, T' * N_space, D] through the `encode` interface; an image
     encoder's tokens get the sin-cos embedding of their frame index added (frame_positions)."""
     encoder = encoder.eval()
@@ -126,7 +126,7 @@ def clip_tokens(encoder: nn.Module, clips: torch.Tensor, mean, std, batch_size: 
     mean_t = torch.tensor(mean, device=device).view(1, 1, -1, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 1, -1, 1, 1)
     out = []
-    for start in tqdm(range(0, len(clips), batch_size), desc=desc, unit="batch", leave=False):
+    for start in tqdm(range(0, len(clips), batch_size), desc=desc, unit="batch", leave=False, disable=not progress):
         x = clips[start : start + batch_size].to(device).float().div_(255).sub_(mean_t).div_(std_t)
         tokens = encoder.encode(x).float()  # [B, T', N, D]
         if frame_positions and not encoder.is_video:
@@ -141,6 +141,11 @@ def time_pooled(tokens: torch.Tensor, time_slots: int) -> torch.Tensor:
     concatenated in order, so a linear probe or kNN on it can compare frames but cannot attend to patches."""
     n, _, d = tokens.shape
     return tokens.view(n, time_slots, -1, d).mean(2).flatten(1)
+
+
+def time_pooled_features(encoder: nn.Module, clips: torch.Tensor, mean, std, progress: bool = True) -> torch.Tensor:
+    """uint8 clips [N, T, C, H, W] -> the time-pooled features [N, T' * D] the linear probe and kNN see."""
+    return time_pooled(clip_tokens(encoder, clips, mean, std, progress=progress), time_slots(encoder, clips.shape[1]))
 
 
 def time_slots(encoder: nn.Module, num_frames: int) -> int:

@@ -2,7 +2,8 @@
 
 The labelled subset comes from the datamodule's `monitor_data(n_fit, n_query, seed)`, two disjoint parts of the
 *training* split (test labels are never seen). Every `every_n_steps` optimizer steps the target encoder embeds both
-parts (average-pooled last layer); a kNN classifier and a linear probe fitted on the first part are scored on the
+parts (images: the average-pooled last layer; uint8 clips [N, T, C, H, W]: the time-pooled tokens the clip probes'
+linear probe and kNN see, so a temporal label can be followed); a kNN classifier and a linear probe fitted on the first part are scored on the
 second, and RankMe (of the centred features) / feature std are taken on the second part. A RankMe that falls below
 `collapse_fraction` of the best value seen in the run, or below `min_rankme`, gives a warning: the encoder is
 collapsing onto a few directions. Values go to every logger (CSV / TensorBoard) at the step they were measured, and
@@ -16,6 +17,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from eval.clip_probe import time_pooled_features
 from eval.knn import knn_accuracy
 from eval.linear_probe import linear_probe
 from jepa.io import write_json
@@ -71,7 +73,11 @@ class OnlineProbe(L.Callback):
         return self._data
 
     @torch.no_grad()
-    def _embed(self, encoder, x: torch.Tensor, device) -> torch.Tensor:
+    def _embed(self, encoder, x: torch.Tensor, device, normalisation: dict | None) -> torch.Tensor:
+        if x.dim() == 5:
+            if normalisation is None:
+                raise ValueError("OnlineProbe: clip monitor data needs the datamodule's `normalisation` (mean, std)")
+            return time_pooled_features(encoder, x, normalisation["mean"], normalisation["std"], progress=False)
         return torch.cat([encoder(b.to(device)).float().mean(1).cpu() for b in x.split(256)])
 
     # ---- measuring ----------------------------------------------------------------------------------------------
@@ -83,8 +89,9 @@ class OnlineProbe(L.Callback):
         encoder = pl_module.target_encoder
         was_training = encoder.training
         encoder.eval()
-        fit_f = self._embed(encoder, fit_x, pl_module.device)
-        query_f = self._embed(encoder, query_x, pl_module.device)
+        normalisation = getattr(trainer.datamodule, "normalisation", None)
+        fit_f = self._embed(encoder, fit_x, pl_module.device, normalisation)
+        query_f = self._embed(encoder, query_x, pl_module.device, normalisation)
         encoder.train(was_training)
         with torch.random.fork_rng(devices=[]):  # the probe's own seeded generator; training RNG untouched
             # The minibatch solver, pinned: the monitor's numbers stay comparable across runs and machines.

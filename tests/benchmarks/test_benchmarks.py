@@ -237,3 +237,24 @@ def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tm
     assert summary["planning"] == {} and [r["command"] for r in summary["runs"]] == ["jepa probe --seed 0",
                                                                                     "jepa probe --seed 1"]
     assert "+30.0 (+30.0 / +30.0)" in out.with_suffix(".md").read_text()  # paired vjepa - random_init
+
+    def plan(name, success, execute=1):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({
+            "complete": True, "world_model": f"{name}.ckpt", "encoder": f"{name}_enc.ckpt", "command": f"jepa plan {name}",
+            "date": "2026-01-01", "provenance": {"hardware": {"cpu": "x"}},
+            "settings": {"world_model": f"{name}.ckpt", "execute": execute, "seeds": [0, 1], "oracle": name == "a"},
+            "results": {"random policy": {"success": 0.0},
+                        "cem (world model)": {"success": success, "success_per_seed": [success, success],
+                                              "wilson95": [0.5, 1.0], "episodes": 100, "seconds_per_plan": 0.7}}}))
+        return str(path)
+
+    cmd = [sys.executable, str(SCRIPT.parent / "video_summary.py"), *map(str, paths), "--out", str(out),
+           "--plan", "two_rooms", "ijepa", plan("a", 0.9), "--plan", "two_rooms", "vjepa", plan("b", 0.8)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    planned = json.loads(out.read_text())["planning"]["two_rooms"]
+    assert planned["ijepa"]["success"] == 0.9 and planned["vjepa"]["success"] == 0.8
+    assert planned["vjepa"]["command"] == "jepa plan b" and planned["vjepa"]["world_model"] == "b.ckpt"
+    cmd[-1] = plan("c", 0.8, execute=2)  # planned with other settings: not comparable, refused in one line
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "different settings: execute" in proc.stderr.strip().splitlines()[-1]

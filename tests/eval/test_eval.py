@@ -306,3 +306,47 @@ def test_standardised_tokens_let_the_attentive_probe_see_a_small_signal_on_a_lar
     raw = attentive_probe(tr_x, tr_y, te_x, te_y, **settings)
     standardised = attentive_probe(tr_x, tr_y, te_x, te_y, standardise=True, **settings)
     assert standardised.test_acc > 0.9 and raw.test_acc < 0.5
+
+
+def test_online_probe_follows_a_clip_label_that_only_frame_order_answers():
+    """Clips of a bright bar sweeping left-to-right or right-to-left: every clip holds the same frames, so only the
+    time-pooled (time-ordered) features the monitor uses for clips tell the two directions apart."""
+
+    class HalfMeans(torch.nn.Module):  # an image encoder whose two tokens are the left and right half's brightness
+        is_video, tubelet_size = False, 1
+
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def encode(self, x):  # [B, T, 1, H, W] -> [B, T, 2, 2]
+            w = x.shape[-1] // 2
+            left, right = x[..., :w].mean((-3, -2, -1)), x[..., w:].mean((-3, -2, -1))
+            zero = torch.zeros_like(left)
+            return self.scale * torch.stack([torch.stack([left, zero], -1), torch.stack([zero, right], -1)], 2)
+
+    frames = torch.zeros(4, 1, 4, 4, dtype=torch.uint8)
+    for t in range(4):
+        frames[t, 0, :, t] = 255
+    y = torch.arange(200) % 2
+    x = torch.stack([frames if label == 0 else frames.flip(0) for label in y])
+
+    class Data:
+        normalisation = {"mean": [0.5], "std": [0.5]}
+
+        def monitor_data(self, n_fit, n_query, seed):
+            return (x[:n_fit], y[:n_fit]), (x[n_fit : n_fit + n_query], y[n_fit : n_fit + n_query])
+
+    class Module:
+        target_encoder, device = HalfMeans(), torch.device("cpu")
+
+    class Trainer:
+        datamodule, global_step = Data(), 0
+
+    with warnings.catch_warnings():  # two distinct feature vectors: RankMe 1, which the monitor rightly flags
+        warnings.simplefilter("ignore", EncoderCollapseWarning)
+        row = OnlineProbe(every_n_steps=1, fit_samples=120, query_samples=80, linear_epochs=50).measure(Trainer(),
+                                                                                                         Module())
+    assert row["linear_acc"] == 1.0 and row["knn_acc"] == 1.0
+    pooled_over_time = HalfMeans().encode(x.float()).mean((1, 2))
+    assert torch.equal(pooled_over_time[y == 0][0], pooled_over_time[y == 1][0])  # blind without the time order
