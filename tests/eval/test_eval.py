@@ -350,3 +350,19 @@ def test_online_probe_follows_a_clip_label_that_only_frame_order_answers():
     assert row["linear_acc"] == 1.0 and row["knn_acc"] == 1.0
     pooled_over_time = HalfMeans().encode(x.float()).mean((1, 2))
     assert torch.equal(pooled_over_time[y == 0][0], pooled_over_time[y == 1][0])  # blind without the time order
+
+
+def test_online_probe_measures_at_the_last_epoch_only_when_the_run_is_bounded_by_epochs():
+    probe = OnlineProbe(every_n_steps=1000)
+    measured = []
+    probe._run = lambda trainer, module: measured.append(trainer.current_epoch)
+
+    class Trainer:
+        current_epoch, max_epochs = 0, -1  # a step-bounded run: no epoch end is the last
+
+    probe.on_train_epoch_end(Trainer(), None)
+    Trainer.max_epochs, Trainer.current_epoch = 3, 1
+    probe.on_train_epoch_end(Trainer(), None)
+    Trainer.current_epoch = 2
+    probe.on_train_epoch_end(Trainer(), None)
+    assert measured == [2]
