@@ -96,7 +96,8 @@ def encoders(labels: dict) -> list[str]:
 def plan_table(plans: dict) -> str:
     if not plans:
         return ""
-    lines = ["| env | encoder | success | Wilson 95 % | per seed | s / plan | episodes |", "|---|---|---:|---|---|---:|---:|"]
+    lines = ["| env | encoder | success | Wilson 95 % | per seed | s / plan | episodes |",
+             "|---|---|---:|---|---|---:|---:|"]
     for env, rows in plans.items():
         for encoder, r in rows.items():
             lines.append(f"| {env} | {encoder} | {100 * r['success']:.1f} % | {100 * r['ci95'][0]:.1f}-"

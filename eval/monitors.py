@@ -138,7 +138,8 @@ class OnlineProbe(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # the last epoch of an epoch-bounded run; max_epochs -1 (or None) means the run is bounded by steps
-        if trainer.max_epochs is not None and trainer.max_epochs > 0 and trainer.current_epoch + 1 >= trainer.max_epochs:
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
+        if last:
             self._run(trainer, pl_module)
 
     def on_fit_end(self, trainer, pl_module) -> None:

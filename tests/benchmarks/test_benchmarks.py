@@ -241,7 +241,8 @@ def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tm
     def plan(name, success, execute=1):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps({
-            "complete": True, "world_model": f"{name}.ckpt", "encoder": f"{name}_enc.ckpt", "command": f"jepa plan {name}",
+            "complete": True, "world_model": f"{name}.ckpt", "encoder": f"{name}_enc.ckpt",
+            "command": f"jepa plan {name}",
             "date": "2026-01-01", "provenance": {"hardware": {"cpu": "x"}},
             "settings": {"world_model": f"{name}.ckpt", "execute": execute, "seeds": [0, 1], "oracle": name == "a"},
             "results": {"random policy": {"success": 0.0},
