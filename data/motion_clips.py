@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from data.moving_fmnist import GARMENT, ClipFrames, MovingFashionMNISTDataModule, resize_garments
+from data.moving_fmnist import GARMENT, ClipFrames, MovingFashionMNISTDataModule, labelled_clips, resize_garments
 from jepa.errors import ConfigError
 from jepa.seeding import key_seed
 
@@ -179,12 +179,8 @@ class MotionClipsDataModule(MovingFashionMNISTDataModule):
         images, classes = load_split(self.root, "train")
         clips = MotionClips(images, classes, "eval", n_fit + n_query, self.num_frames, self.size,
                             self.seed + MONITOR_SEED_OFFSET + seed, garment=self.garment, clutter=self.clutter)
-        x, y = [], []
-        for i in range(len(clips)):
-            frames, info = clips.clip(i)
-            x.append(torch.from_numpy(frames).unsqueeze(1))
-            y.append(info[self.monitor_label])
-        x, y = torch.stack(x), torch.tensor(y)
+        x, labels = labelled_clips(clips, (self.monitor_label,))
+        y = labels[self.monitor_label]
         return (x[:n_fit], y[:n_fit]), (x[n_fit:], y[n_fit:])
 
     def dataset(self, split: str, length: int) -> Dataset:

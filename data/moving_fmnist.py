@@ -175,6 +175,18 @@ class MovingFashionMNISTDataModule(ResumableDataModule):
         return self.eval_loader(self.val_set, self.batch_size, self.num_workers)
 
 
+def labelled_clips(clips, labels: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Every clip of a dataset with `clip(i) -> (frames [T, H, W], info)` as uint8 [n, T, 1, H, W], and each of
+    `labels` read from the infos: what the clip probes and the online monitor fit on."""
+    frames, values = [], {label: [] for label in labels}
+    for i in range(len(clips)):
+        clip, info = clips.clip(i)
+        frames.append(torch.from_numpy(clip).unsqueeze(1))
+        for label in labels:
+            values[label].append(info[label])
+    return torch.stack(frames), {label: torch.tensor(v) for label, v in values.items()}
+
+
 class ClipFrames(Dataset):
     """Frame i of a clip dataset = frame i % T of clip i // T: items (frame uint8 [1, H, W], class, direction, i)."""
 
@@ -201,4 +213,5 @@ class _Normalised(Dataset):
         return (normalise_clip(clip), *rest)
 
 
-__all__ = ["CLASSES", "ClipFrames", "DIRECTIONS", "MovingFashionMNIST", "MovingFashionMNISTDataModule"]
+__all__ = ["CLASSES", "ClipFrames", "DIRECTIONS", "MovingFashionMNIST", "MovingFashionMNISTDataModule",
+           "labelled_clips"]

@@ -44,19 +44,14 @@ def labelled_splits(root: str | None, train_limit: int, test_limit: int, make, l
     (default 2,000). make(images, classes, n, seed_offset) builds a clip dataset with a `clip(i) -> (frames [T, H, W],
     info)` method. Returns {split: (uint8 [n, T, 1, H, W], {label: values read from info})} and the test dataset."""
     from data.fashion_mnist import find_root, load_split
+    from data.moving_fmnist import labelled_clips
 
     base = find_root(root)
     parts = {}
     for split, n, offset in (("train", train_limit or 5000, 1000), ("test", test_limit or 2000, 0)):
         images, classes = load_split(base, split)
         data = make(images, classes, n, offset)
-        clips, values = [], {label: [] for label in labels}
-        for i in range(n):
-            frames, info = data.clip(i)
-            clips.append(torch.from_numpy(frames).unsqueeze(1))
-            for label in labels:
-                values[label].append(info[label])
-        parts[split] = (torch.stack(clips), {label: torch.tensor(v) for label, v in values.items()})
+        parts[split] = labelled_clips(data, labels)
     return parts, data
 
 
