@@ -1,6 +1,6 @@
 """Small-data ablations of the Fashion-MNIST I-JEPA recipe: one knob at a time, several seeds, mean +- std.
 
-Each run is `jepa fit --config configs/ijepa/fmnist_cpu.yaml` with the variant's overrides, a step budget, and the
+Each run is `jepa fit --config configs/ijepa/fmnist_cpu_paper.yaml` with the variant's overrides, a step budget, and the
 online monitor (eval.monitors.OnlineProbe) measuring at the end: kNN and linear accuracy of the frozen target
 encoder's average-pooled features, fitted on 5,000 labelled *training* images and scored on 5,000 others, plus
 RankMe. The test split is never touched, so these numbers can choose a recipe.
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from jepa.io import write_json, write_text  # noqa: E402
 from jepa.provenance import cpu_model  # noqa: E402
 
-BASE = ROOT / "configs" / "ijepa" / "fmnist_cpu.yaml"
+BASE = ROOT / "configs" / "ijepa" / "fmnist_cpu_paper.yaml"  # each variant changes the paper recipe
 MASKS = "--model.mask_sampler.init_args."
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("the recipe: EMA 0.996 -> 1, predictor 64 x 3, 4 targets of scale 0.15-0.2", []),
@@ -48,6 +48,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "targets_large": ("2 targets of scale 0.30-0.45", [f"{MASKS}target_scale=[0.3,0.45]", f"{MASKS}num_targets=2"]),
     "sigreg_0.001": ("+ 0.001 x SIGReg", ["--model.sigreg_weight=0.001"]),
     "sigreg_0.01": ("+ 0.01 x SIGReg", ["--model.sigreg_weight=0.01"]),
+    "lr_2e-3": ("peak LR 2e-3", ["--model.lr=2e-3"]),
+    "batch_128": ("batch 128: twice the optimizer steps in the same time", ["--data.batch_size=128"]),
+    "predictor_128x6_sigreg_0.001": ("predictor 128 x 6 + 0.001 x SIGReg",
+                                     ["--model.predictor_embed_dim=128", "--model.predictor_depth=6",
+                                      "--model.sigreg_weight=0.001"]),
+    "batch_128_sigreg_0.001": ("batch 128 + 0.001 x SIGReg", ["--data.batch_size=128", "--model.sigreg_weight=0.001"]),
+    "batch_64_sigreg_0.001": ("batch 64 + 0.001 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.001"]),
+    "batch_128_sigreg_0.003": ("batch 128 + 0.003 x SIGReg", ["--data.batch_size=128", "--model.sigreg_weight=0.003"]),
+    "batch_32_sigreg_0.001": ("batch 32 + 0.001 x SIGReg", ["--data.batch_size=32", "--model.sigreg_weight=0.001"]),
+    "batch_64_sigreg_0.003": ("batch 64 + 0.003 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.003"]),
     # Not a knob of the paper: the shared-context speed option (docs/performance.md) changes the predictor's
     # computation, so it needs the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
@@ -60,7 +70,10 @@ def seconds_per_step(short: tuple[int, float], long: tuple[int, float]) -> float
     (k1, t1), (k2, t2) = short, long
     if k2 <= k1:
         raise ValueError(f"the calibration runs need different step counts, got {k1} and {k2}")
-    return max(t2 - t1, 1e-6) / (k2 - k1)
+    if t2 <= t1:  # another job slowed the short run: its difference would give a near-endless step budget
+        raise ValueError(f"the calibration run of {k2} steps took {t2} s, no longer than the {k1}-step run's {t1} s: "
+                         "the machine was busy; calibrate on an idle machine")
+    return (t2 - t1) / (k2 - k1)
 
 
 def steps_for_budget(seconds: float, short: tuple[int, float], long: tuple[int, float]) -> int:
@@ -127,9 +140,9 @@ def table(rows: list[dict], budget: dict, samples: int) -> str:
                          f"{stat([r['linear_acc'] for r in runs])} | {rank:.1f} | {runs[0]['steps']} | {len(runs)} |")
     size = (f"{budget['seconds']:g} seconds of training per run (the steps that fill them, measured per variant)"
             if "seconds" in budget else f"{budget['steps']} optimizer steps per run")
-    lines += ["", f"{size}, batch 256; average-pooled target-encoder features; probes fitted "
-              f"on {samples:,} training images and scored on {samples:,} other training images (the test split is not "
-              "used); mean +- standard deviation over the seeds (n - 1 in its denominator)."]
+    lines += ["", f"{size}, batch 256 unless the variant says otherwise; average-pooled target-encoder features; "
+              f"probes fitted on {samples:,} training images and scored on {samples:,} other training images (the test "
+              "split is not used); mean +- standard deviation over the seeds (n - 1 in its denominator)."]
     return "\n".join(lines)
 
 

@@ -137,6 +137,8 @@ def test_time_budget_gives_each_variant_the_steps_that_fill_it(tmp_path, monkeyp
     assert ablations.steps_for_budget(100.0, (10, 25.0), (40, 55.0)) == 100  # 1 s per step, 15 s of start-up
     with pytest.raises(ValueError, match="different step counts"):
         ablations.steps_for_budget(100.0, (10, 25.0), (10, 30.0))
+    with pytest.raises(ValueError, match="machine was busy"):  # a disturbed short run, not an endless budget
+        ablations.steps_for_budget(300.0, (10, 10.9), (40, 9.5))
     per_step = {"baseline": 0.5, "predictor_128x6": 2.0}
     calls = []
 
@@ -259,3 +261,42 @@ def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tm
     cmd[-1] = plan("c", 0.8, execute=2)  # planned with other settings: not comparable, refused in one line
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "different settings: execute" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_recipe_summary_means_seeds_pairs_margins_and_keeps_other_sections(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from recipe_summary import main as recipe_summary
+
+    def quickstart(seed, ijepa, random_init, config="abc"):
+        def row(acc):
+            return {"linear": {"avg": {"test_acc": acc}}, "knn": {"avg": acc - 0.1}}
+        path = tmp_path / f"q{seed}_{config}.json"
+        path.write_text(json.dumps({
+            "seed": seed, "command": f"jepa quickstart --seed {seed}", "date": "2026-01-0" + str(seed + 1),
+            "rows": {"I-JEPA": row(ijepa), "random init": row(random_init)},
+            "seconds": {"pretrain": 600.0 + seed, "total": 900.0}, "pretrain": {"optimizer_steps": 10},
+            "feature_spread": {"I-JEPA": {"rankme": 20.0}},
+            "provenance": {"config_sha256_16": config, "hardware": {"cpu_count": 2}}}))
+        return str(path)
+
+    out = tmp_path / "recipe"
+    assert recipe_summary(["--quickstart", quickstart(0, 0.86, 0.78), quickstart(1, 0.88, 0.77), "--out",
+                           str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    q = summary["quickstart"]
+    assert q["avg"] == 0.87 and q["random_init_avg"] == 0.775 and q["knn"] == 0.77 and q["flat"] is None
+    assert q["margin_avg_per_seed"] == [0.08, 0.11] and q["seeds"] == [0, 1] and q["train_seconds"] == 600.5
+    assert q["command"] == ["jepa quickstart --seed 0", "jepa quickstart --seed 1"] and q["date"] == "2026-01-02"
+    assert summary["full"]["avg"] is None and summary["time_to_accuracy"]["ratio"] is None  # not measured: null
+    assert "| quickstart | 87.0 | - | 77.0 |" in (out / "summary.md").read_text()
+
+    # a later --full run replaces its own section only
+    assert recipe_summary(["--full", quickstart(0, 0.90, 0.78), "--out", str(out)]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["quickstart"] == q and again["full"]["avg"] == 0.9
+    # runs of two recipes, or two runs of one seed, are refused in one line naming the problem
+    with pytest.raises(SystemExit, match="different configs"):
+        recipe_summary(["--quickstart", quickstart(0, 0.8, 0.7), quickstart(1, 0.8, 0.7, config="xyz"), "--out",
+                        str(out)])
+    with pytest.raises(SystemExit, match="repeat a seed"):
+        recipe_summary(["--quickstart", quickstart(1, 0.8, 0.7), quickstart(1, 0.8, 0.7), "--out", str(out)])

@@ -1,0 +1,123 @@
+"""Gather `jepa quickstart` runs (one results.json per seed) into benchmarks/results/recipe/summary.json and its .md
+twin: the I-JEPA row's average-pooled linear, flat linear and kNN accuracy beside the random init of the same runs
+(mean over seeds, every seed's figure, and the paired margin per seed), with the command, hardware and date of each
+run it read.
+
+    python benchmarks/recipe_summary.py --quickstart runs/recipe/quickstart_s0/results.json \
+        runs/recipe/quickstart_s1/results.json runs/recipe/quickstart_s2/results.json
+
+`--full` takes the full recipe's runs the same way. A section not given keeps what the summary file already holds,
+so a better measurement replaces only its own section; a section never measured is written with null figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jepa.errors import ConfigError  # noqa: E402
+from jepa.io import write_json, write_text  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "recipe"
+FIGURES = ("avg", "flat", "knn", "random_init_avg", "random_init_knn")
+TIME_TO_ACCURACY = {"ours_s_to_85": None, "official_s_to_85": None, "ratio": None}
+
+
+def seed_figures(record: dict) -> dict:
+    """One quickstart results.json -> its figures (fractions; None where the protocol was not run)."""
+    rows = record["rows"]
+
+    def linear(row: str, protocol: str):
+        found = rows[row]["linear"].get(protocol)
+        return found["test_acc"] if found else None
+
+    return {"avg": linear("I-JEPA", "avg"), "flat": linear("I-JEPA", "flat"), "knn": rows["I-JEPA"]["knn"]["avg"],
+            "random_init_avg": linear("random init", "avg"), "random_init_knn": rows["random init"]["knn"]["avg"],
+            "rankme": record.get("feature_spread", {}).get("I-JEPA", {}).get("rankme"),
+            "train_seconds": record["seconds"]["pretrain"], "total_seconds": record["seconds"]["total"],
+            "steps": record["pretrain"]["optimizer_steps"]}
+
+
+def mean(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.mean(values), 4) if values else None
+
+
+def section(paths: list[str]) -> dict:
+    """The runs of one recipe (one per seed) -> mean figures, per-seed figures and where they came from."""
+    records = []
+    for path in paths:
+        try:
+            records.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: not a readable quickstart results.json ({err})") from err
+        if "seed" not in records[-1]:
+            raise ConfigError(f"{path}: no seed recorded; re-run it with `jepa quickstart --seed S`")
+    seeds = [r["seed"] for r in records]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"the runs repeat a seed ({seeds}): give one run per seed")
+    configs = {r["provenance"]["config_sha256_16"] for r in records}
+    if len(configs) != 1:
+        raise ConfigError(f"the runs were trained with different configs ({sorted(configs)}): one recipe per section")
+    per_seed = [seed_figures(r) for r in records]
+    out = {key: mean(f[key] for f in per_seed) for key in (*FIGURES, "train_seconds", "total_seconds", "rankme")}
+    out["margin_avg_per_seed"] = [round(f["avg"] - f["random_init_avg"], 4) for f in per_seed]
+    out["margin_knn_per_seed"] = [round(f["knn"] - f["random_init_knn"], 4) for f in per_seed]
+    out.update(seeds=seeds, per_seed=per_seed, command=[r["command"] for r in records],
+               hardware=records[0]["provenance"]["hardware"], date=max(r["date"] for r in records), results=paths)
+    return out
+
+
+def unmeasured() -> dict:
+    return {**dict.fromkeys((*FIGURES, "train_seconds", "total_seconds")), "seeds": [], "command": None,
+            "hardware": None, "date": None}
+
+
+def markdown(summary: dict) -> str:
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    lines = ["| recipe | avg linear | flat linear | kNN | random init avg | random init kNN | train s | seeds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in ("quickstart", "full"):
+        s = summary[name]
+        train = "-" if s["train_seconds"] is None else f"{s['train_seconds']:.0f}"
+        lines.append(f"| {name} | {pct(s['avg'])} | {pct(s['flat'])} | {pct(s['knn'])} | {pct(s['random_init_avg'])} "
+                     f"| {pct(s['random_init_knn'])} | {train} | {len(s['seeds'])} |")
+    t = summary["time_to_accuracy"]
+    lines += ["", "Accuracy in % on the Fashion-MNIST test split, mean over seeds; the random-init rows are the same "
+              "runs' starting weights. Time to 85 % average-pooled linear: "
+              + ("not measured" if t["ratio"] is None else
+                 f"ours {t['ours_s_to_85']} s, official {t['official_s_to_85']} s, ratio {t['ratio']}") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quickstart", nargs="+", default=None, help="quickstart results.json files, one per seed")
+    p.add_argument("--full", nargs="+", default=None, help="the full recipe's results.json files, one per seed")
+    p.add_argument("--out", default=str(RESULTS), help="folder of summary.json and summary.md")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    path = out / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        for name, paths in (("quickstart", args.quickstart), ("full", args.full)):
+            if paths:
+                summary[name] = section(paths)
+            summary.setdefault(name, unmeasured())
+    except ConfigError as err:
+        raise SystemExit(f"recipe_summary: error: {err}") from None
+    summary.setdefault("time_to_accuracy", dict(TIME_TO_ACCURACY))
+    write_json(path, summary)
+    write_text(out / "summary.md", markdown(summary))
+    print(f"wrote {path} and {out / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
