@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pretraining recipe (a `jepa fit` config)")
     p.add_argument("--out", default="runs/quickstart", help="output folder: logs, checkpoint, results, plots")
     p.add_argument("--data_root", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the weights, masks and data order (the random-init row is this seed's start)")
     p.add_argument("--max_epochs", type=int, default=None,
                    help="train for N epochs instead of the recipe's step count (lifts its max_steps)")
     p.add_argument("--max_steps", type=int, default=None, help="stop pretraining after N optimizer steps")
@@ -54,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fit_args(args, out: Path) -> list[str]:
-    argv = ["fit", "--config", args.config, f"--trainer.default_root_dir={out}"]  # logs and checkpoints follow it
+    argv = ["fit", "--config", args.config, f"--trainer.default_root_dir={out}",  # logs and checkpoints follow it
+            f"--seed_everything={args.seed}", f"--model.mask_seed={args.seed}", f"--data.seed={args.seed}"]
     if args.data_root:
         argv.append(f"--data.root={args.data_root}")
     if args.max_epochs is not None:  # the recipe caps by max_steps; an epoch count must lift that cap
@@ -113,6 +117,9 @@ def main(argv: list[str]) -> int:
     table = markdown_table(rows, protocols, knn)
     checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
     results = {
+        "command": "jepa quickstart " + shlex.join(argv),
+        "date": time.strftime("%Y-%m-%d"),
+        "seed": args.seed,
         "rows": rows,
         "protocols": protocols,
         "seconds": seconds,

@@ -30,6 +30,7 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     # 10 classes: flattened raw pixels on 1000 images are far above chance; the probe really trains
     assert results["rows"]["raw pixels"]["linear"]["flat"]["test_acc"] > 0.6
     assert results["pretrain"]["optimizer_steps"] == 3
+    assert results["seed"] == 0 and results["command"].startswith("jepa quickstart --out ")  # summaries cite it
     assert set(results["seconds"]) >= {"pretrain", "probe", "total"}
     assert results["provenance"]["git_sha"]
     assert (run / "masks.png").stat().st_size > 1000
@@ -78,3 +79,10 @@ def test_max_epochs_lifts_the_recipes_step_cap(tmp_path):
     assert argv[-2:] == ["--trainer.max_epochs=2", "--trainer.max_steps=-1"]
     argv = fit_args(parser().parse_args(["--max_epochs", "2", "--max_steps", "5"]), tmp_path)
     assert argv.index("--trainer.max_steps=5") > argv.index("--trainer.max_steps=-1")
+
+
+def test_seed_reaches_weights_masks_and_data_order(tmp_path):
+    from ijepa.quickstart import fit_args, parser
+
+    argv = fit_args(parser().parse_args(["--seed", "3"]), tmp_path)
+    assert {"--seed_everything=3", "--model.mask_seed=3", "--data.seed=3"} <= set(argv)
