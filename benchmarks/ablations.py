@@ -39,7 +39,7 @@ from jepa.provenance import cpu_model  # noqa: E402
 BASE = ROOT / "configs" / "ijepa" / "fmnist_cpu_paper.yaml"  # each variant changes the paper recipe
 MASKS = "--model.mask_sampler.init_args."
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "baseline": ("the recipe: EMA 0.996 -> 1, predictor 64 x 3, 4 targets of scale 0.15-0.2", []),
+    "baseline": ("the paper recipe: batch 256, EMA 0.996 -> 1, predictor 64 x 3, 4 targets of scale 0.15-0.2", []),
     "ema_0.99": ("EMA start 0.99", ["--model.ema_momentum=[0.99,1.0]"]),
     "ema_0.999": ("EMA start 0.999", ["--model.ema_momentum=[0.999,1.0]"]),
     "predictor_32x2": ("predictor 32 wide, 2 deep", ["--model.predictor_embed_dim=32", "--model.predictor_depth=2"]),

@@ -17,6 +17,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jepa.errors import ConfigError  # noqa: E402
@@ -24,6 +26,8 @@ from jepa.io import write_json, write_text  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recipe"
 FIGURES = ("avg", "flat", "knn", "random_init_avg", "random_init_knn")
+PER_RUN_KEYS = ("seed_everything", "overwrite", "trainer.default_root_dir", "model.init_args.mask_seed",
+                "data.init_args.seed", "data.init_args.root")
 TIME_TO_ACCURACY = {"ours_s_to_85": None, "official_s_to_85": None, "ratio": None}
 
 
@@ -40,6 +44,19 @@ def seed_figures(record: dict) -> dict:
             "rankme": record.get("feature_spread", {}).get("I-JEPA", {}).get("rankme"),
             "train_seconds": record["seconds"]["pretrain"], "total_seconds": record["seconds"]["total"],
             "steps": record["pretrain"]["optimizer_steps"]}
+
+
+def recipe_of(record: dict) -> str:
+    """The resolved training config without what differs between seeds of one recipe (seeds, run folder, data
+    folder), so runs of one recipe compare equal."""
+    config = yaml.safe_load(record["config"])
+    for path in PER_RUN_KEYS:
+        *parents, key = path.split(".")
+        node = config
+        for parent in parents:
+            node = (node or {}).get(parent) or {}
+        node.pop(key, None)
+    return json.dumps(config, sort_keys=True)
 
 
 def mean(values):
@@ -60,9 +77,8 @@ def section(paths: list[str]) -> dict:
     seeds = [r["seed"] for r in records]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"the runs repeat a seed ({seeds}): give one run per seed")
-    configs = {r["provenance"]["config_sha256_16"] for r in records}
-    if len(configs) != 1:
-        raise ConfigError(f"the runs were trained with different configs ({sorted(configs)}): one recipe per section")
+    if len({recipe_of(r) for r in records}) != 1:
+        raise ConfigError(f"the runs were trained with different configs ({', '.join(paths)}): one recipe per section")
     per_seed = [seed_figures(r) for r in records]
     out = {key: mean(f[key] for f in per_seed) for key in (*FIGURES, "train_seconds", "total_seconds", "rankme")}
     out["margin_avg_per_seed"] = [round(f["avg"] - f["random_init_avg"], 4) for f in per_seed]

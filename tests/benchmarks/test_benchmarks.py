@@ -276,7 +276,9 @@ def test_recipe_summary_means_seeds_pairs_margins_and_keeps_other_sections(tmp_p
             "rows": {"I-JEPA": row(ijepa), "random init": row(random_init)},
             "seconds": {"pretrain": 600.0 + seed, "total": 900.0}, "pretrain": {"optimizer_steps": 10},
             "feature_spread": {"I-JEPA": {"rankme": 20.0}},
-            "provenance": {"config_sha256_16": config, "hardware": {"cpu_count": 2}}}))
+            "config": f"seed_everything: {seed}\ntrainer: {{default_root_dir: runs/q{seed}}}\n"
+                      f"model: {{init_args: {{mask_seed: {seed}, lr: {config!r}}}}}\n",
+            "provenance": {"hardware": {"cpu_count": 2}}}))
         return str(path)
 
     out = tmp_path / "recipe"
