@@ -1,17 +1,17 @@
 """Motion clips: moving Fashion-MNIST with labels that only motion answers, on backgrounds that are not empty.
 
 One opaque garment moves over a static background, a smooth random texture with a clutter of dimmed garments on it
-(so a masked target is never plain black and cannot be predicted from its position alone), with one of 16 headings and one of 3 speeds, bouncing off the frame's
-borders. Every clip carries four labels:
+(so a masked target is never plain black and cannot be predicted from its position alone), with one of 16 headings
+and one of 3 speeds, bouncing off the frame's borders. Every clip carries four labels:
 
 - `class`: the moving garment's class (10);
 - `motion`: its heading x speed between the last two frames (16 x 3 = 48 classes; after a bounce the reflected
   heading, which is again one of the 16);
 - `bounce`: the first frame reached by a reflection off a border (1 .. T-1), 0 when the garment never touches one
   (T classes, drawn uniformly so that no class is rare);
-- `future`: the cell of a 4 x 4 grid over the square the centre can reach, holding the garment's centre `future` frames after the clip's last one
-  (16 classes; bounces continue past the clip). Predicting it needs position and velocity; `no_change_accuracy`
-  says how often the last frame's cell is already right.
+- `future`: the cell of a 4 x 4 grid over the square the centre can reach, holding the garment's centre `future`
+  frames after the clip's last one (16 classes; bounces continue past the clip). Predicting it needs position and
+  velocity; `no_change_accuracy` says how often the last frame's cell is already right.
 
 Clip i is a pure function of (seed, split, i), as in data.moving_fmnist.
 """

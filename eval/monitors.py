@@ -4,9 +4,9 @@ The labelled subset comes from the datamodule's `monitor_data(n_fit, n_query, se
 *training* split (test labels are never seen). Every `every_n_steps` optimizer steps the target encoder embeds both
 parts (images: the average-pooled last layer; uint8 clips [N, T, C, H, W]: the time-pooled tokens the clip probes'
 linear probe and kNN see, so a temporal label can be followed); a kNN classifier and a linear probe fitted on the
-first part are scored on the second, and RankMe (of the centred features) / feature std are taken on the second part. A RankMe that falls below
-`collapse_fraction` of the best value seen in the run, or below `min_rankme`, gives a warning: the encoder is
-collapsing onto a few directions. Values go to every logger (CSV / TensorBoard) at the step they were measured, and
+first part are scored on the second, and RankMe (of the centred features) / feature std are taken on the second
+part. A RankMe that falls below `collapse_fraction` of the best value seen in the run, or below `min_rankme`, gives a
+warning: the encoder is collapsing onto a few directions. Values go to every logger (CSV / TensorBoard) at the step they were measured, and
 to monitors.json / monitors.png in the log folder.
 """
 from __future__ import annotations
