@@ -97,15 +97,15 @@ def test_ablation_sweep_measures_each_run_once_and_goes_on_after_a_cut(tmp_path,
         assert 0.0 <= r["linear_acc"] <= 1.0 and r["rankme"] > 0 and r["cpu"]
         assert (tmp_path / "runs" / r["variant"] / "seed0" / "monitors.json").exists()  # the run went to --out
     assert [json.loads(line) for line in first.stdout.splitlines()[:2]] == saved["runs"]
-    assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
+    assert "| baseline: the paper recipe" in (tmp_path / "ablations.md").read_text()
     assert "| ema_0.99: EMA start 0.99" in (tmp_path / "ablations.md").read_text()
     assert "+-" not in (tmp_path / "ablations.md").read_text().split("\n\n")[0]  # one seed: no spread to show
     # the same sweep again: nothing left to run, the saved runs are reported as they were and the table rewritten
     (tmp_path / "ablations.md").unlink()
     again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
     assert json.loads((tmp_path / "ablations.json").read_text()) == saved
-    assert not again.stdout.startswith("{") and "| baseline: the recipe" in again.stdout
-    assert "| baseline: the recipe" in (tmp_path / "ablations.md").read_text()
+    assert not again.stdout.startswith("{") and "| baseline: the paper recipe" in again.stdout
+    assert "| baseline: the paper recipe" in (tmp_path / "ablations.md").read_text()
     # another step budget into the same folder would mix settings in one table: refused, naming both
     other = subprocess.run([*args[:3], "3", *args[4:]], capture_output=True, text=True, timeout=120)
     assert other.returncode != 0 and "'steps': 2" in other.stderr and "'steps': 3" in other.stderr
