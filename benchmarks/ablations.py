@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from jepa.io import write_json, write_text  # noqa: E402
 from jepa.provenance import cpu_model  # noqa: E402
+from jepa.seeding import fit_seed_args  # noqa: E402
 
 BASE = ROOT / "configs" / "ijepa" / "fmnist_cpu_paper.yaml"  # each variant changes the paper recipe
 MASKS = "--model.mask_sampler.init_args."
@@ -96,8 +97,7 @@ def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_t
     """One training run and its final monitor readings; with jobs > 1 it shares the CPU with jobs - 1 others and
     gets cores / jobs threads (its `seconds` are then those of a shared machine, recorded as `parallel_runs`)."""
     run_dir = out / variant / f"seed{seed}"
-    argv = [*jepa, "fit", "--config", str(BASE), *VARIANTS[variant][1],
-            f"--seed_everything={seed}", f"--model.mask_seed={seed}", f"--data.seed={seed}",
+    argv = [*jepa, "fit", "--config", str(BASE), *VARIANTS[variant][1], *fit_seed_args(seed),
             f"--trainer.max_steps={steps}", f"--trainer.default_root_dir={run_dir}", "--trainer.logger=false",
             "--trainer.enable_progress_bar=false", "--overwrite=true"]
     if probe:

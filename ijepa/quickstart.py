@@ -31,6 +31,7 @@ from jepa.outputs import check_writable, refuse_clobber
 from jepa.preflight import clear_checkpoints
 from jepa.provenance import provenance
 from jepa.run_record import RunRecord
+from jepa.seeding import fit_seed_args
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "configs" / "ijepa" / "fmnist_cpu.yaml"
@@ -58,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
 
 def fit_args(args, out: Path) -> list[str]:
     argv = ["fit", "--config", args.config, f"--trainer.default_root_dir={out}",  # logs and checkpoints follow it
-            f"--seed_everything={args.seed}", f"--model.mask_seed={args.seed}", f"--data.seed={args.seed}"]
+            *fit_seed_args(args.seed)]
     if args.data_root:
         argv.append(f"--data.root={args.data_root}")
     if args.max_epochs is not None:  # the recipe caps by max_steps; an epoch count must lift that cap

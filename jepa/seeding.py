@@ -16,6 +16,11 @@ def key_seed(*values: int) -> int:
     return h & 0x7FFFFFFFFFFFFFFF
 
 
+def fit_seed_args(seed: int) -> list[str]:
+    """The `jepa fit` options one seed sets: initial weights, masks and data order (augmentation is keyed by it)."""
+    return [f"--seed_everything={seed}", f"--model.mask_seed={seed}", f"--data.seed={seed}"]
+
+
 @contextlib.contextmanager
 def seeded_cpu_rng(seed: int):
     """Run a block under torch's CPU generator seeded with `seed` (torchvision transforms draw from it).
