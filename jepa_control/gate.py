@@ -44,15 +44,21 @@ def ridge_r2(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
             "train_rows": len(train_x), "test_rows": len(test_x)}
 
 
+def frame_rows(tokens: torch.Tensor, positions: torch.Tensor, n: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to n frames drawn at random from every episode of tokens [E, T, N, D] and positions [E, T, 2]:
+    (features [n, N * D] float, positions [n, 2]). Drawn, not the first n: those are a few neighbouring episodes."""
+    x, y = tokens.flatten(2).flatten(0, 1), positions.flatten(0, 1)
+    rows = torch.randperm(len(x), generator=generator)[:n]
+    return x[rows].float(), y[rows].float()
+
+
 def position_gate(tokens: torch.Tensor, positions: torch.Tensor, test_fraction: float = 0.2,
                   max_rows: int = 6000, seed: int = 0) -> dict:
     """tokens [E, T, N, D] and positions [E, T, 2] of E episodes -> ridge R^2 on held-out episodes."""
     e = len(tokens)
     order = torch.randperm(e, generator=torch.Generator().manual_seed(seed))
     n_test = max(1, int(e * test_fraction))
-    rows = lambda idx: (tokens[idx].flatten(2).flatten(0, 1), positions[idx].flatten(0, 1))  # noqa: E731
-    (tx, ty), (vx, vy) = rows(order[n_test:]), rows(order[:n_test])
     g = torch.Generator().manual_seed(seed + 1)
-    pick = lambda n: torch.randperm(n, generator=g)[:max_rows]  # noqa: E731
-    i, j = pick(len(tx)), pick(len(vx))
-    return ridge_r2(tx[i], ty[i], vx[j], vy[j])
+    train = frame_rows(tokens[order[n_test:]], positions[order[n_test:]], max_rows, g)
+    return ridge_r2(*train, *frame_rows(tokens[order[:n_test]], positions[order[:n_test]], max_rows, g))

@@ -193,20 +193,28 @@ class PointMaze(_MujocoAdapter):
 
 
 class Reacher(_MujocoAdapter):
-    """Reacher-v5: a two-link arm whose fingertip must reach a target drawn by the seed; actions = joint torques;
-    success = final fingertip-target distance < `success_radius` (0.02 by default: twice the fingertip radius)."""
+    """Reacher-v5: a two-link arm whose fingertip must reach a target drawn by the seed; actions = joint torques
+    (times `torque_scale`); success = final fingertip-target distance < `success_radius` (0.02 by default: twice
+    the fingertip radius). torque_scale < 1 slows the arm: at full torque a random walk swings the fingertip
+    ~0.03 m per Reacher-v5 step, farther than the 2-pixel-wide links at 64 x 64, so consecutive frames share no
+    arm pixels; at 0.3 it moves ~0.015 m and still travels as far in 25 steps (full torque spins it round)."""
 
     name = "reacher"
     LINKS = (0.1, 0.11)  # shoulder-elbow and elbow-fingertip lengths of reacher.xml
 
     def __init__(self, img_size: int = 64, action_repeat: int = 2, max_steps: int = 25, success_radius: float = 0.02,
-                 **_) -> None:
+                 torque_scale: float = 1.0, **_) -> None:
+        if not 0 < torque_scale <= 1:
+            raise ConfigError(f"torque_scale must be in (0, 1], got {torque_scale}")
         gym = _gymnasium()
         self.env = gym.make("Reacher-v5", render_mode="rgb_array", width=img_size, height=img_size).unwrapped
-        self.success_radius = success_radius
+        self.success_radius, self.torque_scale = success_radius, torque_scale
         self.success_rule = f"final fingertip-target distance < {success_radius}"
         super().__init__(img_size, action_repeat, max_steps,
                          {"distance": 0.62, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)})
+
+    def env_action(self, action: np.ndarray) -> np.ndarray:
+        return super().env_action(action * self.torque_scale)
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         self.goal_pose = None  # (shoulder, elbow, fingertip x, y) of an offline goal; None: the env's target

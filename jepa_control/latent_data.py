@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from jepa.errors import ConfigError
 from jepa.io import write_json
 from jepa_control.collect import read_trajectories, trajectory_shards
-from jepa_control.gate import position_gate
+from jepa_control.gate import frame_rows, position_gate, ridge_r2
 
 
 class LatentWindows(Dataset):
@@ -147,13 +147,11 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         train = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         val = self.encode_dir(encoder, self.val_dir) if self.val_dir else None
         if val is not None:  # fit on training episodes, score on held-out ones
-            from jepa_control.gate import ridge_r2
-
-            pick = lambda d, n: (d["latents"].float().flatten(2).flatten(0, 1)[:n],  # noqa: E731
-                                 d["positions"].flatten(0, 1)[:n])
+            g = torch.Generator().manual_seed(0)
+            pick = lambda d, n: frame_rows(d["latents"], d["positions"], n, g)  # noqa: E731
             self.gate = ridge_r2(*pick(train, 6000), *pick(val, 3000))
         else:
-            self.gate = position_gate(train["latents"].float(), train["positions"])
+            self.gate = position_gate(train["latents"], train["positions"])
         self.gate["min_r2"] = self.gate_min_r2
         print(f"position gate: linear probe of the agent's (x, y) from frozen latents, R^2 = {self.gate['r2']:.3f} "
               f"on held-out episodes (need >= {self.gate_min_r2})", file=sys.stderr)

@@ -33,21 +33,30 @@ class ActionConditionedPredictor(nn.Module):
     whiten: the predictor works in PCA-whitened coordinates of the tokens, (z - latent_mean) @ whitener, and its
     predicted change is mapped back with unwhitener (WorldModel measures them on the training latents): where
     what moves lives in directions holding a thousandth of the variance (PointMaze's ball; the static maze holds
-    the rest), a learned input layer on the raw tokens does not find it."""
+    the rest), a learned input layer on the raw tokens does not find it.
+    whiten_dims: keep only the top whiten_dims principal directions (0: all): the predictor reads and predicts
+    those coordinates only. With wide tokens (Reacher's 2,048 channels) whitening all of them puts thousands of
+    unit-variance noise directions beside the few that move, and the predictor learned nothing."""
 
     def __init__(self, token_dim: int, num_tokens: int, action_dim: int, embed_dim: int = 128, depth: int = 4,
-                 num_heads: int = 4, max_frames: int = 32, motion: bool = False, whiten: bool = False) -> None:
+                 num_heads: int = 4, max_frames: int = 32, motion: bool = False, whiten: bool = False,
+                 whiten_dims: int = 0) -> None:
         super().__init__()
-        self.token_dim, self.num_tokens, self.action_dim, self.max_frames = token_dim, num_tokens, action_dim, max_frames
-        self.latent_in = nn.Linear(token_dim, embed_dim)
-        self.motion_in = nn.Linear(token_dim, embed_dim) if motion else None
+        if whiten_dims and not (whiten and 0 < whiten_dims <= token_dim):
+            raise ConfigError(f"whiten_dims = {whiten_dims} needs whiten true and at most the tokens' {token_dim} "
+                              "channels")
+        self.token_dim, self.num_tokens, self.action_dim = token_dim, num_tokens, action_dim
+        self.max_frames = max_frames
+        inner = whiten_dims or token_dim  # the coordinates the predictor reads and predicts
+        self.latent_in = nn.Linear(inner, embed_dim)
+        self.motion_in = nn.Linear(inner, embed_dim) if motion else None
         if motion:
-            self.register_buffer("change_scale", torch.ones(token_dim))
+            self.register_buffer("change_scale", torch.ones(inner))
         self.whiten = whiten
         if whiten:
             self.register_buffer("latent_mean", torch.zeros(token_dim))
-            self.register_buffer("whitener", torch.eye(token_dim))
-            self.register_buffer("unwhitener", torch.eye(token_dim))
+            self.register_buffer("whitener", torch.eye(token_dim, inner))
+            self.register_buffer("unwhitener", torch.eye(inner, token_dim))
         self.action_in = nn.Linear(action_dim, embed_dim)
         self.slot_pos = nn.Parameter(torch.zeros(1, 1, num_tokens + 1, embed_dim))  # action slot + patch slots
         nn.init.trunc_normal_(self.slot_pos, std=0.02)
@@ -55,7 +64,7 @@ class ActionConditionedPredictor(nn.Module):
                              persistent=False)
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, qkv_bias=True) for _ in range(depth))
         self.norm = nn.LayerNorm(embed_dim)
-        self.out = nn.Linear(embed_dim, token_dim)
+        self.out = nn.Linear(embed_dim, inner)
         nn.init.zeros_(self.out.weight)  # predicts the change of each latent: starts as "nothing moves"
         nn.init.zeros_(self.out.bias)
 

@@ -46,6 +46,8 @@ class WorldModel(L.LightningModule):
             when fitting starts, saved with the checkpoint).
         whiten: the predictor works in PCA-whitened token coordinates measured on the training latents
             (ActionConditionedPredictor says why).
+        whiten_dims: whiten onto the top whiten_dims principal directions only (0: all; ActionConditionedPredictor
+            says why).
         position_readout: also fit a linear read-out of the agent's (x, y) from a frame's latents (ridge, on the
             training latents and the positions recorded at collection, when fitting starts; saved with the
             checkpoint) for `jepa plan --distance position`: a goal distance that grows with the true distance where
@@ -70,7 +72,7 @@ class WorldModel(L.LightningModule):
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
                  rollout_steps: int = 3, rollout_weight: float = 1.0, rollout_history: int = 1, motion: bool = False,
-                 whiten: bool = False, position_readout: bool = False, position_weight: float = 0.0, loss: str = "l1",
+                 whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False, position_weight: float = 0.0, loss: str = "l1",
                  lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100,
                  training_latents: object | None = None) -> None:
         super().__init__()
@@ -90,7 +92,8 @@ class WorldModel(L.LightningModule):
         self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which, fold)
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context,
-                                                    motion=motion, whiten=whiten)
+                                                    motion=motion, whiten=whiten,
+                                                    whiten_dims=whiten_dims)
         if position_readout:
             features = self.frozen_encoder.num_tokens * self.frozen_encoder.dim
             self.register_buffer("readout_weight", torch.zeros(features, 2))
@@ -110,7 +113,7 @@ class WorldModel(L.LightningModule):
             self.fit_position_readout(latents, self.training_latents.positions)
         p = self.predictor
         if self.hparams.whiten:
-            mean, whitener, unwhitener = whitening(latents)
+            mean, whitener, unwhitener = whitening(latents, dims=self.hparams.get("whiten_dims", 0))
             p.latent_mean.copy_(mean)
             p.whitener.copy_(whitener)
             p.unwhitener.copy_(unwhitener)

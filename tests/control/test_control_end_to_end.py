@@ -57,20 +57,22 @@ def test_a_world_model_saved_before_newer_options_loads_with_their_defaults_and_
     assert set(losses) == {"teacher_forcing", "rollout", "loss"} and torch.isfinite(losses["loss"])
 
 
-def test_folded_whitening_and_change_scale_equal_the_maps_applied_in_turn():
+@pytest.mark.parametrize("dims", [0, 3])
+def test_folded_whitening_and_change_scale_equal_the_maps_applied_in_turn(dims):
     """The predictor folds its whitening and change scale into its input / motion / output layers (io_weights);
     its outputs must equal those of the maps applied one after the other: whiten, scale the change, the layers,
-    unscale, unwhiten."""
+    unscale, unwhiten; also when it keeps only the top `dims` whitened directions."""
     torch.manual_seed(0)
     d = 6
+    k = dims or d
     model = ActionConditionedPredictor(d, 2, 2, embed_dim=16, depth=1, num_heads=2, max_frames=3, motion=True,
-                                       whiten=True).eval()
+                                       whiten=True, whiten_dims=dims).eval()
     q, _ = torch.linalg.qr(torch.randn(d, d))
     s = torch.rand(d) + 0.5
     model.latent_mean.copy_(torch.randn(d))
-    model.whitener.copy_(q / s)
-    model.unwhitener.copy_((q * s).T)
-    model.change_scale.copy_(torch.rand(d) + 0.1)
+    model.whitener.copy_((q / s)[:, :k])
+    model.unwhitener.copy_((q * s).T[:k])
+    model.change_scale.copy_(torch.rand(k) + 0.1)
     nn.init.normal_(model.out.weight)
     nn.init.normal_(model.out.bias)
     z, a = torch.randn(4, 3, 2, d), torch.randn(4, 3, 2)

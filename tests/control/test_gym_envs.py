@@ -66,6 +66,26 @@ def test_reacher_goal_pose_puts_the_fingertip_on_the_target():
     env.close()
 
 
+def test_reacher_torque_scale_scales_the_applied_torque_and_slows_the_arm():
+    pytest.importorskip("mujoco")
+    from jepa.errors import ConfigError
+
+    travelled = {}
+    for scale in (1.0, 0.3):
+        env = make_env("reacher", img_size=SIZE, action_repeat=1, torque_scale=scale)
+        assert np.allclose(env.env_action(np.array([1.0, -0.5], np.float32)), [scale, -0.5 * scale])
+        env.reset(seed=0)
+        start = env.info()["pos"]
+        for _ in range(3):
+            env.step(np.array([1.0, 1.0], np.float32))
+        assert np.allclose(env.env.data.ctrl, scale)  # what MuJoCo applied
+        travelled[scale] = np.linalg.norm(env.info()["pos"] - start)
+        env.close()
+    assert travelled[0.3] < 0.5 * travelled[1.0]
+    with pytest.raises(ConfigError, match="torque_scale"):
+        make_env("reacher", img_size=SIZE, torque_scale=0.0)
+
+
 def test_point_maze_frames_show_the_ball_where_it_is_and_no_goal_marker():
     pytest.importorskip("gymnasium_robotics")
     env = make_env("point_maze", img_size=64)

@@ -133,3 +133,22 @@ def test_mse_loss_pays_for_the_expected_move_where_l1_settles_on_nothing_moves(t
 
     with pytest.raises(ConfigError, match="model.loss = 'huber': choose one of"):
         WorldModel(str(tmp_path / "unused"), loss="huber")
+
+
+def test_whitening_keeps_the_top_directions_when_asked():
+    """whitening(dims=k): the k directions of most variance, each of unit variance, and the unwhitener its inverse
+    on them; the predictor refuses whiten_dims without whiten."""
+    from jepa_control.latent_stats import whitening
+
+    g = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
+    scales = torch.tensor([5.0, 3.0, 1.0, 0.1, 0.1, 0.1])
+    tokens = (torch.randn(4000, 6, generator=g) * scales) @ basis.T + 2.0
+    mean, whitener, unwhitener = whitening(tokens.view(40, 100, 1, 6), dims=2)
+    assert whitener.shape == (6, 2) and unwhitener.shape == (2, 6)
+    assert torch.allclose(torch.cov(((tokens - mean) @ whitener).T), torch.eye(2), atol=0.05)
+    span, _ = torch.linalg.qr(whitener)
+    assert torch.allclose((span.T @ basis[:, :2]).norm(dim=0), torch.ones(2), atol=0.01)  # the two largest
+    assert torch.allclose(unwhitener @ whitener, torch.eye(2), atol=1e-4)
+    with pytest.raises(ConfigError, match="whiten_dims"):
+        ActionConditionedPredictor(6, 1, 2, embed_dim=8, depth=1, num_heads=2, whiten=False, whiten_dims=2)
