@@ -72,7 +72,8 @@ class WorldModel(L.LightningModule):
                  mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
                  action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
                  rollout_steps: int = 3, rollout_weight: float = 1.0, rollout_history: int = 1, motion: bool = False,
-                 whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False, position_weight: float = 0.0, loss: str = "l1",
+                 whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False,
+                 position_weight: float = 0.0, loss: str = "l1",
                  lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100,
                  training_latents: object | None = None) -> None:
         super().__init__()
@@ -92,8 +93,7 @@ class WorldModel(L.LightningModule):
         self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which, fold)
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context,
-                                                    motion=motion, whiten=whiten,
-                                                    whiten_dims=whiten_dims)
+                                                    motion=motion, whiten=whiten, whiten_dims=whiten_dims)
         if position_readout:
             features = self.frozen_encoder.num_tokens * self.frozen_encoder.dim
             self.register_buffer("readout_weight", torch.zeros(features, 2))
