@@ -6,8 +6,8 @@ parts (images: the average-pooled last layer; uint8 clips [N, T, C, H, W]: the t
 linear probe and kNN see, so a temporal label can be followed); a kNN classifier and a linear probe fitted on the
 first part are scored on the second, and RankMe (of the centred features) / feature std are taken on the second
 part. A RankMe that falls below `collapse_fraction` of the best value seen in the run, or below `min_rankme`, gives a
-warning: the encoder is collapsing onto a few directions. Values go to every logger (CSV / TensorBoard) at the step they were measured, and
-to monitors.json / monitors.png in the log folder.
+warning: the encoder is collapsing onto a few directions. Values go to every logger (CSV / TensorBoard) at the step
+they were measured, and to monitors.json / monitors.png in the log folder.
 """
 from __future__ import annotations
 

@@ -53,12 +53,20 @@ def frame_rows(tokens: torch.Tensor, positions: torch.Tensor, n: int,
     return x[rows].float(), y[rows].float()
 
 
+def held_out_r2(train_tokens: torch.Tensor, train_positions: torch.Tensor, test_tokens: torch.Tensor,
+                test_positions: torch.Tensor, train_rows: int, test_rows: int, generator: torch.Generator) -> dict:
+    """Ridge R^2 of the positions read from frames of held-out episodes, fitted on frames of the training episodes
+    (tokens [E, T, N, D], positions [E, T, 2]); train_rows / test_rows frames drawn from each side (frame_rows)."""
+    train = frame_rows(train_tokens, train_positions, train_rows, generator)
+    return ridge_r2(*train, *frame_rows(test_tokens, test_positions, test_rows, generator))
+
+
 def position_gate(tokens: torch.Tensor, positions: torch.Tensor, test_fraction: float = 0.2,
                   max_rows: int = 6000, seed: int = 0) -> dict:
     """tokens [E, T, N, D] and positions [E, T, 2] of E episodes -> ridge R^2 on held-out episodes."""
     e = len(tokens)
     order = torch.randperm(e, generator=torch.Generator().manual_seed(seed))
     n_test = max(1, int(e * test_fraction))
-    g = torch.Generator().manual_seed(seed + 1)
-    train = frame_rows(tokens[order[n_test:]], positions[order[n_test:]], max_rows, g)
-    return ridge_r2(*train, *frame_rows(tokens[order[:n_test]], positions[order[:n_test]], max_rows, g))
+    train, test = order[n_test:], order[:n_test]
+    return held_out_r2(tokens[train], positions[train], tokens[test], positions[test], max_rows, max_rows,
+                       torch.Generator().manual_seed(seed + 1))

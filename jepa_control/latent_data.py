@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from jepa.errors import ConfigError
 from jepa.io import write_json
 from jepa_control.collect import read_trajectories, trajectory_shards
-from jepa_control.gate import frame_rows, position_gate, ridge_r2
+from jepa_control.gate import held_out_r2, position_gate
 
 
 class LatentWindows(Dataset):
@@ -147,9 +147,8 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         train = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         val = self.encode_dir(encoder, self.val_dir) if self.val_dir else None
         if val is not None:  # fit on training episodes, score on held-out ones
-            g = torch.Generator().manual_seed(0)
-            pick = lambda d, n: frame_rows(d["latents"], d["positions"], n, g)  # noqa: E731
-            self.gate = ridge_r2(*pick(train, 6000), *pick(val, 3000))
+            self.gate = held_out_r2(train["latents"], train["positions"], val["latents"], val["positions"], 6000,
+                                    3000, torch.Generator().manual_seed(0))
         else:
             self.gate = position_gate(train["latents"], train["positions"])
         self.gate["min_r2"] = self.gate_min_r2

@@ -113,7 +113,7 @@ class WorldModel(L.LightningModule):
             self.fit_position_readout(latents, self.training_latents.positions)
         p = self.predictor
         if self.hparams.whiten:
-            mean, whitener, unwhitener = whitening(latents, dims=self.hparams.get("whiten_dims", 0))
+            mean, whitener, unwhitener = whitening(latents, dims=self.hparams.whiten_dims)
             p.latent_mean.copy_(mean)
             p.whitener.copy_(whitener)
             p.unwhitener.copy_(unwhitener)
