@@ -4,7 +4,6 @@ from __future__ import annotations
 import http.server
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -221,14 +220,10 @@ def test_configuration_errors_name_the_problem(tmp_path):
 def test_ddp_two_ranks_two_workers_uneven_shards(tmp_path):
     """7 shards over 2 ranks x 2 workers: equal steps per rank (no hang), and within each pass every sample is
     read exactly once across ranks and workers."""
-    from tests.helpers.run_jepa import free_port
+    from tests.helpers.two_ranks import run_two_ranks
 
     urls = make_shards(tmp_path / "shards", n=70, per_shard=10)
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}
-    env.pop("LOCAL_RANK", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "ddp_shards.py"), urls, str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_two_ranks("ddp_shards.py", urls, str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert len(ranks[0]["ids"]) == len(ranks[1]["ids"]) == 3 * 8 * 4  # 3 epochs x 8 steps x 4 on each rank

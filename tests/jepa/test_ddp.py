@@ -1,8 +1,5 @@
 """DDP and FSDP2 equivalence: one 2-process step on 2 x B samples == one single-process step on the mean of the two ranks'
 losses with the same samples and masks."""
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +8,7 @@ import torch
 from ijepa import IJEPA
 from jepa.checkpoint import load_checkpoint
 from tests.conftest import TinyData, tiny_model, tiny_trainer, tiny_vjepa
-from tests.helpers.run_jepa import free_port
+from tests.helpers.two_ranks import run_two_ranks
 from vjepa import VJEPA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,11 +44,7 @@ FSDP_ON_CPU = pytest.mark.skipif(not hasattr(torch.cpu.Stream, "record_event"),
                                              pytest.param("vjepa", "fsdp", marks=FSDP_ON_CPU)])
 def test_data_parallel_step_equals_single_process_mean(tmp_path, family, strategy):
     """DDP, and FSDP2 with its sharded EMA update, give the weights of one process on both ranks' samples."""
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}
-    env.pop("LOCAL_RANK", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "ddp_step.py"), str(tmp_path), family, strategy], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_two_ranks("ddp_step.py", str(tmp_path), family, strategy)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     ddp = torch.load(tmp_path / "params.pt", weights_only=True)
