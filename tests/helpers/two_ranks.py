@@ -1,6 +1,6 @@
 """Running a 2-process gloo script from a test, so that a hang ends in a stack dump instead of a silent timeout.
 
-The script runs in its own session (rank 0, the rank Lightning re-executes for rank 1, and their dataloader
+The script leads a new process group (rank 0, the rank Lightning re-executes for rank 1, and their dataloader
 workers all in one process group). When an attempt outlives its timeout, every process of the group gets SIGABRT,
 which faulthandler turns into a dump of every thread's stack, and the group is then killed. A hang is retried once
 on a fresh port, with the dump attached as a warning: the hang is rare (hundreds of local runs, loaded or not,
