@@ -59,6 +59,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "batch_128_sigreg_0.003": ("batch 128 + 0.003 x SIGReg", ["--data.batch_size=128", "--model.sigreg_weight=0.003"]),
     "batch_32_sigreg_0.001": ("batch 32 + 0.001 x SIGReg", ["--data.batch_size=32", "--model.sigreg_weight=0.001"]),
     "batch_64_sigreg_0.003": ("batch 64 + 0.003 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.003"]),
+    "batch_64_sigreg_0.01": ("batch 64 + 0.01 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.01"]),
+    "batch_64_sigreg_0.03": ("batch 64 + 0.03 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.03"]),
+    "batch_64_sigreg_0.1": ("batch 64 + 0.1 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.1"]),
     # Not a knob of the paper: the shared-context speed option (docs/performance.md) changes the predictor's
     # computation, so it needs the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
