@@ -73,6 +73,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
 }
 
+# Variants whose knob leaves a step's cost unchanged (an EMA schedule) take the step budget of the variant they
+# modify: two calibrations of one cost differed by up to 30 %, which would decide the comparison instead of the knob.
+SAME_COST_AS = {"batch_64_sigreg_0.001_ema_0.999": "batch_64_sigreg_0.001",
+                "batch_64_sigreg_0.001_ema_0.9995": "batch_64_sigreg_0.001"}
+
 
 def seconds_per_step(short: tuple[int, float], long: tuple[int, float]) -> float:
     """Training seconds per step from two runs of (steps, wall seconds): their difference leaves out the start-up
@@ -191,6 +196,7 @@ def main() -> None:
     def steps_of(name: str) -> int:
         if not args.seconds:
             return args.steps
+        name = SAME_COST_AS.get(name, name)
         if name not in calibration:
             calibration[name] = calibrate(name, out, jepa, args.limit_train, args.probe_samples)
             print(json.dumps({"calibration": name, **calibration[name]}), flush=True)
