@@ -20,6 +20,13 @@ from tests.helpers.run_jepa import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:  # the whole group ended meanwhile
+        pass
+
+
 def _attempt(command: list[str], timeout: float) -> tuple[subprocess.CompletedProcess | None, str]:
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
@@ -30,15 +37,12 @@ def _attempt(command: list[str], timeout: float) -> tuple[subprocess.CompletedPr
         out, err = proc.communicate(timeout=timeout)
         return subprocess.CompletedProcess(command, proc.returncode, out, err), ""
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGABRT)  # faulthandler dumps each process's threads to the shared stderr
+        _signal_group(proc.pid, signal.SIGABRT)  # faulthandler dumps each process's threads to the shared stderr
         try:
             _, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             err = ""
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # rank 1 or a worker may outlive rank 0
-        except ProcessLookupError:
-            pass
+        _signal_group(proc.pid, signal.SIGKILL)  # rank 1 or a worker may outlive rank 0
         proc.communicate()
         return None, err
 
