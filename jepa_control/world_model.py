@@ -134,15 +134,14 @@ class WorldModel(L.LightningModule):
                              max_rows: int = 20_000) -> float:
         """Ridge read-out of the (x, y) positions [E, T, 2] from the latents [E, T, N, D] (alpha chosen on a fifth
         of the rows); returns that fifth's R^2."""
-        from jepa_control.gate import ridge_fit, ridge_select
+        from jepa_control.gate import frame_rows, ridge_fit, ridge_select
 
         if positions is None or positions.shape[-1] != 2:
             raise ConfigError("model.position_readout needs the agent's recorded (x, y) positions (the trajectories' "
                               f"proprio), got {None if positions is None else tuple(positions.shape)}")
-        x, y = latents.float().flatten(2).flatten(0, 1), positions.float().flatten(0, 1)
-        rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:max_rows]
-        alpha, r2 = ridge_select(x[rows], y[rows])
-        weight, bias = ridge_fit(x[rows], y[rows], alpha)
+        x, y = frame_rows(latents, positions, max_rows, torch.Generator().manual_seed(0))
+        alpha, r2 = ridge_select(x, y)
+        weight, bias = ridge_fit(x, y, alpha)
         self.readout_weight.copy_(weight.float())
         self.readout_bias.copy_(bias.float())
         return r2

@@ -13,11 +13,8 @@ import signal
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
-from tests.helpers.run_jepa import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.run_jepa import ROOT, free_port
 
 
 def _signal_group(pgid: int, sig: int) -> None:
