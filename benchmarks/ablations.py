@@ -16,6 +16,10 @@ Example: python benchmarks/ablations.py --steps 850 --seeds 0 1 2 --variants bas
 are measured first (two short runs of the variant, so start-up cancels; once per variant, kept in the results) and
 each run gets the steps that fill S seconds, so its LR and EMA schedules span the whole budget. Time only on an
 otherwise idle machine (with --jobs 1).
+
+--heldout N adds the quickstart's converged probes (benchmarks/heldout_probe.py: average-pooled linear and kNN, fitted
+on the first 60,000 - N training images, scored on the last N) to each run: the minibatch monitor overstates what a
+recipe gains under the quickstart's table, so choose with these.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.heldout_probe import heldout_probe  # noqa: E402
 from jepa.io import write_json, write_text  # noqa: E402
 from jepa.provenance import cpu_model  # noqa: E402
 from jepa.seeding import fit_seed_args  # noqa: E402
@@ -68,6 +73,24 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "batch_64_sigreg_0.01": ("batch 64 + 0.01 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.01"]),
     "batch_64_sigreg_0.03": ("batch 64 + 0.03 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.03"]),
     "batch_64_sigreg_0.1": ("batch 64 + 0.1 x SIGReg", ["--data.batch_size=64", "--model.sigreg_weight=0.1"]),
+    "batch_64_sigreg_0.001_pooled_1": ("batch 64 + 0.001 x SIGReg + 1 x pooled-view term",
+                                        ["--data.batch_size=64", "--model.sigreg_weight=0.001",
+                                         "--model.pooled_weight=1.0"]),
+    "batch_64_sigreg_0.001_pooled_0.3": ("batch 64 + 0.001 x SIGReg + 0.3 x pooled-view term",
+                                          ["--data.batch_size=64", "--model.sigreg_weight=0.001",
+                                           "--model.pooled_weight=0.3"]),
+    "batch_64_sigreg_0.05_pooled_1": ("batch 64 + 0.05 x SIGReg + 1 x pooled-view term (LeJEPA's balance)",
+                                       ["--data.batch_size=64", "--model.sigreg_weight=0.05",
+                                        "--model.pooled_weight=1.0"]),
+    "batch_64_sigreg_0.001_views_2": ("batch 64 + 0.001 x SIGReg + LeJEPA's term on 2 augmented views (weight 1)",
+                                       ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
+                                        "--model.view_weight=1.0"]),
+    "batch_64_sigreg_0.001_views_2_w3": ("batch 64 + 0.001 x SIGReg + LeJEPA's term on 2 augmented views (weight 3)",
+                                          ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
+                                           "--model.view_weight=3.0"]),
+    "batch_64_sigreg_0.001_views_2_w10": ("batch 64 + 0.001 x SIGReg + LeJEPA's term on 2 augmented views (weight 10)",
+                                           ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
+                                            "--model.view_weight=10.0"]),
     # Not a knob of the paper: the shared-context speed option (docs/performance.md) changes the predictor's
     # computation, so it needs the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
@@ -76,7 +99,13 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 # Variants whose knob leaves a step's cost unchanged (an EMA schedule) take the step budget of the variant they
 # modify: two calibrations of one cost differed by up to 30 %, which would decide the comparison instead of the knob.
 SAME_COST_AS = {"batch_64_sigreg_0.001_ema_0.999": "batch_64_sigreg_0.001",
-                "batch_64_sigreg_0.001_ema_0.9995": "batch_64_sigreg_0.001"}
+                "batch_64_sigreg_0.001_ema_0.9995": "batch_64_sigreg_0.001",
+                # the pooled-view term costs a mean and a layer norm per image, next to the encoders' passes
+                "batch_64_sigreg_0.001_pooled_1": "batch_64_sigreg_0.001",
+                "batch_64_sigreg_0.001_pooled_0.3": "batch_64_sigreg_0.001",
+                "batch_64_sigreg_0.05_pooled_1": "batch_64_sigreg_0.001",  # SIGReg's cost is the same at any weight
+                "batch_64_sigreg_0.001_views_2_w3": "batch_64_sigreg_0.001_views_2",
+                "batch_64_sigreg_0.001_views_2_w10": "batch_64_sigreg_0.001_views_2"}
 
 
 def seconds_per_step(short: tuple[int, float], long: tuple[int, float]) -> float:
@@ -107,7 +136,7 @@ def calibrate(variant: str, out: Path, jepa: list[str], limit_train: int, sample
 
 
 def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_train: int, samples: int,
-        jobs: int = 1, probe: bool = True) -> dict:
+        jobs: int = 1, probe: bool = True, heldout: int = 0) -> dict:
     """One training run and its final monitor readings; with jobs > 1 it shares the CPU with jobs - 1 others and
     gets cores / jobs threads (its `seconds` are then those of a shared machine, recorded as `parallel_runs`)."""
     run_dir = out / variant / f"seed{seed}"
@@ -129,9 +158,11 @@ def run(variant: str, seed: int, steps: int, out: Path, jepa: list[str], limit_t
         raise RunFailed(f"{variant} seed {seed} failed:\n{proc.stderr[-3000:]}")
     if not probe:
         return {"variant": variant, "steps": steps, "seconds": round(time.time() - started, 1)}
+    seconds = round(time.time() - started, 1)
     final = json.loads((run_dir / "monitors.json").read_text())["history"][-1]
+    converged = heldout_probe(run_dir / "checkpoints" / "last.ckpt", heldout) if heldout else {}
     return {"variant": variant, "seed": seed, "steps": steps, "knn_acc": final["knn_acc"],
-            "linear_acc": final["linear_acc"], "rankme": final["rankme"], "seconds": round(time.time() - started, 1),
+            "linear_acc": final["linear_acc"], "rankme": final["rankme"], **converged, "seconds": seconds,
             "parallel_runs": jobs, "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d")}
 
 
@@ -139,24 +170,33 @@ class RunFailed(RuntimeError):
     """A training run of the sweep exited with an error (its stderr's tail is the message)."""
 
 
-def table(rows: list[dict], budget: dict, samples: int) -> str:
+def table(rows: list[dict], budget: dict, samples: int, holdout: int = 0) -> str:
     def stat(values):  # mean +- sample std; one seed has no spread to show
         values = [100 * v for v in values]
         spread = f" +- {statistics.stdev(values):.1f}" if len(values) > 1 else ""
         return f"{statistics.mean(values):.1f}{spread}"
 
-    lines = ["| variant | kNN acc (%) | linear acc (%) | RankMe | steps | seeds |", "|---|---:|---:|---:|---:|---:|"]
+    heldout = holdout > 0 and all("heldout_avg" in r for r in rows)
+    extra = " held-out avg linear (%) | held-out kNN (%) |" if heldout else ""
+    lines = [f"| variant | kNN acc (%) | linear acc (%) |{extra} RankMe | steps | seeds |",
+             "|---|---:|---:|" + ("---:|---:|" if heldout else "") + "---:|---:|---:|"]
     for name, (what, _) in VARIANTS.items():
         runs = [r for r in rows if r["variant"] == name]
         if runs:
             rank = statistics.mean(r["rankme"] for r in runs)
+            cells = (f" {stat([r['heldout_avg'] for r in runs])} | {stat([r['heldout_knn'] for r in runs])} |"
+                     if heldout else "")
             lines.append(f"| {name}: {what} | {stat([r['knn_acc'] for r in runs])} | "
-                         f"{stat([r['linear_acc'] for r in runs])} | {rank:.1f} | {runs[0]['steps']} | {len(runs)} |")
+                         f"{stat([r['linear_acc'] for r in runs])} |{cells} {rank:.1f} | {runs[0]['steps']} | "
+                         f"{len(runs)} |")
     size = (f"{budget['seconds']:g} seconds of training per run (the steps that fill them, measured per variant)"
             if "seconds" in budget else f"{budget['steps']} optimizer steps per run")
     lines += ["", f"{size}, batch 256 unless the variant says otherwise; average-pooled target-encoder features; "
               f"probes fitted on {samples:,} training images and scored on {samples:,} other training images (the test "
               "split is not used); mean +- standard deviation over the seeds (n - 1 in its denominator)."]
+    if heldout:
+        lines.append(f"The held-out columns are the quickstart's converged probes (benchmarks/heldout_probe.py), fitted "
+                     f"on all but the last {holdout:,} training images and scored on those.")
     return "\n".join(lines)
 
 
@@ -170,6 +210,8 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument("--limit_train", type=int, default=0, help="pretrain on the first N images (0: all 60k)")
     p.add_argument("--probe_samples", type=int, default=5000, help="labelled training images to fit on, and to score on")
+    p.add_argument("--heldout", type=int, default=0,
+                   help="also score each run with the quickstart's converged probes on the last N training images")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at a time, each with cores / jobs threads (2 x 1 thread on 2 cores: 1.2x the runs per "
                         "hour of one run with 2 threads)")
@@ -186,7 +228,8 @@ def main() -> None:
     out = Path(args.out)
     jepa = [sys.executable, "-m", "jepa.cli"]
     budget = {"seconds": args.seconds} if args.seconds else {"steps": args.steps}
-    setting = {**budget, "limit_train": args.limit_train, "probe_samples": args.probe_samples}
+    setting = {**budget, "limit_train": args.limit_train, "probe_samples": args.probe_samples,
+               **({"heldout": args.heldout} if args.heldout else {})}
     results = Path(args.results)
     rows = finished_runs(results / "ablations.json", setting)
     calibration = saved_calibration(results / "ablations.json") if args.seconds else {}
@@ -213,7 +256,8 @@ def main() -> None:
         if failed.is_set():
             return  # a run failed: the runs under way finish and are saved, none new starts
         try:
-            row = run(name, seed, steps_of(name), out, jepa, args.limit_train, args.probe_samples, args.jobs)
+            row = run(name, seed, steps_of(name), out, jepa, args.limit_train, args.probe_samples, args.jobs,
+                      heldout=args.heldout)
         except BaseException:  # a failed run, an unreadable monitors.json, an interrupt
             failed.set()
             raise
@@ -222,7 +266,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             write_json(results / "ablations.json", {**setting, "runs": rows,
                                                     **({"calibration": calibration} if calibration else {})})
-            write_text(results / "ablations.md", table(rows, budget, args.probe_samples) + "\n")
+            write_text(results / "ablations.md", table(rows, budget, args.probe_samples, args.heldout) + "\n")
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(one, name, seed) for name, seed in pending]
@@ -230,8 +274,9 @@ def main() -> None:
             error = future.exception()
             if error is not None:
                 raise SystemExit(str(error) if isinstance(error, RunFailed) else f"{type(error).__name__}: {error}")
-    write_text(results / "ablations.md", table(rows, budget, args.probe_samples) + "\n")  # also with none to run
-    print(table(rows, budget, args.probe_samples))
+    # also with none to run
+    write_text(results / "ablations.md", table(rows, budget, args.probe_samples, args.heldout) + "\n")
+    print(table(rows, budget, args.probe_samples, args.heldout))
 
 
 def saved_calibration(path: Path) -> dict:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data.resumable import ResumableDataModule
-from data.transforms import eval_transform, train_transform
+from data.transforms import Views, eval_transform, train_transform
 from jepa.errors import ConfigError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -78,6 +78,8 @@ class FashionMNISTDataModule(ResumableDataModule):
         crop_scale: RandomResizedCrop area range of the training augmentation.
         flip: random horizontal flip during training.
         limit_train: use only the first N training images (0: all); for smoke tests.
+        views: augmented views per training image (1: one image per sample; N > 1: a stack [N, 1, 28, 28] of
+            independent crops and flips, for the multi-view objective, model.view_weight).
         seed: epoch order and augmentation are drawn from it (and the epoch and image), so a resumed run sees
             exactly the images and crops an uninterrupted one would.
     """
@@ -90,6 +92,7 @@ class FashionMNISTDataModule(ResumableDataModule):
         crop_scale: tuple[float, float] = (0.3, 1.0),
         flip: bool = True,
         limit_train: int = 0,
+        views: int = 1,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -97,7 +100,11 @@ class FashionMNISTDataModule(ResumableDataModule):
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.batch_size, self.num_workers, self.limit_train, self.seed = batch_size, num_workers, limit_train, seed
+        if views < 1:
+            raise ConfigError(f"data.views must be >= 1, got {views}")
         self.train_tf = train_transform(28, crop_scale, flip, MEAN, STD)
+        if views > 1:
+            self.train_tf = Views(self.train_tf, views)
         self.eval_tf = eval_transform(MEAN, STD)
         self.normalisation = {"mean": list(MEAN), "std": list(STD)}
 

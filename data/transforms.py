@@ -24,3 +24,16 @@ def eval_transform(mean, std, size: int | None = None) -> v2.Compose:
     if size is not None:
         steps += [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
     return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+class Views:
+    """`n` independent draws of a random transform of one image, stacked [n, ...]: the views a multi-view objective
+    (ijepa.IJEPA's view_weight) compares. Under the loader's keyed random state the draws are reproducible."""
+
+    def __init__(self, transform, n: int) -> None:
+        if n < 2:
+            raise ConfigError(f"data.views must be >= 2 to stack views (1: a single view, no stacking), got {n}")
+        self.transform, self.n = transform, n
+
+    def __call__(self, x):
+        return torch.stack([self.transform(x) for _ in range(self.n)])

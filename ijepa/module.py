@@ -5,20 +5,25 @@ import torch
 import torch.nn.functional as F
 
 from ijepa.masks import MultiBlockMaskSampler
+from ijepa.views import ViewInvariance
 from jepa.errors import ConfigError
 from jepa.module import JEPA, batch_inputs, check_predictor_width
+from jepa.optim import decay_groups
+from jepa.seeding import key_seed
 from jepa.vit import Predictor, VisionTransformer
 
 
 class ImageInput:
-    """A batch's images [B, C, H, W], checked against the model's size and channels."""
+    """A batch's images [B, C, H, W], or their augmented views [B, V, C, H, W] (data.views > 1), checked against the
+    model's size and channels."""
 
     def __init__(self, img_size: int, in_chans: int) -> None:
         self.img_size, self.in_chans = img_size, in_chans
 
     def __call__(self, batch) -> torch.Tensor:
         x = batch_inputs(batch)
-        if tuple(x.shape[-2:]) != (self.img_size, self.img_size) or x.shape[1] != self.in_chans:
+        if (x.dim() not in (4, 5) or tuple(x.shape[-2:]) != (self.img_size, self.img_size)
+                or x.shape[-3] != self.in_chans):
             raise ConfigError(
                 f"images of shape {tuple(x.shape[1:])} do not match model.in_chans={self.in_chans}, "
                 f"model.img_size={self.img_size}: make the data's image size and channels match the model"
@@ -45,6 +50,11 @@ class IJEPA(JEPA):
         predictor_shared_context: a recipe change, off in the paper's recipe: the predictor holds the context once
             for all target blocks and the context stops attending to the mask tokens (jepa.vit.Predictor); fewer
             predictor tokens per image (docs/performance.md has its speed and probe A/B).
+        view_weight: a recipe change, off in the paper's recipe (0): with several augmented views per image
+            (data.views > 1) add this times LeJEPA's multi-view term (ijepa.views.ViewInvariance) to the I-JEPA loss,
+            which itself is computed on the first view.
+        view_proj_dim: width of the multi-view term's projection.
+        view_sigreg_share: share of SIGReg in the multi-view term (LeJEPA's lambda).
     """
 
     def __init__(
@@ -60,13 +70,44 @@ class IJEPA(JEPA):
         drop_path_rate: float = 0.0,
         mask_sampler: MultiBlockMaskSampler | None = None,
         predictor_shared_context: bool = False,
+        view_weight: float = 0.0,
+        view_proj_dim: int = 64,
+        view_sigreg_share: float = 0.05,
         **training,
     ) -> None:
         check_predictor_width(predictor_embed_dim, num_heads)
+        if view_weight < 0 or not 0.0 <= view_sigreg_share <= 1.0:
+            raise ConfigError(f"model.view_weight must be >= 0 and model.view_sigreg_share in [0, 1], got "
+                              f"{view_weight} and {view_sigreg_share}")
         encoder = VisionTransformer(img_size, patch_size, in_chans, embed_dim, depth, num_heads, drop_path_rate=drop_path_rate)
         predictor = Predictor(encoder.grid, embed_dim, predictor_embed_dim, predictor_depth, num_heads,
                               shared_context=predictor_shared_context)
         sampler = mask_sampler if mask_sampler is not None else MultiBlockMaskSampler()
         super().__init__(encoder, predictor, sampler, ImageInput(img_size, in_chans), F.smooth_l1_loss, **training)
+        self.view_weight = view_weight
+        self.view_term = (ViewInvariance(embed_dim, view_proj_dim, view_sigreg_share, self.sigreg_slices)
+                          if view_weight else None)
         # The sampler is rebuilt from the saved config.yaml, not pickled into checkpoints (weights_only loading).
         self.save_hyperparameters(ignore=["mask_sampler"])
+
+    def jepa_loss(self, batch, masks):
+        x = self.inputs(batch)
+        if x.dim() == 4:
+            if self.view_term is not None and self.training:  # validation images come one view each
+                raise ConfigError(f"model.view_weight is {self.view_weight} but the training data gives one view per "
+                                  "image: set data.views >= 2, or model.view_weight 0")
+            return super().jepa_loss(x, masks)
+        if self.view_term is None:
+            raise ConfigError(f"the data gives {x.shape[1]} views per image (data.views) but model.view_weight is 0: "
+                              "set model.view_weight > 0, or data.views 1")
+        loss, full = super().jepa_loss(x[:, 0], masks)  # I-JEPA on the first view
+        step = self.trainer.global_step if self._trainer is not None else 0
+        generator = torch.Generator().manual_seed(key_seed(self.mask_seed, step, 0x7615))  # same on every rank
+        term = self.view_term(self.encoder, x, generator)
+        if self._trainer is not None and self.training:
+            self.log("train/views", term)
+        return loss + self.view_weight * term, full
+
+    def param_groups(self) -> list[dict]:
+        extra = list(self.view_term.parameters()) if self.view_term is not None else []
+        return decay_groups(list(self.encoder.parameters()) + list(self.predictor.parameters()) + extra)

@@ -83,6 +83,9 @@ class JEPA(L.LightningModule):
             loss, averaged over mask configurations (0: off, the papers' recipes). Directions keyed by
             (mask_seed, step), the same on every rank.
         sigreg_slices: random directions of SIGReg.
+        pooled_weight: add this times the objective between each context's average-pooled embedding and the target
+            encoder's average-pooled embedding of the whole input, both layer-normed (0: off, the papers' recipes):
+            the pooled features, which the standard probe reads, learn to agree across masked views.
         pad_tokens: round each batch's context and target token counts up to a multiple of this (0: off); the
             padding is masked out of attention and cut from the outputs, so the loss and gradients are the same,
             but the networks see a few tensor shapes instead of one per mask size (what torch_compile needs).
@@ -111,6 +114,7 @@ class JEPA(L.LightningModule):
         max_nonfinite_steps: int = 5,
         sigreg_weight: float = 0.0,
         sigreg_slices: int = 256,
+        pooled_weight: float = 0.0,
         pad_tokens: int = 0,
         torch_compile: bool = False,
     ) -> None:
@@ -137,7 +141,9 @@ class JEPA(L.LightningModule):
         self.weight_decay, self.final_weight_decay = weight_decay, final_weight_decay
         self.ema_momentum, self.betas = tuple(ema_momentum), tuple(betas)
         self.mask_seed, self.monitor_every = mask_seed, monitor_every
-        self.sigreg_weight, self.sigreg_slices = sigreg_weight, sigreg_slices
+        if pooled_weight < 0:
+            raise ConfigError(f"model.pooled_weight must be >= 0 (0: off), got {pooled_weight}")
+        self.sigreg_weight, self.sigreg_slices, self.pooled_weight = sigreg_weight, sigreg_slices, pooled_weight
         self.pad_tokens, self.torch_compile = pad_tokens, torch_compile
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
 
@@ -159,6 +165,8 @@ class JEPA(L.LightningModule):
         loss = torch.stack(losses).mean()
         if self.sigreg_weight > 0:  # against collapse: the pooled context embeddings pushed towards isotropy
             loss = loss + self.sigreg_weight * self.sigreg_term(contexts)
+        if self.pooled_weight > 0:  # each masked view's pooled embedding predicts the whole input's
+            loss = loss + self.pooled_weight * self.pooled_term(contexts, h)
         return loss, full
 
     def training_step(self, batch, batch_idx: int):
@@ -222,6 +230,16 @@ class JEPA(L.LightningModule):
         if self._trainer is not None and self.training:
             self.log("train/sigreg", reg)
         return reg
+
+    def pooled_term(self, contexts: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        """The objective between each context's pooled, layer-normed embedding and the whole input's pooled target
+        (the mean of the layer-normed target tokens, layer-normed again), averaged over mask configurations."""
+        target = F.layer_norm(h.float().mean(1), (h.size(-1),))
+        term = torch.stack([self.objective(F.layer_norm(z.float().mean(1), (z.size(-1),)), target)
+                            for z in contexts]).mean()
+        if self._trainer is not None and self.training:
+            self.log("train/pooled", term)
+        return term
 
     # ---- optimiser and schedules (in optimizer steps) ---------------------------------------------------------------
     @property

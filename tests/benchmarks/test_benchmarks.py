@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
 
@@ -130,6 +131,29 @@ def test_ablation_table_gives_mean_and_sample_std_over_seeds():
     assert lines[3].endswith("| 40.0 | 45.0 | 3.0 | 850 | 1 |")
 
 
+def test_heldout_probe_scores_on_training_images_it_did_not_fit(fmnist_root):
+    from benchmarks.heldout_probe import heldout_split
+    from data.fashion_mnist import load_split
+
+    x, y = load_split(fmnist_root, "train")
+    split = heldout_split(fmnist_root, 1000)
+    assert len(split.train_y) == len(y) - 1000 and len(split.test_y) == 1000
+    assert torch.equal(split.train_x, x[:-1000]) and torch.equal(split.test_x, x[-1000:])  # disjoint; no test split
+    assert torch.equal(split.test_y, y[-1000:])
+    with pytest.raises(SystemExit, match="--holdout must lie in"):
+        heldout_split(fmnist_root, len(y))
+
+
+def test_ablation_table_adds_the_heldout_probe_columns_when_every_run_has_them():
+    ablations = _ablations_module()
+    row = {"variant": "baseline", "seed": 0, "knn_acc": 0.5, "linear_acc": 0.6, "rankme": 2.0, "steps": 850}
+    lines = ablations.table([{**row, "heldout_avg": 0.8, "heldout_knn": 0.7}], {"steps": 850}, 5000, 10000)
+    assert "held-out avg linear (%) | held-out kNN (%)" in lines.splitlines()[0]
+    assert lines.splitlines()[2].endswith("| 50.0 | 60.0 | 80.0 | 70.0 | 2.0 | 850 | 1 |")
+    assert "all but the last 10,000 training images" in lines
+    assert "held-out" not in ablations.table([row], {"steps": 850}, 5000, 10000)  # a run without them: no columns
+
+
 def test_time_budget_gives_each_variant_the_steps_that_fill_it(tmp_path, monkeypatch):
     """--seconds: each variant's seconds per step come from two short runs (start-up cancels), once per variant
     and kept in the results; a slower variant gets proportionally fewer steps; all seeds of a variant the same."""
@@ -142,7 +166,7 @@ def test_time_budget_gives_each_variant_the_steps_that_fill_it(tmp_path, monkeyp
     per_step = {"baseline": 0.5, "predictor_128x6": 2.0}
     calls = []
 
-    def fake_run(variant, seed, steps, out, jepa, limit_train, samples, jobs=1, probe=True):
+    def fake_run(variant, seed, steps, out, jepa, limit_train, samples, jobs=1, probe=True, heldout=0):
         calls.append((variant, seed, steps, probe))
         row = {"variant": variant, "steps": steps, "seconds": 7.0 + per_step[variant] * steps}  # 7 s start-up
         if probe:
@@ -176,7 +200,7 @@ def test_ablation_sweep_stops_starting_runs_after_a_failure_and_keeps_the_finish
     ablations = _ablations_module()
     other_started, baseline_failed = threading.Event(), threading.Event()
 
-    def fake_run(variant, seed, steps, out, jepa, limit_train, samples, jobs=1):
+    def fake_run(variant, seed, steps, out, jepa, limit_train, samples, jobs=1, heldout=0):
         if variant == "baseline":
             other_started.wait(5)
             baseline_failed.set()
