@@ -178,22 +178,26 @@ def table(rows: list[dict], budget: dict, samples: int, holdout: int = 0) -> str
 
     heldout = holdout > 0 and all("heldout_avg" in r for r in rows)
     extra = " held-out avg linear (%) | held-out kNN (%) |" if heldout else ""
-    lines = [f"| variant | kNN acc (%) | linear acc (%) |{extra} RankMe | steps | seeds |",
-             "|---|---:|---:|" + ("---:|---:|" if heldout else "") + "---:|---:|---:|"]
+    lines = [f"| variant | kNN acc (%) | linear acc (%) |{extra} RankMe | steps | run s | seeds |",
+             "|---|---:|---:|" + ("---:|---:|" if heldout else "") + "---:|---:|---:|---:|"]
     for name, (what, _) in VARIANTS.items():
         runs = [r for r in rows if r["variant"] == name]
         if runs:
             rank = statistics.mean(r["rankme"] for r in runs)
             cells = (f" {stat([r['heldout_avg'] for r in runs])} | {stat([r['heldout_knn'] for r in runs])} |"
                      if heldout else "")
+            wall = [r["seconds"] for r in runs if "seconds" in r]
+            wall_cell = f"{statistics.mean(wall):.0f}" if wall else "-"
             lines.append(f"| {name}: {what} | {stat([r['knn_acc'] for r in runs])} | "
                          f"{stat([r['linear_acc'] for r in runs])} |{cells} {rank:.1f} | {runs[0]['steps']} | "
-                         f"{len(runs)} |")
+                         f"{wall_cell} | {len(runs)} |")
     size = (f"{budget['seconds']:g} seconds of training per run (the steps that fill them, measured per variant)"
             if "seconds" in budget else f"{budget['steps']} optimizer steps per run")
     lines += ["", f"{size}, batch 256 unless the variant says otherwise; average-pooled target-encoder features; "
               f"probes fitted on {samples:,} training images and scored on {samples:,} other training images (the test "
-              "split is not used); mean +- standard deviation over the seeds (n - 1 in its denominator)."]
+              "split is not used); mean +- standard deviation over the seeds (n - 1 in its denominator). Run s: the wall "
+              "seconds of the whole training command (start-up and the final monitor included), which shows how well "
+              "the step budget matched the time asked for."]
     if heldout:
         lines.append(f"The held-out columns are the quickstart's converged probes (benchmarks/heldout_probe.py), fitted "
                      f"on all but the last {holdout:,} training images and scored on those.")

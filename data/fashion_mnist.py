@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data.resumable import ResumableDataModule
-from data.transforms import Views, eval_transform, train_transform
+from data.transforms import eval_transform, train_transform, with_views
 from jepa.errors import ConfigError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -100,11 +100,7 @@ class FashionMNISTDataModule(ResumableDataModule):
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.batch_size, self.num_workers, self.limit_train, self.seed = batch_size, num_workers, limit_train, seed
-        if views < 1:
-            raise ConfigError(f"data.views must be >= 1, got {views}")
-        self.train_tf = train_transform(28, crop_scale, flip, MEAN, STD)
-        if views > 1:
-            self.train_tf = Views(self.train_tf, views)
+        self.train_tf = with_views(train_transform(28, crop_scale, flip, MEAN, STD), views)
         self.eval_tf = eval_transform(MEAN, STD)
         self.normalisation = {"mean": list(MEAN), "std": list(STD)}
 

@@ -37,3 +37,10 @@ class Views:
 
     def __call__(self, x):
         return torch.stack([self.transform(x) for _ in range(self.n)])
+
+
+def with_views(transform, views: int):
+    """The training transform of a datamodule's `views` option: the transform itself for 1, else Views of it."""
+    if views < 1:
+        raise ConfigError(f"data.views must be >= 1, got {views}")
+    return transform if views == 1 else Views(transform, views)

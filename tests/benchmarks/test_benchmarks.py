@@ -125,10 +125,11 @@ def test_ablation_table_gives_mean_and_sample_std_over_seeds():
     ablations = _ablations_module()
     rows = [{"variant": "baseline", "seed": s, "knn_acc": k, "linear_acc": k + 0.1, "rankme": r, "steps": 850}
             for s, k, r in ((0, 0.5, 2.0), (1, 0.6, 4.0), (2, 0.7, 6.0))]
-    rows.append({"variant": "ema_0.99", "seed": 0, "knn_acc": 0.4, "linear_acc": 0.45, "rankme": 3.0, "steps": 850})
+    rows.append({"variant": "ema_0.99", "seed": 0, "knn_acc": 0.4, "linear_acc": 0.45, "rankme": 3.0, "steps": 850,
+                 "seconds": 120.4})
     lines = ablations.table(rows, {"steps": 850}, 5000).splitlines()
-    assert lines[2].endswith("| 60.0 +- 10.0 | 70.0 +- 10.0 | 4.0 | 850 | 3 |")  # std with n - 1: 10, not 8.2
-    assert lines[3].endswith("| 40.0 | 45.0 | 3.0 | 850 | 1 |")
+    assert lines[2].endswith("| 60.0 +- 10.0 | 70.0 +- 10.0 | 4.0 | 850 | - | 3 |")  # std with n - 1: 10, not 8.2
+    assert lines[3].endswith("| 40.0 | 45.0 | 3.0 | 850 | 120 | 1 |")
 
 
 def test_heldout_probe_scores_on_training_images_it_did_not_fit(fmnist_root):
@@ -149,7 +150,7 @@ def test_ablation_table_adds_the_heldout_probe_columns_when_every_run_has_them()
     row = {"variant": "baseline", "seed": 0, "knn_acc": 0.5, "linear_acc": 0.6, "rankme": 2.0, "steps": 850}
     lines = ablations.table([{**row, "heldout_avg": 0.8, "heldout_knn": 0.7}], {"steps": 850}, 5000, 10000)
     assert "held-out avg linear (%) | held-out kNN (%)" in lines.splitlines()[0]
-    assert lines.splitlines()[2].endswith("| 50.0 | 60.0 | 80.0 | 70.0 | 2.0 | 850 | 1 |")
+    assert lines.splitlines()[2].endswith("| 50.0 | 60.0 | 80.0 | 70.0 | 2.0 | 850 | - | 1 |")
     assert "all but the last 10,000 training images" in lines
     assert "held-out" not in ablations.table([row], {"steps": 850}, 5000, 10000)  # a run without them: no columns
 

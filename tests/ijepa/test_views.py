@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from data.transforms import Views
+from data.transforms import Views, with_views
 from jepa.errors import ConfigError
 from tests.conftest import tiny_model
 
@@ -12,6 +12,10 @@ def test_views_are_independent_draws_of_the_transform_stacked():
     assert stacked.shape == (3, 1, 4, 4) and stacked[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0]
     with pytest.raises(ConfigError, match="data.views must be >= 2"):
         Views(lambda x: x, 1)
+    one = lambda x: x  # noqa: E731
+    assert with_views(one, 1) is one and isinstance(with_views(one, 2), Views)  # what every image datamodule uses
+    with pytest.raises(ConfigError, match="data.views must be >= 1"):
+        with_views(one, 0)
 
 
 def test_view_term_adds_to_the_ijepa_loss_of_the_first_view():
