@@ -108,6 +108,12 @@ class IJEPA(JEPA):
             self.log("train/views", term)
         return loss + self.view_weight * term, full
 
+    def configure_model(self) -> None:
+        if self._device_mesh is not None and self.view_term is not None:  # its projector would stay unsharded
+            raise ConfigError("model.view_weight is not supported under FSDP (ModelParallelStrategy) yet: train it "
+                              "with the ddp strategy, or set model.view_weight 0")
+        super().configure_model()
+
     def param_groups(self) -> list[dict]:
         extra = list(self.view_term.parameters()) if self.view_term is not None else []
         return decay_groups(list(self.encoder.parameters()) + list(self.predictor.parameters()) + extra)

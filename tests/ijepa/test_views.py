@@ -87,3 +87,10 @@ def test_a_view_weight_without_views_is_refused_in_training_only():
     model.eval()  # validation: one view per image, the I-JEPA loss alone
     loss, _ = model.jepa_loss(x, masks)
     assert torch.isfinite(loss)
+
+
+def test_fsdp_with_the_view_term_is_refused_naming_the_key():
+    model = tiny_model(view_weight=1.0)
+    model._device_mesh = object()  # what Lightning's ModelParallelStrategy sets before configure_model
+    with pytest.raises(ConfigError, match="model.view_weight is not supported under FSDP"):
+        model.configure_model()
