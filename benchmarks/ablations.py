@@ -91,6 +91,20 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "batch_64_sigreg_0.001_views_2_w10": ("batch 64 + 0.001 x SIGReg + LeJEPA's term on 2 augmented views (weight 10)",
                                            ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
                                             "--model.view_weight=10.0"]),
+    "batch_64_sigreg_0.001_views_4_w3": ("batch 64 + 0.001 x SIGReg + LeJEPA's term on 4 augmented views (weight 3)",
+                                          ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=4",
+                                           "--model.view_weight=3.0"]),
+    "batch_64_sigreg_0.001_views_2_w3_lr_2e-3": ("the 2-view recipe (weight 3) at peak LR 2e-3",
+                                                 ["--data.batch_size=64", "--model.sigreg_weight=0.001",
+                                                  "--data.views=2", "--model.view_weight=3.0", "--model.lr=2e-3"]),
+    "batch_64_sigreg_0.001_views_2_local_4_w3": ("the 2-view recipe (weight 3) + 4 local views (12 px, scale 0.05-0.3)",
+                                                 ["--data.batch_size=64", "--model.sigreg_weight=0.001",
+                                                  "--data.views=2", "--data.local_views=4", "--data.local_size=12",
+                                                  "--model.view_weight=3.0"]),
+    "batch_64_sigreg_0.001_views_2_local_8_w3": ("the 2-view recipe (weight 3) + 8 local views (12 px, scale 0.05-0.3)",
+                                                 ["--data.batch_size=64", "--model.sigreg_weight=0.001",
+                                                  "--data.views=2", "--data.local_views=8", "--data.local_size=12",
+                                                  "--model.view_weight=3.0"]),
     # Not a knob of the paper: the shared-context speed option (docs/performance.md) changes the predictor's
     # computation, so it needs the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
@@ -105,7 +119,8 @@ SAME_COST_AS = {"batch_64_sigreg_0.001_ema_0.999": "batch_64_sigreg_0.001",
                 "batch_64_sigreg_0.001_pooled_0.3": "batch_64_sigreg_0.001",
                 "batch_64_sigreg_0.05_pooled_1": "batch_64_sigreg_0.001",  # SIGReg's cost is the same at any weight
                 "batch_64_sigreg_0.001_views_2_w3": "batch_64_sigreg_0.001_views_2",
-                "batch_64_sigreg_0.001_views_2_w10": "batch_64_sigreg_0.001_views_2"}
+                "batch_64_sigreg_0.001_views_2_w10": "batch_64_sigreg_0.001_views_2",
+                "batch_64_sigreg_0.001_views_2_w3_lr_2e-3": "batch_64_sigreg_0.001_views_2"}
 
 
 def seconds_per_step(short: tuple[int, float], long: tuple[int, float]) -> float:

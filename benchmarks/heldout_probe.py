@@ -17,21 +17,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from data.fashion_mnist import find_root, load_split  # noqa: E402
-from eval.probe import KnnConfig, ProbeData, checkpoint_row, probe_rows  # noqa: E402
+from eval.probe import KnnConfig, ProbeData, checkpoint_row, fashion_mnist, probe_rows  # noqa: E402
 from jepa.checkpoint import load_encoder  # noqa: E402
+from jepa.errors import ConfigError  # noqa: E402
 
 
 def heldout_split(root: str | None, holdout: int) -> ProbeData:
     """Fashion-MNIST's training split cut in two: fit on all but the last `holdout` images, score on those."""
-    from data.fashion_mnist import CLASSES, MEAN, STD
-
-    x, y = load_split(find_root(root), "train")
-    if not 0 < holdout < len(y):
-        raise SystemExit(f"--holdout must lie in 1..{len(y) - 1}, got {holdout}")
-    cut = len(y) - holdout
-    return ProbeData("fashion_mnist_heldout", x[:cut], y[:cut], x[cut:], y[cut:], MEAN, STD, list(CLASSES),
-                     {"dataset": "fashion_mnist", "split": f"train[:{cut}] / train[{cut}:]"})
+    try:
+        return fashion_mnist(root, holdout=holdout)
+    except ConfigError as e:
+        raise SystemExit(f"--{e}") from None
 
 
 def heldout_probe(ckpt: str | Path, holdout: int = 10000, root: str | None = None) -> dict:

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data.resumable import ResumableDataModule
-from data.transforms import eval_transform, train_transform, with_views
+from data.transforms import eval_transform, view_transform
 from jepa.errors import ConfigError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -80,6 +80,10 @@ class FashionMNISTDataModule(ResumableDataModule):
         limit_train: use only the first N training images (0: all); for smoke tests.
         views: augmented views per training image (1: one image per sample; N > 1: a stack [N, 1, 28, 28] of
             independent crops and flips, for the multi-view objective, model.view_weight).
+        local_views: also this many small crops per image (local views; 0: none), each local_size pixels square and
+            cropped from local_crop_scale of the image; the samples become the pair (views, local views).
+        local_size: side of the local views (the encoder resamples its position embedding to their grid).
+        local_crop_scale: RandomResizedCrop area range of the local views (LeJEPA and DINO: 0.05-0.3).
         seed: epoch order and augmentation are drawn from it (and the epoch and image), so a resumed run sees
             exactly the images and crops an uninterrupted one would.
     """
@@ -93,6 +97,9 @@ class FashionMNISTDataModule(ResumableDataModule):
         flip: bool = True,
         limit_train: int = 0,
         views: int = 1,
+        local_views: int = 0,
+        local_size: int = 12,
+        local_crop_scale: tuple[float, float] = (0.05, 0.3),
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -100,7 +107,7 @@ class FashionMNISTDataModule(ResumableDataModule):
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.batch_size, self.num_workers, self.limit_train, self.seed = batch_size, num_workers, limit_train, seed
-        self.train_tf = with_views(train_transform(28, crop_scale, flip, MEAN, STD), views)
+        self.train_tf = view_transform(28, crop_scale, flip, MEAN, STD, views, local_views, local_size, local_crop_scale)
         self.eval_tf = eval_transform(MEAN, STD)
         self.normalisation = {"mean": list(MEAN), "std": list(STD)}
 

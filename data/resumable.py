@@ -14,6 +14,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from jepa.seeding import key_seed, seeded_cpu_rng
 
 
+def samples_in(batch) -> int:
+    """A batch's sample count, read from its first tensor: inputs may be nested (views, local views) pairs."""
+    x = batch[0]
+    while isinstance(x, (tuple, list)):
+        x = x[0]
+    return len(x)
+
+
 class KeyedDataset(Dataset):
     """Wraps a dataset whose items are (input, ...): item (epoch, i) is base[i] with `transform` applied to the
     input under a random state keyed by (seed, epoch, i)."""
@@ -94,7 +102,7 @@ class ResumableDataModule(L.LightningDataModule):
         if trainer is not None and trainer.training:
             if self.progress["epoch"] != trainer.current_epoch:
                 self.progress.update(epoch=trainer.current_epoch, consumed=0)
-            self.progress["consumed"] += len(batch[0])
+            self.progress["consumed"] += samples_in(batch)
         return batch
 
     def state_dict(self) -> dict:

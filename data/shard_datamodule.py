@@ -28,7 +28,7 @@ from data.resumable import PositionInDataModule
 from data.shard_stream import ShardStream, expand_urls
 from data.shard_writer import INDEX_NAME
 from data.skip_report import SkipReport
-from data.transforms import eval_transform, train_transform, with_views
+from data.transforms import eval_transform, train_transform, view_transform
 from jepa.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -285,20 +285,25 @@ class ImageShardDataModule(ShardDataModule):
         std: per-channel normalisation std.
         views: augmented views per training image (1: one image; N > 1: a stack [N, C, H, W] of independent crops and
             flips, for the multi-view objective, model.view_weight).
+        local_views: also this many small crops per image (local views), the samples becoming (views, local views).
+        local_size: side of the local views.
+        local_crop_scale: RandomResizedCrop area range of the local views.
     """
 
     def __init__(self, train_urls: str | list[str], val_urls: str | list[str] | None = None, img_size: int = 224,
                  channels: int = 3, crop_scale: tuple[float, float] = (0.3, 1.0), flip: bool = True,
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
                  batch_size: int = 128, num_workers: int = 4, seed: int = 0, epoch_samples: int | None = None,
-                 val_samples: int | None = None, prefetch_factor: int = 4, views: int = 1) -> None:
+                 val_samples: int | None = None, prefetch_factor: int = 4, views: int = 1, local_views: int = 0,
+                 local_size: int = 96, local_crop_scale: tuple[float, float] = (0.05, 0.3)) -> None:
         super().__init__(train_urls, val_urls, batch_size, num_workers, seed, epoch_samples, val_samples,
                          prefetch_factor)
         if channels not in (1, 3) or len(mean) != channels or len(std) != channels:
             raise ConfigError(f"data.channels must be 1 or 3 with as many mean/std values, got {channels}, "
                               f"{list(mean)}, {list(std)}")
         self.channels = channels
-        self.train_tf = with_views(train_transform(img_size, crop_scale, flip, mean, std), views)
+        self.train_tf = view_transform(img_size, crop_scale, flip, mean, std, views, local_views, local_size,
+                                       local_crop_scale)
         self.eval_tf = eval_transform(mean, std, size=img_size)
         self.normalisation = {"mean": list(mean), "std": list(std)}
 

@@ -28,19 +28,35 @@ def eval_transform(mean, std, size: int | None = None) -> v2.Compose:
 
 class Views:
     """`n` independent draws of a random transform of one image, stacked [n, ...]: the views a multi-view objective
-    (ijepa.IJEPA's view_weight) compares. Under the loader's keyed random state the draws are reproducible."""
+    (ijepa.IJEPA's view_weight) compares; with `local_n` > 0, also that many draws of `local_transform` (small crops
+    at a lower resolution, LeJEPA's and DINO's local views), returned as the pair (views, local views). Under the
+    loader's keyed random state the draws are reproducible."""
 
-    def __init__(self, transform, n: int) -> None:
-        if n < 2:
-            raise ConfigError(f"data.views must be >= 2 to stack views (1: a single view, no stacking), got {n}")
-        self.transform, self.n = transform, n
+    def __init__(self, transform, n: int, local_transform=None, local_n: int = 0) -> None:
+        if n < 1 or local_n < 0 or n + local_n < 2:
+            raise ConfigError(f"data.views and data.local_views must give >= 2 views in all (views >= 1, local_views "
+                              f">= 0), got views {n} and local_views {local_n}")
+        if local_n and local_transform is None:
+            raise ConfigError("data.local_views > 0 needs a local transform")
+        self.transform, self.n, self.local_transform, self.local_n = transform, n, local_transform, local_n
 
     def __call__(self, x):
-        return torch.stack([self.transform(x) for _ in range(self.n)])
+        views = torch.stack([self.transform(x) for _ in range(self.n)])
+        if not self.local_n:
+            return views
+        return views, torch.stack([self.local_transform(x) for _ in range(self.local_n)])
 
 
-def with_views(transform, views: int):
-    """The training transform of a datamodule's `views` option: the transform itself for 1, else Views of it."""
-    if views < 1:
-        raise ConfigError(f"data.views must be >= 1, got {views}")
-    return transform if views == 1 else Views(transform, views)
+def view_transform(size: int, crop_scale: tuple[float, float], flip: bool, mean, std, views: int = 1,
+                   local_views: int = 0, local_size: int = 12,
+                   local_crop_scale: tuple[float, float] = (0.05, 0.3)):
+    """The training transform of an image datamodule: one augmented image (views 1), a stack of `views` of them, or
+    with `local_views` > 0 the pair (views, local views of side `local_size` cropped from `local_crop_scale` of the
+    image)."""
+    if views < 1 or local_views < 0:
+        raise ConfigError(f"data.views must be >= 1 and data.local_views >= 0, got {views} and {local_views}")
+    transform = train_transform(size, crop_scale, flip, mean, std)
+    if views == 1 and not local_views:
+        return transform
+    local = train_transform(local_size, local_crop_scale, flip, mean, std) if local_views else None
+    return Views(transform, views, local, local_views)

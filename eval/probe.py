@@ -54,19 +54,29 @@ class ProbeData:
     source: dict = field(default_factory=dict)  # what identifies the data in feature-cache keys
 
 
-def fashion_mnist(root: str | None = None, train_limit: int = 0, test_limit: int = 0) -> ProbeData:
+def fashion_mnist(root: str | None = None, train_limit: int = 0, test_limit: int = 0, holdout: int = 0) -> ProbeData:
+    """Fashion-MNIST's train / test splits; with `holdout` N > 0, the training split cut in two instead (fit on all
+    but its last N images, score on those; the test split is not read), for choosing settings."""
     from data.fashion_mnist import CLASSES, MEAN, STD, find_root, load_split
 
     base = find_root(root)
     train_x, train_y = load_split(base, "train")
-    test_x, test_y = load_split(base, "test")
+    files = sorted(f"{p.name}:{p.stat().st_size}" for p in Path(base).glob("*.gz"))
+    if holdout:
+        if not 0 < holdout < len(train_y):
+            raise ConfigError(f"holdout must lie in 1..{len(train_y) - 1}, got {holdout}")
+        cut = len(train_y) - holdout
+        train_x, train_y, test_x, test_y = train_x[:cut], train_y[:cut], train_x[cut:], train_y[cut:]
+        name, source = "fashion_mnist_heldout", {"split": f"train[:{cut}] / train[{cut}:]"}
+    else:
+        test_x, test_y = load_split(base, "test")
+        name, source = "fashion_mnist", {}
     if train_limit:
         train_x, train_y = train_x[:train_limit], train_y[:train_limit]
     if test_limit:
         test_x, test_y = test_x[:test_limit], test_y[:test_limit]
-    files = sorted(f"{p.name}:{p.stat().st_size}" for p in Path(base).glob("*.gz"))
-    return ProbeData("fashion_mnist", train_x, train_y, test_x, test_y, MEAN, STD, list(CLASSES),
-                     {"dataset": "fashion_mnist", "files": files})
+    return ProbeData(name, train_x, train_y, test_x, test_y, MEAN, STD, list(CLASSES),
+                     {"dataset": "fashion_mnist", "files": files, **source})
 
 
 DATASETS = {"fashion_mnist": fashion_mnist}

@@ -8,20 +8,28 @@ from ijepa.masks import MultiBlockMaskSampler
 from ijepa.views import ViewInvariance
 from jepa.errors import ConfigError
 from jepa.module import JEPA, batch_inputs, check_predictor_width
-from jepa.optim import decay_groups
 from jepa.seeding import key_seed
 from jepa.vit import Predictor, VisionTransformer
 
 
+def local_views(batch) -> torch.Tensor | None:
+    """The local views [B, L, C, h, w] of a batch whose inputs are (views, local views) (data.local_views > 0)."""
+    x = batch_inputs(batch)
+    return x[1] if isinstance(x, (tuple, list)) else None
+
+
 class ImageInput:
     """A batch's images [B, C, H, W], or their augmented views [B, V, C, H, W] (data.views > 1), checked against the
-    model's size and channels."""
+    model's size and channels. With local views the inputs are the pair (views, local views): this gives the views,
+    `local_views` the others."""
 
     def __init__(self, img_size: int, in_chans: int) -> None:
         self.img_size, self.in_chans = img_size, in_chans
 
     def __call__(self, batch) -> torch.Tensor:
         x = batch_inputs(batch)
+        if isinstance(x, (tuple, list)):
+            x = x[0]
         if (x.dim() not in (4, 5) or tuple(x.shape[-2:]) != (self.img_size, self.img_size)
                 or x.shape[-3] != self.in_chans):
             raise ConfigError(
@@ -91,19 +99,24 @@ class IJEPA(JEPA):
         self.save_hyperparameters(ignore=["mask_sampler"])
 
     def jepa_loss(self, batch, masks):
-        x = self.inputs(batch)
-        if x.dim() == 4:
+        x, local = self.inputs(batch), local_views(batch)
+        if x.dim() == 4 and local is None:
             if self.view_term is not None and self.training:  # validation images come one view each
                 raise ConfigError(f"model.view_weight is {self.view_weight} but the training data gives one view per "
                                   "image: set data.views >= 2, or model.view_weight 0")
             return super().jepa_loss(x, masks)
         if self.view_term is None:
-            raise ConfigError(f"the data gives {x.shape[1]} views per image (data.views) but model.view_weight is 0: "
-                              "set model.view_weight > 0, or data.views 1")
+            raise ConfigError("the data gives several views per image (data.views, data.local_views) but "
+                              "model.view_weight is 0: set model.view_weight > 0, or data.views 1 and local_views 0")
+        if local is not None and (local.shape[-1] % self.encoder.patch_size or local.shape[-2] != local.shape[-1]):
+            raise ConfigError(f"local views of {tuple(local.shape[-2:])} pixels: data.local_size must be a multiple of "
+                              f"model.patch_size {self.encoder.patch_size}")
+        if x.dim() == 4:  # one view and local views
+            x = x[:, None]
         loss, full = super().jepa_loss(x[:, 0], masks)  # I-JEPA on the first view
         step = self.trainer.global_step if self._trainer is not None else 0
         generator = torch.Generator().manual_seed(key_seed(self.mask_seed, step, 0x7615))  # same on every rank
-        term = self.view_term(self.encoder, x, generator)
+        term = self.view_term(self.encoder, x, generator, local)
         if self._trainer is not None and self.training:
             self.log("train/views", term)
         return loss + self.view_weight * term, full
@@ -113,7 +126,3 @@ class IJEPA(JEPA):
             raise ConfigError("model.view_weight is not supported under FSDP (ModelParallelStrategy) yet: train it "
                               "with the ddp strategy, or set model.view_weight 0")
         super().configure_model()
-
-    def param_groups(self) -> list[dict]:
-        extra = list(self.view_term.parameters()) if self.view_term is not None else []
-        return decay_groups(list(self.encoder.parameters()) + list(self.predictor.parameters()) + extra)

@@ -28,15 +28,21 @@ class ViewInvariance(nn.Module):
                              activation_layer=nn.GELU)
         self.sigreg_share, self.slices = sigreg_share, slices
 
-    def forward(self, encoder: nn.Module, views: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """views [B, V, C, H, W] -> the scalar term; `generator` draws SIGReg's directions."""
+    def forward(self, encoder: nn.Module, views: torch.Tensor, generator: torch.Generator,
+                local: torch.Tensor | None = None) -> torch.Tensor:
+        """views [B, V, C, H, W] (and local views [B, L, C, h, w]) -> the scalar term; `generator` draws SIGReg's
+        directions. As in LeJEPA, every view is pulled to the mean of the (global) views' projections."""
         b, v = views.shape[:2]
-        pooled = encoder(views.flatten(0, 1)).mean(1)  # every token of every view
-        z = self.projector(pooled.float()).view(b, v, -1)
-        invariance = (z - z.mean(1, keepdim=True)).square().mean()
+        pooled = [encoder(views.flatten(0, 1)).mean(1).view(b, v, -1)]  # every token of every view
+        if local is not None:
+            pooled.append(encoder(local.flatten(0, 1)).mean(1).view(b, local.shape[1], -1))
+        pooled = torch.cat(pooled, 1)
+        n = pooled.shape[1]
+        z = self.projector(pooled.flatten(0, 1).float()).view(b, n, -1)
+        invariance = (z - z[:, :v].mean(1, keepdim=True)).square().mean()
         state = generator.get_state()
         reg = 0.0
-        for i in range(v):  # the same directions for every view
+        for i in range(n):  # the same directions for every view
             generator.set_state(state)
             reg = reg + sigreg(z[:, i], self.slices, generator)
-        return (1 - self.sigreg_share) * invariance + self.sigreg_share * reg / v
+        return (1 - self.sigreg_share) * invariance + self.sigreg_share * reg / n

@@ -210,7 +210,7 @@ class JEPA(L.LightningModule):
         return self.mask_sampler(x.shape[0], self.encoder.token_grid, generator)
 
     def masks_for(self, batch, step: int, rank: int):
-        generator = torch.Generator(device=batch_inputs(batch).device)
+        generator = torch.Generator(device=self.inputs(batch).device)
         generator.manual_seed(mask_key(self.mask_seed, step, rank))
         return self.sample_masks(batch, generator)
 
@@ -253,7 +253,8 @@ class JEPA(L.LightningModule):
         return linear(step, self.total_steps, *self.ema_momentum)
 
     def param_groups(self) -> list[dict]:
-        return decay_groups(list(self.encoder.parameters()) + list(self.predictor.parameters()))
+        """Every trainable parameter (encoder, predictor, and any head a subclass adds); the EMA target is frozen."""
+        return decay_groups(self.parameters())
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)

@@ -11,7 +11,7 @@ from functools import partial
 
 import torch
 import torch.utils.checkpoint
-from timm.layers import PatchEmbed, trunc_normal_
+from timm.layers import PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
@@ -131,7 +131,8 @@ class VisionTransformer(nn.Module):
             pos = sincos_3d(embed_dim, self.grid_t, self.grid, self.grid, uniform_power)
         else:
             self.grid_t = 1
-            self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+            # other image sizes are accepted (local views); their position embedding is resampled in forward
+            self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
             pos = sincos_2d(embed_dim, self.grid, self.grid)
         self.register_buffer("pos_embed", pos[None])
         self.blocks = _blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
@@ -160,7 +161,7 @@ class VisionTransformer(nn.Module):
         """x: [B, C, H, W] (or [B, C, T, H, W] for a video encoder) -> [B, N or K, D]. With return_layers, also a
         list of those blocks' outputs (each passed through the final norm, as the probes of the I-JEPA paper use
         them). valid: bool [K] for padded `masks` (jepa.masking.pad_indices): only those tokens are attended to."""
-        x = self.patch_embed(x) + self.pos_embed.to(x.dtype)
+        x = self.patch_embed(x) + self.position_embedding(x.shape[-2:]).to(x.dtype)
         if masks is not None:
             x = apply_masks(x, masks)
         attn_mask = None if valid is None else valid[None, :]
@@ -171,6 +172,14 @@ class VisionTransformer(nn.Module):
                 layers.append(self.norm(x))
         x = self.norm(x)
         return (x, layers) if return_layers is not None else x
+
+    def position_embedding(self, size) -> torch.Tensor:
+        """The fixed position embedding for an input of spatial `size` (H, W): the built one, or for an image of
+        another size (a local view) the built one resampled to that size's grid, as timm's dynamic_img_size does."""
+        grid = (size[0] // self.patch_size, size[1] // self.patch_size)
+        if self.is_video or grid == (self.grid, self.grid):
+            return self.pos_embed
+        return resample_abs_pos_embed(self.pos_embed, list(grid), [self.grid, self.grid], num_prefix_tokens=0)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """The project-wide encoder interface: frames [B, T, C, H, W] -> tokens [B, T', N, D].

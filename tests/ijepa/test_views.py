@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from data.transforms import Views, with_views
+from data.transforms import Views, view_transform
 from jepa.errors import ConfigError
 from tests.conftest import tiny_model
 
@@ -10,12 +10,16 @@ def test_views_are_independent_draws_of_the_transform_stacked():
     calls = iter(range(10))
     stacked = Views(lambda x: x + next(calls), 3)(torch.zeros(1, 4, 4))
     assert stacked.shape == (3, 1, 4, 4) and stacked[:, 0, 0, 0].tolist() == [0.0, 1.0, 2.0]
-    with pytest.raises(ConfigError, match="data.views must be >= 2"):
+    with pytest.raises(ConfigError, match="must give >= 2 views in all"):
         Views(lambda x: x, 1)
-    one = lambda x: x  # noqa: E731
-    assert with_views(one, 1) is one and isinstance(with_views(one, 2), Views)  # what every image datamodule uses
+    # what every image datamodule uses: one augmented image, a stack of views, or (views, local views)
+    image = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    assert view_transform(28, (0.3, 1.0), True, [0.5], [0.5])(image).shape == (1, 28, 28)
+    assert view_transform(28, (0.3, 1.0), True, [0.5], [0.5], views=2)(image).shape == (2, 1, 28, 28)
+    views, local = view_transform(28, (0.3, 1.0), True, [0.5], [0.5], views=2, local_views=4, local_size=12)(image)
+    assert views.shape == (2, 1, 28, 28) and local.shape == (4, 1, 12, 12)
     with pytest.raises(ConfigError, match="data.views must be >= 1"):
-        with_views(one, 0)
+        view_transform(28, (0.3, 1.0), True, [0.5], [0.5], views=0)
 
 
 def test_view_term_adds_to_the_ijepa_loss_of_the_first_view():
@@ -74,6 +78,12 @@ def test_fashion_mnist_gives_each_image_its_views_reproducibly(fmnist_root):
     assert x.shape == (4, 3, 1, 28, 28) and y.shape == (4,)
     assert not torch.equal(x[:, 0], x[:, 1])  # independent crops of the same image
     assert torch.equal(first_batch()[0], x)  # keyed by (seed, epoch, image): the same views again
+    dm = FashionMNISTDataModule(fmnist_root, batch_size=4, num_workers=0, limit_train=16, views=2, local_views=3,
+                                local_size=12, seed=5)
+    dm.trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+    dm.setup("fit")
+    (views, local), _, _ = next(iter(dm.train_dataloader()))
+    assert views.shape == (4, 2, 1, 28, 28) and local.shape == (4, 3, 1, 12, 12)
     with pytest.raises(ConfigError, match="data.views must be >= 1"):
         FashionMNISTDataModule(fmnist_root, views=0)
 
@@ -94,3 +104,47 @@ def test_fsdp_with_the_view_term_is_refused_naming_the_key():
     model._device_mesh = object()  # what Lightning's ModelParallelStrategy sets before configure_model
     with pytest.raises(ConfigError, match="model.view_weight is not supported under FSDP"):
         model.configure_model()
+
+
+def test_local_views_are_pulled_to_the_mean_of_the_global_views():
+    """LeJEPA's centre is the mean of the global views only; the local views are pulled to it too."""
+    term = tiny_model(view_weight=1.0, view_sigreg_share=0.0).view_term
+    term.projector = torch.nn.Identity()  # the pooled embeddings themselves
+
+    def constant_tokens(x):  # each view embeds to its own pixel value, whatever its size
+        return x.flatten(1)[:, :1, None].expand(-1, 3, 8)
+
+    views = torch.stack([torch.zeros(4, 1, 16, 16), torch.full((4, 1, 16, 16), 2.0)], 1)  # centre 1
+    local = torch.full((4, 1, 1, 8, 8), 4.0)
+    got = term(constant_tokens, views, torch.Generator().manual_seed(0), local)
+    assert torch.allclose(got, torch.tensor((1 + 1 + 9) / 3))  # a centre of all three views would give 8 / 3
+    assert torch.allclose(term(constant_tokens, views, torch.Generator().manual_seed(0)), torch.tensor(1.0))
+
+
+def test_local_views_train_through_the_encoder_at_their_own_size():
+    model = tiny_model(view_weight=1.0)
+    views, local = torch.rand(8, 2, 1, 16, 16), torch.rand(8, 3, 1, 8, 8)
+    batch = ([views, local], torch.zeros(8), torch.arange(8))  # what the loader gives: (inputs, labels, indices)
+    masks = model.masks_for(batch, 0, 0)
+    loss, full = model.jepa_loss(batch, masks)
+    assert full.shape[:2] == (8, 16) and torch.isfinite(loss)
+    only_global, _ = model.jepa_loss((views, torch.zeros(8)), masks)
+    assert not torch.allclose(loss, only_global)  # the local views enter the term
+    loss.backward()
+    assert model.encoder.patch_embed.proj.weight.grad is not None
+    encoder = model.encoder  # 16 px at patch 4: a 4x4 grid; 8 px local views: 2x2, position embedding resampled
+    assert torch.equal(encoder.position_embedding((16, 16)), encoder.pos_embed)
+    assert encoder.position_embedding((8, 8)).shape == (1, 4, encoder.embed_dim)
+    with pytest.raises(ConfigError, match="data.local_size must be a multiple of model.patch_size 4"):
+        model.jepa_loss(([views, torch.rand(8, 3, 1, 6, 6)], torch.zeros(8)), masks)
+    # one local view and no second global view still makes a multi-view term
+    single = ([views[:, 0], local], torch.zeros(8), torch.arange(8))
+    assert torch.isfinite(model.jepa_loss(single, masks)[0])
+
+
+def test_the_resume_position_counts_images_not_view_stacks():
+    from data.resumable import samples_in
+
+    views, local = torch.zeros(8, 2, 1, 16, 16), torch.zeros(8, 4, 1, 8, 8)
+    assert samples_in(([views, local], torch.zeros(8), torch.arange(8))) == 8  # not 2, the pair's length
+    assert samples_in((views, torch.zeros(8))) == 8
