@@ -48,9 +48,9 @@ def test_a_loop_of_bases_and_a_missing_base_are_named(tmp_path):
 def test_a_variant_overrides_only_what_it_names():
     variant = _resolved(ROOT / "configs" / "ijepa" / "fmnist_50ep.yaml")
     full = _resolved(ROOT / "configs" / "ijepa" / "fmnist_full.yaml")
-    assert variant["trainer"]["max_epochs"] == 50 and full["trainer"]["max_epochs"] == 20
+    assert variant["trainer"]["max_epochs"] == 50 and full["trainer"]["max_epochs"] == 10
     assert variant["trainer"]["default_root_dir"] == "runs/fmnist_50ep"
-    variant["trainer"].update(max_epochs=20, default_root_dir="runs/fmnist_full")
+    variant["trainer"].update(max_epochs=10, default_root_dir="runs/fmnist_full")
     assert variant == full  # everything else, model and data included, comes from the bases
     assert full["trainer"]["precision"] == "32-true" and full["trainer"]["accelerator"] == "cpu"  # from base/cpu.yaml
 

@@ -1,0 +1,243 @@
+"""Wall seconds to reach 80 % and 85 % average-pooled linear accuracy on Fashion-MNIST: our recipe beside the official
+I-JEPA code's paper recipe, on the same CPU, data, architecture and probe.
+
+Each arm trains once and saves its target encoder along the way (`snapshots/<arm>/step*.pt`, with the wall seconds
+since the arm was launched, start-up included). Afterwards every snapshot is scored with the quickstart's converged
+average-pooled linear probe (60k train / 10k test; the figures choose nothing), and an arm's time to a threshold is
+the seconds of its first snapshot at or above it (so at most one snapshot interval late).
+- ours: `jepa fit --config CONFIG` (default: the full recipe, configs/ijepa/fmnist_full.yaml), snapshots taken by
+  the Snapshots callback below.
+- official: the official code (a facebookresearch/ijepa checkout given by --reference, imported as
+  benchmarks/train_step.py does): its ViT and predictor, multi-block MaskCollator, optimiser groups and LR / weight
+  decay schedules (src.helper.init_opt), EMA schedule and train.py step, with the paper recipe (batch 256, LR 2e-4 ->
+  1e-3 -> 1e-6, weight decay 0.04 -> 0.4, EMA 0.996 -> 1, 4 targets of scale 0.15-0.2) at our quickstart's ViT
+  (128 x 4, patch 4, predictor 64 x 3) and augmentation, for --official_epochs epochs.
+
+Arms and probes are resumable steps: an arm whose snapshots are complete is not trained again, a probed snapshot is
+not probed again (`probes.json`), so the measurement may span several sittings. Time only on an idle machine.
+
+    python benchmarks/time_to_accuracy.py --reference ../ijepa --out runs/time_to_accuracy --summary
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks.recipe_summary import RESULTS, markdown  # noqa: E402
+from jepa.checkpoint import load_strict  # noqa: E402
+from jepa.io import atomic_write, write_json, write_text  # noqa: E402
+from jepa.provenance import cpu_model  # noqa: E402
+from jepa.vit import VisionTransformer, encoder_args  # noqa: E402
+
+THRESHOLDS = (0.80, 0.85)
+# the official arm's model: our quickstart's ViT, so the two arms differ in code and recipe only
+OFFICIAL_ARCH = {"img_size": 28, "patch_size": 4, "in_chans": 1, "embed_dim": 128, "depth": 4, "num_heads": 4}
+
+
+def save_snapshot(folder: Path, step: int, seconds: float, arch: dict, state: dict) -> Path:
+    path = folder / f"step{step:09d}.pt"
+    snapshot = {"step": step, "seconds": round(seconds, 1), "encoder_args": arch,
+                "target_encoder": {k: v.detach().cpu().clone() for k, v in state.items()}}
+    return atomic_write(path, lambda tmp: torch.save(snapshot, tmp))
+
+
+class Snapshots(L.Callback):
+    """Saves the target encoder every `every_n_steps` optimizer steps and at the end, with the wall seconds since
+    `start` (a time.time() stamp taken when the run was launched)."""
+
+    def __init__(self, folder: str, every_n_steps: int, start: float) -> None:
+        self.folder, self.every, self.start = Path(folder), every_n_steps, start
+
+    def _save(self, trainer, pl_module) -> None:
+        save_snapshot(self.folder, trainer.global_step, time.time() - self.start, encoder_args(pl_module.hparams),
+                      pl_module.target_encoder.state_dict())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self._save(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._save(trainer, pl_module)
+
+
+def train_ours(config: str, folder: Path, every: int, seed: int, limit_train: int = 0) -> None:
+    start = time.time()
+    argv = [sys.executable, "-m", "jepa.cli", "fit", "--config", config, f"--seed_everything={seed}",
+            f"--trainer.default_root_dir={folder / 'run'}", "--trainer.enable_progress_bar=false",
+            "--trainer.callbacks+=benchmarks.time_to_accuracy.Snapshots",
+            f"--trainer.callbacks.folder={folder}", f"--trainer.callbacks.every_n_steps={every}",
+            f"--trainer.callbacks.start={start}", f"--data.limit_train={limit_train}"]
+    subprocess.run(argv, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def train_official(reference: str, folder: Path, epochs: int, every: int, seed: int, limit_train: int = 0,
+                   batch_size: int = 256) -> None:
+    """The official train.py loop at the paper recipe (see the module docstring), single process, fp32."""
+    start = time.time()
+    sys.path.insert(0, str(Path(reference).resolve()))
+    from src.helper import init_opt  # noqa: PLC0415 - the official code, on demand
+    from src.masks.multiblock import MaskCollator
+    from src.models.vision_transformer import VisionTransformer as OfficialViT
+    from src.models.vision_transformer import VisionTransformerPredictor
+    from src.utils.tensors import apply_masks, repeat_interleave_batch
+
+    from data.fashion_mnist import MEAN, STD, TensorImageDataset, find_root, load_split
+    from data.transforms import train_transform
+
+    torch.manual_seed(seed)
+    a = OFFICIAL_ARCH
+    encoder = OfficialViT(img_size=[a["img_size"]], patch_size=a["patch_size"], in_chans=a["in_chans"],
+                          embed_dim=a["embed_dim"], depth=a["depth"], num_heads=a["num_heads"], mlp_ratio=4,
+                          qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
+    predictor = VisionTransformerPredictor(num_patches=encoder.patch_embed.num_patches, embed_dim=a["embed_dim"],
+                                           predictor_embed_dim=64, depth=3, num_heads=a["num_heads"])
+    target = copy.deepcopy(encoder).requires_grad_(False)
+    images, labels = load_split(find_root(None), "train")
+    if limit_train:
+        images, labels = images[:limit_train], labels[:limit_train]
+    dataset = TensorImageDataset(images, labels, train_transform(a["img_size"], (0.3, 1.0), True, MEAN, STD))
+    collator = MaskCollator(input_size=(a["img_size"], a["img_size"]), patch_size=a["patch_size"],
+                            enc_mask_scale=(0.85, 1.0), pred_mask_scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5),
+                            nenc=1, npred=4, min_keep=4, allow_overlap=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                         num_workers=1, collate_fn=collator,
+                                         generator=torch.Generator().manual_seed(seed))
+    ipe = len(loader)
+    total = ipe * epochs
+    optimizer, _, lr_schedule, wd_schedule = init_opt(encoder, predictor, ipe, start_lr=2e-4, ref_lr=1e-3,
+                                                      warmup=0.1 * epochs, num_epochs=epochs, wd=0.04, final_wd=0.4,
+                                                      final_lr=1e-6, ipe_scale=1.0)
+    step = 0
+    for _ in range(epochs):
+        for (imgs, *_), masks_enc, masks_pred in loader:
+            lr_schedule.step()
+            wd_schedule.step()
+            with torch.no_grad():
+                h = target(imgs)
+                h = F.layer_norm(h, (h.size(-1),))
+                h = repeat_interleave_batch(apply_masks(h, masks_pred), len(h), repeat=len(masks_enc))
+            z = predictor(encoder(imgs, masks_enc), masks_enc, masks_pred)
+            loss = F.smooth_l1_loss(z, h)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            m = 0.996 + step * (1.0 - 0.996) / total  # the official linear EMA schedule
+            with torch.no_grad():
+                for q, k in zip(encoder.parameters(), target.parameters()):
+                    k.mul_(m).add_((1.0 - m) * q.detach())
+            step += 1
+            if not math.isfinite(loss.item()):
+                raise SystemExit(f"official arm: non-finite loss at step {step}")
+            if step % every == 0 or step == total:
+                save_snapshot(folder, step, time.time() - start, OFFICIAL_ARCH, target.state_dict())
+
+
+def probe_snapshot(path: Path, limit: int = 0) -> float:
+    """The quickstart's average-pooled linear probe (test split) of a snapshot's target encoder."""
+    from eval.probe import KnnConfig, Row, fashion_mnist, frozen_copy, probe_rows
+
+    snapshot = torch.load(path, map_location="cpu", weights_only=True)
+    encoder = VisionTransformer(**snapshot["encoder_args"])
+    load_strict(encoder, snapshot["target_encoder"], str(path))
+    row = Row("snapshot", frozen_copy(encoder), {"snapshot": str(path)}, encoder.patch_size)
+    result = probe_rows([row], fashion_mnist(train_limit=limit, test_limit=limit), ("avg",), knn=KnnConfig(enabled=False), log=lambda *_: None)
+    return result["snapshot"]["linear"]["avg"]["test_acc"]
+
+
+def seconds_to(points: list[dict], threshold: float) -> float | None:
+    """Seconds of the earliest snapshot at or above `threshold` (None: never reached)."""
+    reached = [p["seconds"] for p in points if p["avg"] >= threshold]
+    return min(reached) if reached else None
+
+
+def summarise(probes: dict) -> dict:
+    """probes: arm -> [{step, seconds, avg}] -> per arm its seconds to each threshold, and the official / ours ratio
+    at 85 % (None unless both arms reached it)."""
+    out = {"arms": {}}
+    for arm, points in probes.items():
+        points = sorted(points, key=lambda p: p["seconds"])
+        out["arms"][arm] = {"points": points, **{f"s_to_{round(100 * t)}": seconds_to(points, t) for t in THRESHOLDS},
+                            "best_avg": max((p["avg"] for p in points), default=None)}
+    ours = out["arms"].get("ours", {}).get("s_to_85")
+    official = out["arms"].get("official", {}).get("s_to_85")
+    out.update(ours_s_to_85=ours, official_s_to_85=official,
+               ratio=round(official / ours, 2) if ours and official else None)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arms", default="ours,official", help="comma-separated: ours, official")
+    p.add_argument("--config", default="configs/ijepa/fmnist_full.yaml", help="our recipe (a `jepa fit` config)")
+    p.add_argument("--every_ours", type=int, default=940, help="our optimizer steps between snapshots (1 epoch)")
+    p.add_argument("--reference", default=None, help="checkout of facebookresearch/ijepa (the official arm)")
+    p.add_argument("--official_epochs", type=int, default=20)
+    p.add_argument("--every_official", type=int, default=468, help="official steps between snapshots (2 epochs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit_train", type=int, default=0, help="train both arms on the first N images (a smoke run)")
+    p.add_argument("--probe_limit", type=int, default=0, help="probe on N train and N test images (a smoke run)")
+    p.add_argument("--out", default="runs/time_to_accuracy")
+    p.add_argument("--summary", action="store_true",
+                   help="also write time_to_accuracy into benchmarks/results/recipe/summary.json")
+    args = p.parse_args()
+    out = Path(args.out)
+    arms = [a for a in args.arms.split(",") if a]
+    if "official" in arms and not args.reference:
+        raise SystemExit("--reference: the official arm needs a facebookresearch/ijepa checkout")
+    for arm in arms:
+        folder = out / "snapshots" / arm
+        if (folder / "done").exists():
+            continue  # trained in an earlier sitting
+        if folder.exists() and any(folder.iterdir()):
+            raise SystemExit(f"{folder} holds an unfinished arm (its times would not be comparable): delete it")
+        folder.mkdir(parents=True, exist_ok=True)
+        if arm == "ours":
+            train_ours(args.config, folder, args.every_ours, args.seed, args.limit_train)
+        elif arm == "official":
+            train_official(args.reference, folder, args.official_epochs, args.every_official, args.seed,
+                           args.limit_train)
+        else:
+            raise SystemExit(f"--arms: unknown arm {arm!r} (ours, official)")
+        (folder / "done").write_text("")
+    cache = out / "probes.json"
+    probes = json.loads(cache.read_text()) if cache.exists() else {}
+    for arm in arms:
+        for path in sorted((out / "snapshots" / arm).glob("step*.pt")):
+            points = probes.setdefault(arm, [])
+            if any(q["file"] == path.name for q in points):
+                continue
+            snapshot = torch.load(path, map_location="cpu", weights_only=True)
+            points.append({"file": path.name, "step": snapshot["step"], "seconds": snapshot["seconds"],
+                           "avg": round(probe_snapshot(path, args.probe_limit), 4)})
+            write_json(cache, probes)  # each probe kept at once: a cut-short sitting loses at most one
+            print(f"{arm} {path.name}: {points[-1]}", flush=True)
+    result = {**summarise(probes), "command": " ".join(sys.argv), "hardware": cpu_model(),
+              "date": time.strftime("%Y-%m-%d")}
+    write_json(out / "time_to_accuracy.json", result)
+    if args.summary:
+        summary_path = RESULTS / "summary.json"
+        summary = json.loads(summary_path.read_text())
+        summary["time_to_accuracy"] = {k: result[k] for k in ("ours_s_to_85", "official_s_to_85", "ratio")}
+        write_json(summary_path, summary)
+        write_text(RESULTS / "summary.md", markdown(summary))
+    print(f"wrote {out / 'time_to_accuracy.json'}: ours {result['ours_s_to_85']} s, official "
+          f"{result['official_s_to_85']} s to 85 %, ratio {result['ratio']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The time-to-accuracy benchmark: snapshots carry the target encoder and the seconds since launch, and an arm's time
+to a threshold is its first snapshot at or above it."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from tests.conftest import tiny_images, tiny_model
+
+
+def test_seconds_to_threshold_is_the_first_snapshot_at_or_above_it():
+    from benchmarks.time_to_accuracy import seconds_to, summarise
+
+    points = [{"seconds": 300.0, "avg": 0.86}, {"seconds": 100.0, "avg": 0.79}, {"seconds": 200.0, "avg": 0.85}]
+    assert seconds_to(points, 0.85) == 200.0 and seconds_to(points, 0.79) == 100.0
+    assert seconds_to(points, 0.9) is None  # never reached: no time, not the last snapshot's
+    result = summarise({"ours": points, "official": [{"seconds": 900.0, "avg": 0.80}, {"seconds": 1800.0, "avg": 0.85}]})
+    assert result["ours_s_to_85"] == 200.0 and result["official_s_to_85"] == 1800.0 and result["ratio"] == 9.0
+    assert result["arms"]["official"]["s_to_80"] == 900.0
+    assert [p["seconds"] for p in result["arms"]["ours"]["points"]] == [100.0, 200.0, 300.0]
+    assert summarise({"ours": points, "official": points[1:2]})["ratio"] is None  # one arm short of 85 %: no ratio
+
+
+def test_snapshots_hold_the_target_encoder_every_n_steps_and_at_the_end(tmp_path):
+    from lightning.pytorch import Trainer
+
+    from benchmarks.time_to_accuracy import Snapshots
+    from jepa.checkpoint import load_strict
+    from jepa.vit import VisionTransformer
+
+    model = tiny_model()
+    loader = torch.utils.data.DataLoader(tiny_images(24), batch_size=4)
+    start = time.time()
+    trainer = Trainer(accelerator="cpu", max_steps=5, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, callbacks=[Snapshots(str(tmp_path), 2, start)])
+    trainer.fit(model, loader)
+    saved = sorted(p.name for p in tmp_path.glob("step*.pt"))
+    assert saved == ["step000000002.pt", "step000000004.pt", "step000000005.pt"]
+    last = torch.load(tmp_path / saved[-1], weights_only=True)
+    assert last["step"] == 5 and 0 < last["seconds"] <= time.time() - start + 1
+    encoder = VisionTransformer(**last["encoder_args"])
+    load_strict(encoder, last["target_encoder"], "snapshot")  # the probe rebuilds it from the snapshot alone
+    for name, value in model.target_encoder.state_dict().items():
+        assert torch.equal(encoder.state_dict()[name], value)
+    first = torch.load(tmp_path / saved[0], weights_only=True)
+    assert not torch.equal(first["target_encoder"]["blocks.0.attn.qkv.weight"],
+                           last["target_encoder"]["blocks.0.attn.qkv.weight"])  # taken as training went on
+
+
+def test_the_official_arm_asks_for_a_checkout(monkeypatch, tmp_path):
+    import sys
+
+    from benchmarks import time_to_accuracy
+
+    monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--arms", "official", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--reference"):
+        time_to_accuracy.main()
