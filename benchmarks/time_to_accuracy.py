@@ -62,8 +62,12 @@ class Snapshots(L.Callback):
 
     def __init__(self, folder: str, every_n_steps: int, start: float) -> None:
         self.folder, self.every, self.start = Path(folder), every_n_steps, start
+        self.saved_step = -1
 
     def _save(self, trainer, pl_module) -> None:
+        if trainer.global_step == self.saved_step:
+            return  # the last interval fell on the final step
+        self.saved_step = trainer.global_step
         save_snapshot(self.folder, trainer.global_step, time.time() - self.start, encoder_args(pl_module.hparams),
                       pl_module.target_encoder.state_dict())
 
@@ -147,11 +151,11 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
                 save_snapshot(folder, step, time.time() - start, OFFICIAL_ARCH, target.state_dict())
 
 
-def probe_snapshot(path: Path, limit: int = 0) -> float:
-    """The quickstart's average-pooled linear probe (test split) of a snapshot's target encoder."""
+def probe_snapshot(snapshot: dict, path: Path, limit: int = 0) -> float:
+    """The quickstart's average-pooled linear probe (test split) of a snapshot's target encoder (`path`: where it
+    was read, for errors)."""
     from eval.probe import KnnConfig, Row, fashion_mnist, frozen_copy, probe_rows
 
-    snapshot = torch.load(path, map_location="cpu", weights_only=True)
     encoder = VisionTransformer(**snapshot["encoder_args"])
     load_strict(encoder, snapshot["target_encoder"], str(path))
     row = Row("snapshot", frozen_copy(encoder), {"snapshot": str(path)}, encoder.patch_size)
@@ -223,7 +227,7 @@ def main() -> None:
                 continue
             snapshot = torch.load(path, map_location="cpu", weights_only=True)
             points.append({"file": path.name, "step": snapshot["step"], "seconds": snapshot["seconds"],
-                           "avg": round(probe_snapshot(path, args.probe_limit), 4)})
+                           "avg": round(probe_snapshot(snapshot, path, args.probe_limit), 4)})
             write_json(cache, probes)  # each probe kept at once: a cut-short sitting loses at most one
             print(f"{arm} {path.name}: {points[-1]}", flush=True)
     result = {**summarise(probes), "command": " ".join(sys.argv), "hardware": cpu_model(),

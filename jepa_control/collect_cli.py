@@ -61,12 +61,12 @@ def planning_agent(args, env):
     from jepa_control.cost import GoalCost
     from jepa_control.mpc import LatentModel, MPCAgent
     from jepa_control.planners import make_planner
-    from jepa_control.world_model import load_world_model
+    from jepa_control.world_model import WorldModel
 
     if not args.world_model:
         raise ConfigError("--policy plan needs --world_model <checkpoint>")
     options = json_option(args.planner_options, "--planner_options")
-    wm = load_world_model(args.world_model)
+    wm = WorldModel.from_checkpoint(args.world_model)
     wm.frozen_encoder.check_frames(env.observation_shape)
     planner = make_planner(args.planner, args.horizon, len(env.action_low), seed=args.seed, **options)
     return MPCAgent(LatentModel(wm), planner, GoalCost(), args.execute, action_repeat=args.action_repeat)

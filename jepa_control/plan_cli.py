@@ -151,7 +151,7 @@ def cost_landscape(env, model, cost, horizon: int, seed: int, points: int = 21):
 
 def main(argv: list[str]) -> int:
     """evaluate planners on an environment: success rate, seconds per step"""
-    from jepa_control.world_model import load_world_model
+    from jepa_control.world_model import WorldModel
 
     cfg = parser().parse_args(argv)
     torch.set_num_threads(cfg.threads)
@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
     unknown = [p for p in cfg.planners if p not in PLANNERS]
     if unknown or not cfg.planners:  # before the world model is read
         raise ConfigError(f"--planners {unknown or '[]'}: choose from {', '.join(PLANNERS)}")
-    wm = load_world_model(cfg.world_model, cfg.encoder_ckpt)
+    wm = WorldModel.from_checkpoint(cfg.world_model, cfg.encoder_ckpt)
     env = make_env(cfg.env, eval_layouts=True, **cfg.env_options)
     wm.frozen_encoder.check_frames(env.observation_shape)
     action_dim = len(env.action_low)
@@ -271,9 +271,9 @@ def agent_rows(cfg, setup: PlanSetup, graph, readout) -> list[tuple[str, object]
     each energy weight) and on the true simulator."""
     rows, actor = [], None
     if cfg.energy:
-        from jepa_control.energy import load_energy
+        from jepa_control.energy import EnergyModule
 
-        setup.energy = load_energy(cfg.energy)
+        setup.energy = EnergyModule.from_checkpoint(cfg.energy)
         # the seed's joint step trained a predictor of its own: plan with it
         setup.energy_wm = setup.energy.wm if setup.energy.hparams.train_predictor else setup.world_model
     elif any(cfg.energy_weights):
@@ -283,9 +283,9 @@ def agent_rows(cfg, setup: PlanSetup, graph, readout) -> list[tuple[str, object]
     if cfg.trajectory_replay and cfg.protocol == "offline_goal":
         rows.append(("trajectory replay", build_agent("trajectory_replay", setup)))
     if cfg.actor:
-        from jepa_control.actor import load_actor
+        from jepa_control.actor import ActorModule
 
-        trained = load_actor(cfg.actor)
+        trained = ActorModule.from_checkpoint(cfg.actor)
         if Path(trained.hparams.world_model).resolve() != Path(cfg.world_model).resolve():
             print(f"warning: the actor was trained through {trained.hparams.world_model}, planning uses "
                   f"{cfg.world_model}", file=sys.stderr)

@@ -49,6 +49,19 @@ def test_snapshots_hold_the_target_encoder_every_n_steps_and_at_the_end(tmp_path
                            last["target_encoder"]["blocks.0.attn.qkv.weight"])  # taken as training went on
 
 
+def test_a_final_step_on_the_interval_is_saved_once(tmp_path, monkeypatch):
+    from lightning.pytorch import Trainer
+
+    from benchmarks import time_to_accuracy
+
+    saved = []
+    monkeypatch.setattr(time_to_accuracy, "save_snapshot", lambda folder, step, *rest: saved.append(step))
+    trainer = Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, callbacks=[time_to_accuracy.Snapshots(str(tmp_path), 2, time.time())])
+    trainer.fit(tiny_model(), torch.utils.data.DataLoader(tiny_images(24), batch_size=4))
+    assert saved == [2, 4]
+
+
 def test_the_official_arm_asks_for_a_checkout(monkeypatch, tmp_path):
     import sys
 

@@ -23,11 +23,11 @@ SMALL = TwoRoomsConfig(img_size=16)
 
 def test_world_model_fit_gate_checkpoint_and_planning(tiny_control):
     from jepa_control.mpc import LatentModel
-    from jepa_control.world_model import load_world_model
+    from jepa_control.world_model import WorldModel
 
     path, model, data = tiny_control
     assert data.gate is not None and -10 < data.gate["r2"] <= 1 and (path / "gate.json").is_file()
-    loaded = load_world_model(str(path / "wm.ckpt"))
+    loaded = WorldModel.from_checkpoint(str(path / "wm.ckpt"))
     z = torch.randn(2, 2, 4, 32)
     a = torch.rand(2, 2, 2)
     assert torch.equal(loaded.predictor(z, a), model.predictor.eval()(z, a))
@@ -43,14 +43,14 @@ def test_a_world_model_saved_before_newer_options_loads_with_their_defaults_and_
     """A checkpoint whose hyperparameters predate rollout_history / position_weight (two-rooms' world model of
     earlier versions) loads with those options' defaults recorded, so its losses (the joint step) run."""
     from jepa.checkpoint import load_checkpoint
-    from jepa_control.world_model import load_world_model
+    from jepa_control.world_model import WorldModel
 
     path, model, data = tiny_control
     ckpt = load_checkpoint(str(path / "wm.ckpt"))
     for key in ("rollout_history", "position_weight"):
         del ckpt["hyper_parameters"][key]
     torch.save(ckpt, path / "old.ckpt")
-    loaded = load_world_model(str(path / "old.ckpt"))
+    loaded = WorldModel.from_checkpoint(str(path / "old.ckpt"))
     assert loaded.hparams.rollout_history == 1 and loaded.hparams.position_weight == 0.0
     batch = next(iter(data.train_dataloader()))
     losses = loaded.losses(batch)
@@ -103,7 +103,6 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     from jepa_control import WorldModel
     from jepa_control.gate import ridge_fit, ridge_select
     from jepa_control.latent_stats import change_std
-    from jepa_control.world_model import load_world_model
     from tests.conftest import tiny_trainer
 
     def readout_rows(windows):  # the rows the read-out is fitted on (all of them: fewer than its max_rows)
@@ -132,7 +131,7 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     assert torch.allclose(p.whitener @ p.unwhitener, torch.eye(32), atol=1e-4)
     assert torch.allclose(p.change_scale, change_std(white))
     trainer.save_checkpoint(path / "white.ckpt")
-    loaded = load_world_model(str(path / "white.ckpt"))
+    loaded = WorldModel.from_checkpoint(str(path / "white.ckpt"))
     z, a = tokens[:2, :2], torch.rand(2, 2, 2)
     assert torch.equal(loaded.predictor(z, a), p.eval()(z, a))
     assert torch.equal(loaded.read_position(z), model.read_position(z))

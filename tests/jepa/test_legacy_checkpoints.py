@@ -30,9 +30,10 @@ def test_legacy_checkpoints_resume_training_with_every_key_matched(tmp_path):
 
 
 def test_legacy_world_model_loads_in_the_renamed_package():
-    from jepa_control.world_model import WorldModel, load_world_model
+    from jepa_control.world_model import WorldModel
 
-    model = load_world_model(str(LEGACY / "world_model_tiny.ckpt"), encoder_ckpt=str(LEGACY / "world_model_encoder"))
+    model = WorldModel.from_checkpoint(str(LEGACY / "world_model_tiny.ckpt"),
+                                       encoder_ckpt=str(LEGACY / "world_model_encoder"))
     assert isinstance(model, WorldModel)
     state = load_checkpoint(LEGACY / "world_model_tiny.ckpt")["state_dict"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
