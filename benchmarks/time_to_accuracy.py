@@ -71,6 +71,9 @@ class Snapshots(L.Callback):
         save_snapshot(self.folder, trainer.global_step, time.time() - self.start, encoder_args(pl_module.hparams),
                       pl_module.target_encoder.state_dict())
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._save(trainer, pl_module)  # step 0: the arm's random init (or where a resumed run starts)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every == 0:
             self._save(trainer, pl_module)
@@ -89,19 +92,12 @@ def train_ours(config: str, folder: Path, every: int, seed: int, limit_train: in
     subprocess.run(argv, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def train_official(reference: str, folder: Path, epochs: int, every: int, seed: int, limit_train: int = 0,
-                   batch_size: int = 256) -> None:
-    """The official train.py loop at the paper recipe (see the module docstring), single process, fp32."""
-    start = time.time()
+def official_models(reference: str, seed: int):
+    """The official code's encoder, predictor and target encoder at our quickstart's sizes, initialised as its
+    train.py does under `seed`."""
     sys.path.insert(0, str(Path(reference).resolve()))
-    from src.helper import init_opt  # noqa: PLC0415 - the official code, on demand
-    from src.masks.multiblock import MaskCollator
-    from src.models.vision_transformer import VisionTransformer as OfficialViT
+    from src.models.vision_transformer import VisionTransformer as OfficialViT  # noqa: PLC0415 - the official code
     from src.models.vision_transformer import VisionTransformerPredictor
-    from src.utils.tensors import apply_masks, repeat_interleave_batch
-
-    from data.fashion_mnist import MEAN, STD, TensorImageDataset, find_root, load_split
-    from data.transforms import train_transform
 
     torch.manual_seed(seed)
     a = OFFICIAL_ARCH
@@ -110,7 +106,23 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
                           qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
     predictor = VisionTransformerPredictor(num_patches=encoder.patch_embed.num_patches, embed_dim=a["embed_dim"],
                                            predictor_embed_dim=64, depth=3, num_heads=a["num_heads"])
-    target = copy.deepcopy(encoder).requires_grad_(False)
+    return encoder, predictor, copy.deepcopy(encoder).requires_grad_(False)
+
+
+def train_official(reference: str, folder: Path, epochs: int, every: int, seed: int, limit_train: int = 0,
+                   batch_size: int = 256) -> None:
+    """The official train.py loop at the paper recipe (see the module docstring), single process, fp32."""
+    start = time.time()
+    encoder, predictor, target = official_models(reference, seed)
+    save_snapshot(folder, 0, time.time() - start, OFFICIAL_ARCH, target.state_dict())  # the arm's random init
+    from src.helper import init_opt  # noqa: PLC0415 - the official code, on path since official_models
+    from src.masks.multiblock import MaskCollator
+    from src.utils.tensors import apply_masks, repeat_interleave_batch
+
+    from data.fashion_mnist import MEAN, STD, TensorImageDataset, find_root, load_split
+    from data.transforms import train_transform
+
+    a = OFFICIAL_ARCH
     images, labels = load_split(find_root(None), "train")
     if limit_train:
         images, labels = images[:limit_train], labels[:limit_train]

@@ -37,7 +37,7 @@ def test_snapshots_hold_the_target_encoder_every_n_steps_and_at_the_end(tmp_path
                       enable_progress_bar=False, callbacks=[Snapshots(str(tmp_path), 2, start)])
     trainer.fit(model, loader)
     saved = sorted(p.name for p in tmp_path.glob("step*.pt"))
-    assert saved == ["step000000002.pt", "step000000004.pt", "step000000005.pt"]
+    assert saved == ["step000000000.pt", "step000000002.pt", "step000000004.pt", "step000000005.pt"]
     last = torch.load(tmp_path / saved[-1], weights_only=True)
     assert last["step"] == 5 and 0 < last["seconds"] <= time.time() - start + 1
     encoder = VisionTransformer(**last["encoder_args"])
@@ -45,6 +45,7 @@ def test_snapshots_hold_the_target_encoder_every_n_steps_and_at_the_end(tmp_path
     for name, value in model.target_encoder.state_dict().items():
         assert torch.equal(encoder.state_dict()[name], value)
     first = torch.load(tmp_path / saved[0], weights_only=True)
+    assert first["step"] == 0  # the random init the arm started from: its own baseline
     assert not torch.equal(first["target_encoder"]["blocks.0.attn.qkv.weight"],
                            last["target_encoder"]["blocks.0.attn.qkv.weight"])  # taken as training went on
 
@@ -59,7 +60,7 @@ def test_a_final_step_on_the_interval_is_saved_once(tmp_path, monkeypatch):
     trainer = Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, callbacks=[time_to_accuracy.Snapshots(str(tmp_path), 2, time.time())])
     trainer.fit(tiny_model(), torch.utils.data.DataLoader(tiny_images(24), batch_size=4))
-    assert saved == [2, 4]
+    assert saved == [0, 2, 4]
 
 
 def test_the_official_arm_asks_for_a_checkout(monkeypatch, tmp_path):
