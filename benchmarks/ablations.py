@@ -105,6 +105,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                                  ["--data.batch_size=64", "--model.sigreg_weight=0.001",
                                                   "--data.views=2", "--data.local_views=8", "--data.local_size=12",
                                                   "--model.view_weight=3.0"]),
+    # encoder width / depth against steps, on the kept recipe (heads stay 4, so the predictor's 64 still divides)
+    **{f"batch_64_sigreg_0.001_views_2_w3_{name}": (f"the 2-view recipe (weight 3), encoder {what}",
+                              ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
+                               "--model.view_weight=3.0", *args])
+       for name, what, args in (("width_96", "96 wide", ["--model.embed_dim=96"]),
+                                ("width_192", "192 wide", ["--model.embed_dim=192"]),
+                                ("depth_2", "2 deep", ["--model.depth=2"]),
+                                ("depth_6", "6 deep", ["--model.depth=6"]))},
     # Not a knob of the paper: the shared-context speed option (docs/performance.md) changes the predictor's
     # computation, so it needs the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
@@ -192,15 +200,18 @@ def table(rows: list[dict], budget: dict, samples: int, holdout: int = 0) -> str
         return f"{statistics.mean(values):.1f}{spread}"
 
     heldout = holdout > 0 and all("heldout_avg" in r for r in rows)
-    extra = " held-out avg linear (%) | held-out kNN (%) |" if heldout else ""
+    extra = " held-out avg linear (%) | held-out kNN (%) | random init, held-out avg / kNN (%) |" if heldout else ""
     lines = [f"| variant | kNN acc (%) | linear acc (%) |{extra} RankMe | steps | run s | seeds |",
-             "|---|---:|---:|" + ("---:|---:|" if heldout else "") + "---:|---:|---:|---:|"]
+             "|---|---:|---:|" + ("---:|---:|---:|" if heldout else "") + "---:|---:|---:|---:|"]
     for name, (what, _) in VARIANTS.items():
         runs = [r for r in rows if r["variant"] == name]
         if runs:
             rank = statistics.mean(r["rankme"] for r in runs)
+            random = [r for r in runs if "heldout_random_avg" in r]  # runs probed before it was measured lack it
+            random_cell = (f"{stat([r['heldout_random_avg'] for r in random])} / "
+                           f"{stat([r['heldout_random_knn'] for r in random])}" if random else "-")
             cells = (f" {stat([r['heldout_avg'] for r in runs])} | {stat([r['heldout_knn'] for r in runs])} |"
-                     if heldout else "")
+                     f" {random_cell} |" if heldout else "")
             wall = [r["seconds"] for r in runs if "seconds" in r]
             wall_cell = f"{statistics.mean(wall):.0f}" if wall else "-"
             lines.append(f"| {name}: {what} | {stat([r['knn_acc'] for r in runs])} | "
@@ -215,7 +226,8 @@ def table(rows: list[dict], budget: dict, samples: int, holdout: int = 0) -> str
               "the step budget matched the time asked for."]
     if heldout:
         lines.append(f"The held-out columns are the quickstart's converged probes (benchmarks/heldout_probe.py), fitted "
-                     f"on all but the last {holdout:,} training images and scored on those.")
+                     f"on all but the last {holdout:,} training images and scored on those, beside the same "
+                     "architecture at random init (seed 0).")
     return "\n".join(lines)
 
 

@@ -17,7 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from eval.probe import KnnConfig, ProbeData, checkpoint_row, fashion_mnist, probe_rows  # noqa: E402
+from eval.probe import (  # noqa: E402
+    KnnConfig,
+    ProbeData,
+    checkpoint_row,
+    fashion_mnist,
+    probe_rows,
+    random_init_row,
+)
 from jepa.checkpoint import load_encoder  # noqa: E402
 from jepa.errors import ConfigError  # noqa: E402
 
@@ -30,13 +37,17 @@ def heldout_split(root: str | None, holdout: int) -> ProbeData:
         raise SystemExit(f"--{e}") from None
 
 
-def heldout_probe(ckpt: str | Path, holdout: int = 10000, root: str | None = None) -> dict:
-    """{"heldout_avg", "heldout_knn"} (fractions) of the checkpoint's target encoder."""
-    encoder, _ = load_encoder(ckpt)
-    row = checkpoint_row("jepa", ckpt, encoder, "target_encoder")
-    result = probe_rows([row], heldout_split(root, holdout), ("avg",), knn=KnnConfig(protocols=("avg",)),
-                        log=lambda *_: None)["jepa"]
-    return {"heldout_avg": result["linear"]["avg"]["test_acc"], "heldout_knn": result["knn"]["avg"]}
+def heldout_probe(ckpt: str | Path, holdout: int = 10000, root: str | None = None, seed: int = 0) -> dict:
+    """{"heldout_avg", "heldout_knn"} (fractions) of the checkpoint's target encoder, and {"heldout_random_avg",
+    "heldout_random_knn"} of the same architecture at random init (seeded by `seed`): a wider or deeper encoder
+    probes higher before any training, so a variant that changes the architecture is read against its own."""
+    encoder, hparams = load_encoder(ckpt)
+    rows = [checkpoint_row("jepa", ckpt, encoder, "target_encoder"), random_init_row(hparams, seed)]
+    result = probe_rows(rows, heldout_split(root, holdout), ("avg",), knn=KnnConfig(protocols=("avg",)),
+                        log=lambda *_: None)
+    return {f"heldout{tag}_{probe}": value for tag, name in (("", "jepa"), ("_random", "random init"))
+            for probe, value in (("avg", result[name]["linear"]["avg"]["test_acc"]),
+                                 ("knn", result[name]["knn"]["avg"]))}
 
 
 def main() -> None:

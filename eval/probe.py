@@ -98,6 +98,17 @@ def checkpoint_row(name: str, path: str | os.PathLike, encoder: nn.Module, which
                encoder.patch_size)
 
 
+def random_init_row(hparams: dict, seed: int) -> Row:
+    """The same architecture as a checkpoint's encoder (its hyperparameters) at random init, drawn under `seed`: the
+    baseline row beside every trained one."""
+    from jepa.vit import VisionTransformer, encoder_args
+
+    torch.manual_seed(seed)
+    arch = encoder_args(hparams)
+    return Row("random init", frozen_copy(VisionTransformer(**arch)), {"random_init": arch, "seed": seed},
+               hparams["patch_size"])
+
+
 def check_compatible(encoder: nn.Module, data: ProbeData, source: str) -> None:
     """An encoder built for other images than the probe data fails here, naming both, before any compute."""
     c, h, w = data.train_x.shape[1:]

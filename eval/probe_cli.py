@@ -13,8 +13,6 @@ import shlex
 import time
 from pathlib import Path
 
-import torch
-
 from eval.clip_probe import (
     CLIP_DATASETS,
     check_clip_compatible,
@@ -31,10 +29,10 @@ from eval.probe import (
     Row,
     check_compatible,
     checkpoint_row,
-    frozen_copy,
     markdown_table,
     probe_rows,
     public,
+    random_init_row,
     settings,
 )
 from jepa.checkpoint import load_encoder
@@ -42,7 +40,6 @@ from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
 from jepa.outputs import check_results_folder
 from jepa.provenance import provenance
-from jepa.vit import VisionTransformer, encoder_args
 
 DEFAULT_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "jepa", "features")
 
@@ -92,10 +89,7 @@ def encoder_rows(cfg, ckpt: Path, encoder, hparams: dict, check) -> list[Row]:
         check(ref, ref_hparams, f"reference {name!r} ({path})")
         rows.append(checkpoint_row(name, path, ref, "auto"))
     if cfg.random_init:
-        torch.manual_seed(cfg.seed)
-        arch = encoder_args(hparams)
-        rows.append(Row("random init", frozen_copy(VisionTransformer(**arch)), {"random_init": arch, "seed": cfg.seed},
-                        hparams["patch_size"]))
+        rows.append(random_init_row(hparams, cfg.seed))
     return rows
 
 

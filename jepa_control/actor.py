@@ -26,7 +26,7 @@ from jepa_control.cost import GoalCost
 from jepa_control.loading import load_module
 from jepa_control.mlp import mlp
 from jepa_control.optim import adamw_cosine
-from jepa_control.world_model import WorldModel, world_model_path
+from jepa_control.world_model import WorldModel
 
 
 class GoalActor(nn.Module):
@@ -70,8 +70,7 @@ class ActorModule(L.LightningModule):
     """Trains a GoalActor through a frozen world model on the summed goal cost of its imagined trajectories.
 
     Args:
-        world_model: the trained world model (WorldModel.from_checkpoint; a config names its checkpoint, e.g. the
-            one `jepa fit --config configs/control/two_rooms.yaml` wrote).
+        world_model: world-model checkpoint (`jepa fit --config configs/control/two_rooms.yaml`).
         horizon: imagined steps per training trajectory.
         hidden: actor MLP width.
         depth: actor hidden layers.
@@ -84,18 +83,17 @@ class ActorModule(L.LightningModule):
             with each window's last frame as the goal; 0 (default): no distillation.
     """
 
-    def __init__(self, world_model: WorldModel, horizon: int = 12, hidden: int = 256, depth: int = 2,
-                 distance: str = "mse", action_weight: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.01,
-                 cost_weight: float = 1.0, distill_weight: float = 0.0) -> None:
+    def __init__(self, world_model: str, horizon: int = 12, hidden: int = 256, depth: int = 2, distance: str = "mse",
+                 action_weight: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.01, cost_weight: float = 1.0,
+                 distill_weight: float = 0.0) -> None:
         super().__init__()
         if horizon < 1:
             raise ConfigError(f"model.horizon must be >= 1, got {horizon}")
         if cost_weight < 0 or distill_weight < 0 or cost_weight + distill_weight == 0:
             raise ConfigError(f"model.cost_weight and model.distill_weight must be >= 0 and not both 0, got "
                               f"{cost_weight} and {distill_weight}")
-        self.save_hyperparameters(ignore=["world_model"])
-        self.hparams["world_model"] = world_model_path(world_model)  # what from_checkpoint rebuilds it from
-        self.wm = world_model.requires_grad_(False)
+        self.save_hyperparameters()
+        self.wm = WorldModel.from_checkpoint(world_model).requires_grad_(False)
         enc = self.wm.frozen_encoder
         self.actor = GoalActor(enc.dim, enc.num_tokens, self.wm.hparams.action_dim, hidden, depth)
         self.cost = GoalCost(distance, "sum", action_weight)
@@ -134,11 +132,10 @@ class ActorModule(L.LightningModule):
     def configure_optimizers(self):
         return adamw_cosine(self.actor.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer)
 
-
     @classmethod
     def from_checkpoint(cls, path: str) -> "ActorModule":
         """A trained actor (strict, weights_only); its world model is re-read from the path it was trained with."""
-        return load_module(path, cls, "an actor", ("world_model",), resolve={"world_model": WorldModel.from_checkpoint})
+        return load_module(path, cls, "an actor", ("world_model",))
 
 
 class ActorAgent:

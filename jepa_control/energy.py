@@ -22,7 +22,7 @@ from jepa.errors import ConfigError
 from jepa_control.loading import load_module
 from jepa_control.mlp import mlp
 from jepa_control.optim import adamw_cosine
-from jepa_control.world_model import WorldModel, world_model_path
+from jepa_control.world_model import WorldModel
 
 
 class Energy(nn.Module):
@@ -63,7 +63,7 @@ class EnergyModule(L.LightningModule):
     step: its teacher-forcing + rollout loss + hinge_weight * hinge, one optimiser).
 
     Args:
-        world_model: the trained world model (WorldModel.from_checkpoint; a config names its checkpoint).
+        world_model: world-model checkpoint.
         hidden, depth: the energy MLP.
         margin: hinge margin.
         hinge_weight: weight of the hinge in the loss (the seed's joint step: 0.5).
@@ -75,7 +75,7 @@ class EnergyModule(L.LightningModule):
         weight_decay: AdamW weight decay.
     """
 
-    def __init__(self, world_model: WorldModel, hidden: int = 256, depth: int = 2, margin: float = 1.0,
+    def __init__(self, world_model: str, hidden: int = 256, depth: int = 2, margin: float = 1.0,
                  hinge_weight: float = 1.0, train_predictor: bool = False, negative_actions: str = "shuffled",
                  lr: float = 1e-3, weight_decay: float = 0.01) -> None:
         super().__init__()
@@ -83,9 +83,8 @@ class EnergyModule(L.LightningModule):
             raise ConfigError(f"model.negative_actions must be 'shuffled' or 'uniform', got {negative_actions!r}")
         if margin <= 0 or hinge_weight <= 0:
             raise ConfigError(f"model.margin and model.hinge_weight must be > 0, got {margin}, {hinge_weight}")
-        self.save_hyperparameters(ignore=["world_model"])
-        self.hparams["world_model"] = world_model_path(world_model)  # what from_checkpoint rebuilds it from
-        self.wm = world_model
+        self.save_hyperparameters()
+        self.wm = WorldModel.from_checkpoint(world_model)
         self.wm.predictor.requires_grad_(train_predictor)
         enc = self.wm.frozen_encoder
         self.energy = Energy(enc.dim, enc.num_tokens, hidden, depth)
@@ -140,9 +139,7 @@ class EnergyModule(L.LightningModule):
     def configure_optimizers(self):
         return adamw_cosine(self.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer)
 
-
     @classmethod
     def from_checkpoint(cls, path: str) -> "EnergyModule":
         """A trained energy module (strict, weights_only); with the joint step its predictor is the trained one."""
-        return load_module(path, cls, "an energy", ("world_model", "margin"),
-                           resolve={"world_model": WorldModel.from_checkpoint})
+        return load_module(path, cls, "an energy", ("world_model", "margin"))

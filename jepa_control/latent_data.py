@@ -21,7 +21,6 @@ from jepa.errors import ConfigError
 from jepa.io import write_json
 from jepa_control.collect import read_trajectories, trajectory_shards
 from jepa_control.gate import held_out_r2, position_gate
-from jepa_control.world_model import WorldModel
 
 
 class LatentWindows(Dataset):
@@ -81,13 +80,13 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         cache_dir: where encoded latents are cached (null: no cache).
         encoder: the frozen encoder's settings (FrozenEncoder.from_checkpoint's arguments: path, mean, std,
             pool_grid, which, fold); `jepa fit` links them from the world model's, so they are never set by hand.
-        world_model: or a trained world model whose frozen encoder encodes the data (linked from an actor's or
-            an energy's model.world_model; a config names its checkpoint).
+        world_model: or a world-model checkpoint whose frozen encoder encodes the data (linked from an actor's or
+            an energy's model.world_model).
     """
 
     def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 6, batch_size: int = 128,
                  num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache",
-                 encoder: dict | None = None, world_model: WorldModel | None = None) -> None:
+                 encoder: dict | None = None, world_model: str | None = None) -> None:
         super().__init__()
         from jepa_control.collect import check_trajectory_dir
 
@@ -103,11 +102,10 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
 
     def build_encoder(self):
         """The frozen encoder this datamodule was given (its settings or a world model's)."""
-        if isinstance(self.world_model, (str, Path)):
-            raise ConfigError(f"world_model={str(self.world_model)!r}: pass the world model itself "
-                              "(WorldModel.from_checkpoint(path)); a config names its checkpoint")
-        if self.world_model is not None:
-            return self.world_model.frozen_encoder
+        if self.world_model:
+            from jepa_control.world_model import WorldModel
+
+            return WorldModel.from_checkpoint(self.world_model).frozen_encoder
         if self.encoder_settings:
             from jepa_control.encoding import FrozenEncoder
 

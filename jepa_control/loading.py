@@ -6,11 +6,9 @@ import inspect
 from jepa.errors import ConfigError
 
 
-def load_module(path: str, cls, what: str, required: tuple[str, ...], resolve: dict | None = None, **overrides):
+def load_module(path: str, cls, what: str, required: tuple[str, ...], **overrides):
     """A control LightningModule rebuilt from its checkpoint's hyperparameters (with `overrides`) and strictly
-    loaded with weights_only=True; `required` hyperparameters tell this project's checkpoints of `cls` apart.
-    `resolve` maps a hyperparameter to the function that turns its saved value into the constructor's argument
-    (a world model's checkpoint path into the world model)."""
+    loaded with weights_only=True; `required` hyperparameters tell this project's checkpoints of `cls` apart."""
     from jepa.checkpoint import load_checkpoint, load_strict, strip_prefixes
 
     ckpt = load_checkpoint(path)
@@ -25,7 +23,7 @@ def load_module(path: str, cls, what: str, required: tuple[str, ...], resolve: d
     defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     hparams = {**defaults, **hparams}
-    model = cls(**{k: (resolve or {}).get(k, lambda v: v)(v) for k, v in hparams.items()})
+    model = cls(**hparams)
     # loaded inside another module built by LightningCLI (an actor, an energy), save_hyperparameters() records that
     # module's config instead of these: put the module's own back
     model.hparams.clear()

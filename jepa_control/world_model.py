@@ -7,7 +7,6 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import register_type
 
 from jepa.errors import ConfigError
 from jepa_control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
@@ -91,7 +90,6 @@ class WorldModel(L.LightningModule):
 
         self.save_hyperparameters(ignore=["training_latents"])
         self.training_latents = training_latents
-        self.checkpoint_path: str | None = None  # set by from_checkpoint: what a module built on this one records
         self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which, fold)
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context,
@@ -204,25 +202,9 @@ class WorldModel(L.LightningModule):
         """uint8 frames [B, T, H, W, C] -> layer-normed latents [B, T, N, D] (what the predictor models)."""
         return self.frozen_encoder(frames)
 
-
     @classmethod
     def from_checkpoint(cls, path: str, encoder_ckpt: str | None = None) -> "WorldModel":
         """A trained world model, strictly loaded with weights_only=True. The encoder's architecture is read from
         `encoder_ckpt` (default: the path it was trained with); its weights come from the world model's checkpoint."""
         overrides = {"encoder_ckpt": encoder_ckpt} if encoder_ckpt else {}
-        model = load_module(path, cls, "a world-model", ("encoder_ckpt",), **overrides)
-        model.checkpoint_path = str(path)
-        return model
-
-
-def world_model_path(model: WorldModel) -> str:
-    """The checkpoint a module built on `model` records, to be rebuilt from (WorldModel.from_checkpoint's path)."""
-    if model.checkpoint_path is None:
-        raise ConfigError("this world model was not read from a checkpoint (WorldModel.from_checkpoint), so a module "
-                          "built on it could not be rebuilt: save it and read it back first")
-    return model.checkpoint_path
-
-
-# A config names a trained world model by its checkpoint: `world_model: runs/.../last.ckpt` in an actor's or an
-# energy's config is read into the module they take (and written back as that path).
-register_type(WorldModel, serializer=world_model_path, deserializer=WorldModel.from_checkpoint)
+        return load_module(path, cls, "a world-model", ("encoder_ckpt",), **overrides)

@@ -150,8 +150,10 @@ def test_ablation_table_adds_the_heldout_probe_columns_when_every_run_has_them()
     row = {"variant": "baseline", "seed": 0, "knn_acc": 0.5, "linear_acc": 0.6, "rankme": 2.0, "steps": 850}
     lines = ablations.table([{**row, "heldout_avg": 0.8, "heldout_knn": 0.7}], {"steps": 850}, 5000, 10000)
     assert "held-out avg linear (%) | held-out kNN (%)" in lines.splitlines()[0]
-    assert lines.splitlines()[2].endswith("| 50.0 | 60.0 | 80.0 | 70.0 | 2.0 | 850 | - | 1 |")
+    assert lines.splitlines()[2].endswith("| 50.0 | 60.0 | 80.0 | 70.0 | - | 2.0 | 850 | - | 1 |")
     assert "all but the last 10,000 training images" in lines
+    probed = {**row, "heldout_avg": 0.8, "heldout_knn": 0.7, "heldout_random_avg": 0.75, "heldout_random_knn": 0.5}
+    assert "| 80.0 | 70.0 | 75.0 / 50.0 | 2.0 |" in ablations.table([probed], {"steps": 850}, 5000, 10000)
     assert "held-out" not in ablations.table([row], {"steps": 850}, 5000, 10000)  # a run without them: no columns
 
 

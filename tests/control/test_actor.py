@@ -70,28 +70,25 @@ def test_actor_module_distills_only_when_asked(tiny_control):
 
     from jepa.errors import ConfigError
     from jepa_control.actor import ActorModule
-    from jepa_control.world_model import WorldModel
 
     path, _, _ = tiny_control
-    wm = WorldModel.from_checkpoint(str(path / "wm.ckpt"))
     with pytest.raises(ConfigError, match="cost_weight"):
-        ActorModule(wm, cost_weight=0.0, distill_weight=0.0)
+        ActorModule(str(path / "wm.ckpt"), cost_weight=0.0, distill_weight=0.0)
     batch = {"latents": torch.randn(4, 3, 4, 32), "actions": torch.rand(4, 2, 2) * 2 - 1}
-    both = ActorModule(wm, horizon=2, hidden=16, distill_weight=0.5).losses(batch)
-    only = ActorModule(wm, horizon=2, hidden=16, cost_weight=0.0, distill_weight=1.0).losses(batch)
+    both = ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16, distill_weight=0.5).losses(batch)
+    only = ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16, cost_weight=0.0, distill_weight=1.0).losses(batch)
     assert set(both) == {"cost", "distill"} and set(only) == {"distill"}
-    assert set(ActorModule(wm, horizon=2, hidden=16).losses(batch)) == {"cost"}
+    assert set(ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16).losses(batch)) == {"cost"}
 
 
 def _fit_actor(path):
     from jepa_control import LatentTrajectoryDataModule
     from jepa_control.actor import ActorModule
-    from jepa_control.world_model import WorldModel
     from tests.conftest import tiny_trainer
 
-    model = ActorModule(WorldModel.from_checkpoint(str(path / "wm.ckpt")), horizon=3, hidden=16)
+    model = ActorModule(str(path / "wm.ckpt"), horizon=3, hidden=16)
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(path / "cache"), world_model=model.wm)
+                                      gate_min_r2=0.0, cache_dir=str(path / "cache"), world_model=str(path / "wm.ckpt"))
     trainer = tiny_trainer(path, max_steps=4)
     before = [p.clone() for p in model.wm.parameters()]
     trainer.fit(model, data)
@@ -163,26 +160,3 @@ def test_jepa_fit_trains_an_actor_from_the_command_line(tiny_control):
     ckpt = next((path / "cli_actor").rglob("*.ckpt"))
     actor = ActorModule.from_checkpoint(str(ckpt))
     assert actor.wm.hparams.action_dim == 2 and actor.wm.hparams.context == 2
-    # the world model the CLI read from its path is written back to the run's config as that path
-    assert f"world_model: {path / 'wm.ckpt'}" in (path / "cli_actor" / "config.yaml").read_text()
-
-
-def test_a_module_on_a_world_model_records_the_checkpoint_it_was_read_from(tiny_control):
-    """An actor takes the world model itself and records its checkpoint, which from_checkpoint rebuilds it from; a
-    world model built in memory has none, and a path handed where the module belongs is refused, both in one line."""
-    import pytest
-
-    from jepa.errors import ConfigError
-    from jepa_control import LatentTrajectoryDataModule
-    from jepa_control.actor import ActorModule
-    from jepa_control.world_model import WorldModel
-
-    path, _, _ = tiny_control
-    wm = WorldModel.from_checkpoint(str(path / "wm.ckpt"))
-    assert ActorModule(wm, horizon=2, hidden=8).hparams.world_model == str(path / "wm.ckpt")
-    in_memory = WorldModel(**{k: v for k, v in wm.hparams.items() if not k.startswith("_")})
-    with pytest.raises(ConfigError, match="not read from a checkpoint"):
-        ActorModule(in_memory, horizon=2, hidden=8)
-    data = LatentTrajectoryDataModule(str(path / "train"), gate_min_r2=0.0, world_model=str(path / "wm.ckpt"))
-    with pytest.raises(ConfigError, match=r"WorldModel\.from_checkpoint"):
-        data.build_encoder()

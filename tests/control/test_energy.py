@@ -68,17 +68,15 @@ def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint, ne
     from jepa.cli import main
     from jepa_control import LatentTrajectoryDataModule
     from jepa_control.energy import EnergyModule
-    from jepa_control.world_model import WorldModel
     from tests.conftest import tiny_trainer
 
     path, _, _ = tiny_control
-    model = EnergyModule(WorldModel.from_checkpoint(str(path / "wm.ckpt")), hidden=16, train_predictor=joint, hinge_weight=0.5,
+    model = EnergyModule(str(path / "wm.ckpt"), hidden=16, train_predictor=joint, hinge_weight=0.5,
                          negative_actions=negative_actions)
     with pytest.raises(ConfigError, match="negative_actions"):
-        EnergyModule(model.wm, negative_actions="gaussian")
+        EnergyModule(str(path / "wm.ckpt"), negative_actions="gaussian")
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(path / "cache"),
-                                      world_model=WorldModel.from_checkpoint(str(path / "wm.ckpt")))
+                                      gate_min_r2=0.0, cache_dir=str(path / "cache"), world_model=str(path / "wm.ckpt"))
     predictor = [p.clone() for p in model.wm.predictor.parameters()]
     trainer = tiny_trainer(path, max_steps=4, val_check_interval=2, check_val_every_n_epoch=None)
     trainer.fit(model, data)
