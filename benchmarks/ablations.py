@@ -44,6 +44,8 @@ from jepa.seeding import fit_seed_args  # noqa: E402
 
 BASE = ROOT / "configs" / "ijepa" / "fmnist_cpu_paper.yaml"  # each variant changes the paper recipe
 MASKS = "--model.mask_sampler.init_args."
+# the quickstart's recipe, which the later variants start from
+KEPT = ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2", "--model.view_weight=3.0"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("the paper recipe: batch 256, EMA 0.996 -> 1, predictor 64 x 3, 4 targets of scale 0.15-0.2", []),
     "ema_0.99": ("EMA start 0.99", ["--model.ema_momentum=[0.99,1.0]"]),
@@ -86,8 +88,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                        ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
                                         "--model.view_weight=1.0"]),
     "batch_64_sigreg_0.001_views_2_w3": ("batch 64 + 0.001 x SIGReg + LeJEPA's term on 2 augmented views (weight 3)",
-                                          ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
-                                           "--model.view_weight=3.0"]),
+                                          [*KEPT]),
     "batch_64_sigreg_0.001_views_2_w10": ("batch 64 + 0.001 x SIGReg + LeJEPA's term on 2 augmented views (weight 10)",
                                            ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
                                             "--model.view_weight=10.0"]),
@@ -95,20 +96,13 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                           ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=4",
                                            "--model.view_weight=3.0"]),
     "batch_64_sigreg_0.001_views_2_w3_lr_2e-3": ("the 2-view recipe (weight 3) at peak LR 2e-3",
-                                                 ["--data.batch_size=64", "--model.sigreg_weight=0.001",
-                                                  "--data.views=2", "--model.view_weight=3.0", "--model.lr=2e-3"]),
+                                                 [*KEPT, "--model.lr=2e-3"]),
     "batch_64_sigreg_0.001_views_2_local_4_w3": ("the 2-view recipe (weight 3) + 4 local views (12 px, scale 0.05-0.3)",
-                                                 ["--data.batch_size=64", "--model.sigreg_weight=0.001",
-                                                  "--data.views=2", "--data.local_views=4", "--data.local_size=12",
-                                                  "--model.view_weight=3.0"]),
+                                                 [*KEPT, "--data.local_views=4", "--data.local_size=12"]),
     "batch_64_sigreg_0.001_views_2_local_8_w3": ("the 2-view recipe (weight 3) + 8 local views (12 px, scale 0.05-0.3)",
-                                                 ["--data.batch_size=64", "--model.sigreg_weight=0.001",
-                                                  "--data.views=2", "--data.local_views=8", "--data.local_size=12",
-                                                  "--model.view_weight=3.0"]),
+                                                 [*KEPT, "--data.local_views=8", "--data.local_size=12"]),
     # encoder width / depth against steps, on the kept recipe (heads stay 4, so the predictor's 64 still divides)
-    **{f"batch_64_sigreg_0.001_views_2_w3_{name}": (f"the 2-view recipe (weight 3), encoder {what}",
-                              ["--data.batch_size=64", "--model.sigreg_weight=0.001", "--data.views=2",
-                               "--model.view_weight=3.0", *args])
+    **{f"batch_64_sigreg_0.001_views_2_w3_{name}": (f"the 2-view recipe (weight 3), encoder {what}", [*KEPT, *args])
        for name, what, args in (("width_96", "96 wide", ["--model.embed_dim=96"]),
                                 ("width_192", "192 wide", ["--model.embed_dim=192"]),
                                 ("depth_2", "2 deep", ["--model.depth=2"]),
