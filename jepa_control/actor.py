@@ -23,8 +23,8 @@ from torch import nn
 
 from jepa.errors import ConfigError
 from jepa_control.cost import GoalCost
-from jepa_control.loading import load_module
 from jepa_control.mlp import mlp
+from jepa_control.on_world_model import OnWorldModel
 from jepa_control.optim import adamw_cosine
 from jepa_control.world_model import WorldModel
 
@@ -66,11 +66,12 @@ def distill_loss(actor: GoalActor, latents: torch.Tensor, actions: torch.Tensor)
     return (actor(latents[:, 0], latents[:, -1]) - actions[:, 0]).pow(2).sum(-1).mean()
 
 
-class ActorModule(L.LightningModule):
+class ActorModule(OnWorldModel, L.LightningModule):
     """Trains a GoalActor through a frozen world model on the summed goal cost of its imagined trajectories.
 
     Args:
-        world_model: world-model checkpoint (`jepa fit --config configs/control/two_rooms.yaml`).
+        world_model: the trained world model (`jepa fit --config configs/control/two_rooms.yaml`; a config names it
+            by class_path jepa_control.WorldModel.from_checkpoint, jepa_control/on_world_model.py); frozen here.
         horizon: imagined steps per training trajectory.
         hidden: actor MLP width.
         depth: actor hidden layers.
@@ -83,23 +84,25 @@ class ActorModule(L.LightningModule):
             with each window's last frame as the goal; 0 (default): no distillation.
     """
 
-    def __init__(self, world_model: str, horizon: int = 12, hidden: int = 256, depth: int = 2, distance: str = "mse",
-                 action_weight: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.01, cost_weight: float = 1.0,
-                 distill_weight: float = 0.0) -> None:
+    checkpoint_kind, checkpoint_keys = "an actor", ("horizon", "distance")
+
+    def __init__(self, world_model: WorldModel, horizon: int = 12, hidden: int = 256, depth: int = 2,
+                 distance: str = "mse", action_weight: float = 0.0, lr: float = 1e-3, weight_decay: float = 0.01,
+                 cost_weight: float = 1.0, distill_weight: float = 0.0) -> None:
         super().__init__()
         if horizon < 1:
             raise ConfigError(f"model.horizon must be >= 1, got {horizon}")
         if cost_weight < 0 or distill_weight < 0 or cost_weight + distill_weight == 0:
             raise ConfigError(f"model.cost_weight and model.distill_weight must be >= 0 and not both 0, got "
                               f"{cost_weight} and {distill_weight}")
-        self.save_hyperparameters()
-        self.wm = WorldModel.from_checkpoint(world_model).requires_grad_(False)
+        self.save_hyperparameters(ignore=["world_model"])
+        self.wm = world_model.requires_grad_(False)
         enc = self.wm.frozen_encoder
         self.actor = GoalActor(enc.dim, enc.num_tokens, self.wm.hparams.action_dim, hidden, depth)
         self.cost = GoalCost(distance, "sum", action_weight)
 
     @property
-    def frozen_encoder(self):  # what LatentTrajectoryDataModule encodes the data with
+    def frozen_encoder(self):  # what `jepa fit` hands LatentTrajectoryDataModule to encode the data with
         return self.wm.frozen_encoder
 
     def loss(self, latents: torch.Tensor) -> torch.Tensor:
@@ -131,11 +134,6 @@ class ActorModule(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_cosine(self.actor.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer)
-
-    @classmethod
-    def from_checkpoint(cls, path: str) -> "ActorModule":
-        """A trained actor (strict, weights_only); its world model is re-read from the path it was trained with."""
-        return load_module(path, cls, "an actor", ("world_model",))
 
 
 class ActorAgent:

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from jepa.errors import ConfigError
-from jepa_control.loading import load_module
 from jepa_control.mlp import mlp
+from jepa_control.on_world_model import OnWorldModel
 from jepa_control.optim import adamw_cosine
 from jepa_control.world_model import WorldModel
 
@@ -58,12 +58,13 @@ def shuffle_tokens(latents: torch.Tensor, generator: torch.Generator | None = No
     return torch.gather(flat, 1, perm[..., None].expand_as(flat)).reshape(latents.shape)
 
 
-class EnergyModule(L.LightningModule):
+class EnergyModule(OnWorldModel, L.LightningModule):
     """Trains Energy on a world model's latent windows; with `train_predictor` also the predictor (the seed's joint
     step: its teacher-forcing + rollout loss + hinge_weight * hinge, one optimiser).
 
     Args:
-        world_model: world-model checkpoint.
+        world_model: the trained world model (a config names it by class_path
+            jepa_control.WorldModel.from_checkpoint, jepa_control/on_world_model.py).
         hidden, depth: the energy MLP.
         margin: hinge margin.
         hinge_weight: weight of the hinge in the loss (the seed's joint step: 0.5).
@@ -75,7 +76,9 @@ class EnergyModule(L.LightningModule):
         weight_decay: AdamW weight decay.
     """
 
-    def __init__(self, world_model: str, hidden: int = 256, depth: int = 2, margin: float = 1.0,
+    checkpoint_kind, checkpoint_keys = "an energy", ("margin", "hinge_weight")
+
+    def __init__(self, world_model: WorldModel, hidden: int = 256, depth: int = 2, margin: float = 1.0,
                  hinge_weight: float = 1.0, train_predictor: bool = False, negative_actions: str = "shuffled",
                  lr: float = 1e-3, weight_decay: float = 0.01) -> None:
         super().__init__()
@@ -83,14 +86,14 @@ class EnergyModule(L.LightningModule):
             raise ConfigError(f"model.negative_actions must be 'shuffled' or 'uniform', got {negative_actions!r}")
         if margin <= 0 or hinge_weight <= 0:
             raise ConfigError(f"model.margin and model.hinge_weight must be > 0, got {margin}, {hinge_weight}")
-        self.save_hyperparameters()
-        self.wm = WorldModel.from_checkpoint(world_model)
+        self.save_hyperparameters(ignore=["world_model"])
+        self.wm = world_model
         self.wm.predictor.requires_grad_(train_predictor)
         enc = self.wm.frozen_encoder
         self.energy = Energy(enc.dim, enc.num_tokens, hidden, depth)
 
     @property
-    def frozen_encoder(self):
+    def frozen_encoder(self):  # what `jepa fit` hands LatentTrajectoryDataModule to encode the data with
         return self.wm.frozen_encoder
 
     def negatives(self, latents: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -138,8 +141,3 @@ class EnergyModule(L.LightningModule):
 
     def configure_optimizers(self):
         return adamw_cosine(self.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer)
-
-    @classmethod
-    def from_checkpoint(cls, path: str) -> "EnergyModule":
-        """A trained energy module (strict, weights_only); with the joint step its predictor is the trained one."""
-        return load_module(path, cls, "an energy", ("world_model", "margin"))

@@ -80,13 +80,13 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         cache_dir: where encoded latents are cached (null: no cache).
         encoder: the frozen encoder's settings (FrozenEncoder.from_checkpoint's arguments: path, mean, std,
             pool_grid, which, fold); `jepa fit` links them from the world model's, so they are never set by hand.
-        world_model: or a world-model checkpoint whose frozen encoder encodes the data (linked from an actor's or
-            an energy's model.world_model).
+            A model that holds its encoder already (an actor's or energy's world model) hands it over instead
+            (use_encoder; `jepa fit` does).
     """
 
     def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 6, batch_size: int = 128,
                  num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache",
-                 encoder: dict | None = None, world_model: str | None = None) -> None:
+                 encoder: dict | None = None) -> None:
         super().__init__()
         from jepa_control.collect import check_trajectory_dir
 
@@ -95,24 +95,26 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
             check_trajectory_dir(folder)  # missing or unreadable data stops here, before any compute
         self.val_dir, self.window = val_dir, window
         self.batch_size, self.num_workers, self.gate_min_r2, self.cache_dir = batch_size, num_workers, gate_min_r2, cache_dir
-        self.encoder_settings, self.world_model = encoder, world_model
+        self.encoder_settings, self.encoder = encoder, None
         self.train_set = self.val_set = None
         self.gate: dict | None = None
         self.training_latents = TrainingLatents(self._training_data)
 
-    def build_encoder(self):
-        """The frozen encoder this datamodule was given (its settings or a world model's)."""
-        if self.world_model:
-            from jepa_control.world_model import WorldModel
+    def use_encoder(self, encoder) -> None:
+        """Encode with this FrozenEncoder (a model's own: one copy of the weights, read once)."""
+        self.encoder = encoder
 
-            return WorldModel.from_checkpoint(self.world_model).frozen_encoder
+    def build_encoder(self):
+        """The frozen encoder this datamodule was handed, or one built from its settings."""
+        if self.encoder is not None:
+            return self.encoder
         if self.encoder_settings:
             from jepa_control.encoding import FrozenEncoder
 
             return FrozenEncoder.from_checkpoint(**self.encoder_settings)
         raise ConfigError("LatentTrajectoryDataModule has no encoder: `jepa fit` links it from a jepa_control model "
-                          "(WorldModel's encoder settings, an actor's or energy's world_model); in Python pass "
-                          "encoder= or world_model=, or call prepare(encoder)")
+                          "(WorldModel's encoder settings, an actor's or energy's world model); in Python pass "
+                          "encoder= or call use_encoder(model.frozen_encoder)")
 
     def _training_data(self) -> dict:
         self.setup()

@@ -286,9 +286,10 @@ def agent_rows(cfg, setup: PlanSetup, graph, readout) -> list[tuple[str, object]
         from jepa_control.actor import ActorModule
 
         trained = ActorModule.from_checkpoint(cfg.actor)
-        if Path(trained.hparams.world_model).resolve() != Path(cfg.world_model).resolve():
-            print(f"warning: the actor was trained through {trained.hparams.world_model}, planning uses "
-                  f"{cfg.world_model}", file=sys.stderr)
+        ours, its = setup.world_model.predictor.state_dict(), trained.wm.predictor.state_dict()
+        if ours.keys() != its.keys() or not all(torch.equal(ours[k], its[k]) for k in ours):
+            print(f"warning: {cfg.actor} was trained through another world model than {cfg.world_model} (their "
+                  "predictors differ)", file=sys.stderr)
         actor = trained.actor
         rows.append(("actor alone (world model)", build_agent("actor", setup, actor=actor)))
     for name in cfg.planners:

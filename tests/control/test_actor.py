@@ -70,25 +70,29 @@ def test_actor_module_distills_only_when_asked(tiny_control):
 
     from jepa.errors import ConfigError
     from jepa_control.actor import ActorModule
+    from jepa_control.world_model import WorldModel
 
     path, _, _ = tiny_control
+    wm = WorldModel.from_checkpoint(str(path / "wm.ckpt"))
     with pytest.raises(ConfigError, match="cost_weight"):
-        ActorModule(str(path / "wm.ckpt"), cost_weight=0.0, distill_weight=0.0)
+        ActorModule(wm, cost_weight=0.0, distill_weight=0.0)
     batch = {"latents": torch.randn(4, 3, 4, 32), "actions": torch.rand(4, 2, 2) * 2 - 1}
-    both = ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16, distill_weight=0.5).losses(batch)
-    only = ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16, cost_weight=0.0, distill_weight=1.0).losses(batch)
+    both = ActorModule(wm, horizon=2, hidden=16, distill_weight=0.5).losses(batch)
+    only = ActorModule(wm, horizon=2, hidden=16, cost_weight=0.0, distill_weight=1.0).losses(batch)
     assert set(both) == {"cost", "distill"} and set(only) == {"distill"}
-    assert set(ActorModule(str(path / "wm.ckpt"), horizon=2, hidden=16).losses(batch)) == {"cost"}
+    assert set(ActorModule(wm, horizon=2, hidden=16).losses(batch)) == {"cost"}
 
 
 def _fit_actor(path):
     from jepa_control import LatentTrajectoryDataModule
     from jepa_control.actor import ActorModule
+    from jepa_control.world_model import WorldModel
     from tests.conftest import tiny_trainer
 
-    model = ActorModule(str(path / "wm.ckpt"), horizon=3, hidden=16)
+    model = ActorModule(WorldModel.from_checkpoint(str(path / "wm.ckpt")), horizon=3, hidden=16)
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(path / "cache"), world_model=str(path / "wm.ckpt"))
+                                      gate_min_r2=0.0, cache_dir=str(path / "cache"))
+    data.use_encoder(model.frozen_encoder)
     trainer = tiny_trainer(path, max_steps=4)
     before = [p.clone() for p in model.wm.parameters()]
     trainer.fit(model, data)
@@ -98,7 +102,11 @@ def _fit_actor(path):
 
 
 def test_actor_trains_through_the_frozen_world_model_and_warm_starts_the_planner(tiny_control):
+    import pytest
+
+    from jepa.errors import ConfigError
     from jepa_control.actor import ActorModule
+    from jepa_control.on_world_model import WORLD_MODEL_KEY
     from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
     from jepa_control.world_model import WorldModel
 
@@ -107,6 +115,17 @@ def test_actor_trains_through_the_frozen_world_model_and_warm_starts_the_planner
     loaded = ActorModule.from_checkpoint(str(path / "actor.ckpt"))
     z, goal = torch.randn(2, 4, 32), torch.randn(2, 4, 32)
     assert torch.equal(loaded.actor(z, goal), model.actor.eval()(z, goal))
+    # an actor saved before its world model's hyperparameters travelled with it names the world model's file
+    legacy = torch.load(path / "actor.ckpt", weights_only=True)
+    del legacy[WORLD_MODEL_KEY]
+    legacy["hyper_parameters"]["world_model"] = str(path / "wm.ckpt")
+    torch.save(legacy, path / "legacy_actor.ckpt")
+    older = ActorModule.from_checkpoint(str(path / "legacy_actor.ckpt"))
+    assert torch.equal(older.actor(z, goal), loaded.actor(z, goal))
+    del legacy["hyper_parameters"]["world_model"]
+    torch.save(legacy, path / "no_world_model.ckpt")
+    with pytest.raises(ConfigError, match=WORLD_MODEL_KEY):
+        ActorModule.from_checkpoint(str(path / "no_world_model.ckpt"))
 
     inits = []
 
@@ -126,37 +145,55 @@ def test_actor_trains_through_the_frozen_world_model_and_warm_starts_the_planner
     assert torch.equal(inits[0], expected) and agent.rollouts == [8 + 1]
 
 
-def test_jepa_plan_with_an_actor(tiny_control):
+def test_jepa_plan_with_an_actor(tiny_control, capsys):
     from jepa.cli import main
 
     path, _, _ = tiny_control
     _fit_actor(path)
-    code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--actor", str(path / "actor.ckpt"),
-                 "--env_options", "{img_size: 16}", "--planners", "[cem]", "--planner_options",
-                 "{cem: {samples: 8, iterations: 1, elites: 2}}", "--horizon", "3", "--cold_start", "false",
-                 "--oracle", "false", "--random_policy", "false", "--trajectory_replay", "false", "--episodes", "1",
-                 "--seeds", "[0]", "--budget", "4",
-                 "--show", "1", "--out", str(path / "plan")])
-    assert code == 0
+
+    def plan(world_model: str, out: str) -> int:
+        return main(["plan", "--world_model", world_model, "--actor", str(path / "actor.ckpt"),
+                     "--env_options", "{img_size: 16}", "--planners", "[cem]", "--planner_options",
+                     "{cem: {samples: 8, iterations: 1, elites: 2}}", "--horizon", "3", "--cold_start", "false",
+                     "--oracle", "false", "--random_policy", "false", "--trajectory_replay", "false", "--episodes",
+                     "1", "--seeds", "[0]", "--budget", "4", "--show", "1", "--out", str(path / out)])
+
+    assert plan(str(path / "wm.ckpt"), "plan") == 0
+    assert "another world model" not in capsys.readouterr().err
     results = json.loads((path / "plan" / "results.json").read_text())["results"]
     assert set(results) == {"actor alone (world model)", "cem + actor warm start (world model)"}
     assert results["actor alone (world model)"]["plans"] == 4  # one actor call per step, no planning
     assert results["actor alone (world model)"]["rollouts_per_plan"] == 0
+    # planning with a world model the actor was not trained through is allowed, and said
+    other = torch.load(path / "wm.ckpt", weights_only=True)
+    state = other["state_dict"]
+    key = next(k for k in state if k.startswith("predictor.") and state[k].is_floating_point())
+    state[key] = state[key] + 1.0
+    torch.save(other, path / "other_wm.ckpt")
+    assert plan(str(path / "other_wm.ckpt"), "plan_other") == 0
+    assert "was trained through another world model" in capsys.readouterr().err
 
 
 def test_jepa_fit_trains_an_actor_from_the_command_line(tiny_control):
-    """Through LightningCLI the nested world model must keep its own hyperparameters (action_dim, context)."""
+    """Through LightningCLI the world model, injected by the config, keeps its own hyperparameters (action_dim,
+    context), and the actor's checkpoint carries it."""
     from jepa.cli import main
     from jepa_control.actor import ActorModule
+    from jepa_control.world_model import WorldModel
 
     path, _, _ = tiny_control
-    code = main(["fit", "--model", "jepa_control.actor.ActorModule", "--model.world_model", str(path / "wm.ckpt"),
-                 "--model.horizon", "2", "--model.hidden", "8", "--data", "jepa_control.LatentTrajectoryDataModule",
+    code = main(["fit", "--model", "jepa_control.actor.ActorModule",
+                 "--model.world_model", "jepa_control.WorldModel.from_checkpoint",
+                 "--model.world_model.path", str(path / "wm.ckpt"), "--model.horizon", "2", "--model.hidden", "8",
+                 "--data", "jepa_control.LatentTrajectoryDataModule",
                  "--data.train_dir", str(path / "train"), "--data.window", "3", "--data.batch_size", "8",
                  "--data.gate_min_r2", "0", "--data.cache_dir", str(path / "cache"), "--trainer.max_steps", "2",
                  "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
                  "--trainer.default_root_dir", str(path / "cli_actor")])
     assert code == 0
     ckpt = next((path / "cli_actor").rglob("*.ckpt"))
+    (path / "wm.ckpt").rename(path / "moved.ckpt")  # the actor's checkpoint alone rebuilds it, world model included
     actor = ActorModule.from_checkpoint(str(ckpt))
     assert actor.wm.hparams.action_dim == 2 and actor.wm.hparams.context == 2
+    world_model = WorldModel.from_checkpoint(str(path / "moved.ckpt"))
+    assert all(torch.equal(a, b) for a, b in zip(actor.wm.parameters(), world_model.parameters()))

@@ -68,15 +68,17 @@ def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint, ne
     from jepa.cli import main
     from jepa_control import LatentTrajectoryDataModule
     from jepa_control.energy import EnergyModule
+    from jepa_control.world_model import WorldModel
     from tests.conftest import tiny_trainer
 
     path, _, _ = tiny_control
-    model = EnergyModule(str(path / "wm.ckpt"), hidden=16, train_predictor=joint, hinge_weight=0.5,
-                         negative_actions=negative_actions)
+    model = EnergyModule(WorldModel.from_checkpoint(str(path / "wm.ckpt")), hidden=16, train_predictor=joint,
+                         hinge_weight=0.5, negative_actions=negative_actions)
     with pytest.raises(ConfigError, match="negative_actions"):
-        EnergyModule(str(path / "wm.ckpt"), negative_actions="gaussian")
+        EnergyModule(model.wm, negative_actions="gaussian")
     data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(path / "cache"), world_model=str(path / "wm.ckpt"))
+                                      gate_min_r2=0.0, cache_dir=str(path / "cache"))
+    data.use_encoder(model.frozen_encoder)
     predictor = [p.clone() for p in model.wm.predictor.parameters()]
     trainer = tiny_trainer(path, max_steps=4, val_check_interval=2, check_val_every_n_epoch=None)
     trainer.fit(model, data)
@@ -88,6 +90,8 @@ def test_energy_module_trains_alone_or_jointly_and_plans(tiny_control, joint, ne
     loaded = EnergyModule.from_checkpoint(str(path / "energy.ckpt"))
     z = torch.randn(2, 3, 4, 32)
     assert torch.equal(loaded.energy(z), model.energy.eval()(z)) and loaded.energy(z).shape == (2, 3)
+    # the joint step's predictor is the one read back (its weights travel in the energy's own checkpoint)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.wm.predictor.parameters(), model.wm.predictor.parameters()))
     code = main(["plan", "--world_model", str(path / "wm.ckpt"), "--energy", str(path / "energy.ckpt"),
                  "--energy_weights", "[0, 0.5]", "--env_options", "{img_size: 16}", "--planners", "[cem]",
                  "--planner_options", "{cem: {samples: 8, iterations: 1, elites: 2}}", "--horizon", "3",

@@ -1,0 +1,53 @@
+"""What a module trained on a trained world model (an actor, an energy) shares: it takes the WorldModel itself, and
+its checkpoint keeps the world model's hyperparameters beside the weights (the world model is a submodule, so its
+weights are in the state dict already), so the module is read back from its own checkpoint alone.
+
+A config names the world model through jsonargparse's dependency injection, a function returning one:
+
+    world_model:
+      class_path: jepa_control.WorldModel.from_checkpoint
+      init_args: {path: runs/two_rooms/world_model/checkpoints/last.ckpt}
+
+(read when the classes are instantiated, not while the config is parsed, so a command-line override of the path
+replaces a default that does not exist yet).
+"""
+from __future__ import annotations
+
+from jepa.errors import ConfigError
+from jepa_control.loading import load_module
+from jepa_control.world_model import WorldModel
+
+WORLD_MODEL_KEY = "world_model_hyper_parameters"
+
+
+def saved_world_model(ckpt: dict, path: str, what: str) -> WorldModel:
+    """The world model of an actor's or energy's checkpoint, built from the hyperparameters saved in it (its weights
+    come with the outer module's state dict)."""
+    hparams = ckpt.get(WORLD_MODEL_KEY)
+    if hparams is not None:
+        return WorldModel(**hparams)
+    legacy = (ckpt.get("hyper_parameters") or {}).get("world_model")
+    if isinstance(legacy, str):  # an older checkpoint: the hyperparameters are in the world model's own file
+        return WorldModel.from_checkpoint(legacy)
+    raise ConfigError(f"{path} is not {what} checkpoint of this project (no {WORLD_MODEL_KEY})")
+
+
+class OnWorldModel:
+    """Mixin for a LightningModule that holds its world model as `self.wm`; subclasses name their checkpoint kind
+    (`checkpoint_kind`, for errors) and the hyperparameters that tell their checkpoints apart (`checkpoint_keys`)."""
+
+    checkpoint_kind: str
+    checkpoint_keys: tuple[str, ...]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[WORLD_MODEL_KEY] = dict(self.wm.hparams)
+
+    @classmethod
+    def from_checkpoint(cls, path: str):
+        """A trained module (strict, weights_only), its world model rebuilt from the same checkpoint."""
+        from jepa.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        world_model = saved_world_model(ckpt, path, cls.checkpoint_kind)
+        return load_module(path, cls, cls.checkpoint_kind, cls.checkpoint_keys, ckpt=ckpt,
+                           modules={"world_model": world_model})
