@@ -171,7 +171,8 @@ def probe_snapshot(snapshot: dict, path: Path, limit: int = 0) -> float:
     encoder = VisionTransformer(**snapshot["encoder_args"])
     load_strict(encoder, snapshot["target_encoder"], str(path))
     row = Row("snapshot", frozen_copy(encoder), {"snapshot": str(path)}, encoder.patch_size)
-    result = probe_rows([row], fashion_mnist(train_limit=limit, test_limit=limit), ("avg",), knn=KnnConfig(enabled=False), log=lambda *_: None)
+    result = probe_rows([row], fashion_mnist(train_limit=limit, test_limit=limit), ("avg",),
+                        knn=KnnConfig(enabled=False), log=lambda *_: None)
     return result["snapshot"]["linear"]["avg"]["test_acc"]
 
 
@@ -193,6 +194,10 @@ def summarise(probes: dict) -> dict:
     official = out["arms"].get("official", {}).get("s_to_85")
     out.update(ours_s_to_85=ours, official_s_to_85=official,
                ratio=round(official / ours, 2) if ours and official else None)
+    # only ours reached 85 %: the official code took longer than all it trained, so the ratio is at least that
+    trained = max((p["seconds"] for p in out["arms"].get("official", {}).get("points", [])), default=None)
+    if ours and official is None and trained:
+        out.update(official_trained_s=trained, ratio_at_least=round(trained / ours, 2))
     return out
 
 
@@ -242,17 +247,20 @@ def main() -> None:
                            "avg": round(probe_snapshot(snapshot, path, args.probe_limit), 4)})
             write_json(cache, probes)  # each probe kept at once: a cut-short sitting loses at most one
             print(f"{arm} {path.name}: {points[-1]}", flush=True)
-    result = {**summarise(probes), "command": " ".join(sys.argv), "hardware": cpu_model(),
+    result = {**summarise(probes), "command": "python " + " ".join(sys.argv), "hardware": cpu_model(),
               "date": time.strftime("%Y-%m-%d")}
     write_json(out / "time_to_accuracy.json", result)
     if args.summary:
         summary_path = RESULTS / "summary.json"
         summary = json.loads(summary_path.read_text())
-        summary["time_to_accuracy"] = {k: result[k] for k in ("ours_s_to_85", "official_s_to_85", "ratio")}
+        summary["time_to_accuracy"] = {k: result[k] for k in ("ours_s_to_85", "official_s_to_85", "ratio",
+                                                               "official_trained_s", "ratio_at_least", "command",
+                                                               "hardware", "date") if k in result}
         write_json(summary_path, summary)
         write_text(RESULTS / "summary.md", markdown(summary))
+    bound = f" (at least {result['ratio_at_least']})" if "ratio_at_least" in result else ""
     print(f"wrote {out / 'time_to_accuracy.json'}: ours {result['ours_s_to_85']} s, official "
-          f"{result['official_s_to_85']} s to 85 %, ratio {result['ratio']}")
+          f"{result['official_s_to_85']} s to 85 %, ratio {result['ratio']}{bound}")
 
 
 if __name__ == "__main__":

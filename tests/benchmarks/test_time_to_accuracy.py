@@ -20,7 +20,14 @@ def test_seconds_to_threshold_is_the_first_snapshot_at_or_above_it():
     assert result["ours_s_to_85"] == 200.0 and result["official_s_to_85"] == 1800.0 and result["ratio"] == 9.0
     assert result["arms"]["official"]["s_to_80"] == 900.0
     assert [p["seconds"] for p in result["arms"]["ours"]["points"]] == [100.0, 200.0, 300.0]
-    assert summarise({"ours": points, "official": points[1:2]})["ratio"] is None  # one arm short of 85 %: no ratio
+    short = summarise({"ours": points, "official": points[1:2]})  # the official arm short of 85 %: no ratio,
+    assert short["ratio"] is None and short["official_trained_s"] == 100.0  # but a bound from all it trained
+    assert short["ratio_at_least"] == 0.5
+    assert "ratio_at_least" not in summarise({"ours": points[1:2], "official": points})  # ours short: no bound
+    from benchmarks.recipe_summary import time_to_85
+
+    assert time_to_85(short).endswith("did not reach 85 % in the 100.0 s it trained, so the ratio is at least 0.5")
+    assert time_to_85({"ratio": None}) == "not measured"
 
 
 def test_snapshots_hold_the_target_encoder_every_n_steps_and_at_the_end(tmp_path):
