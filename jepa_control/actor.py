@@ -101,10 +101,6 @@ class ActorModule(OnWorldModel, L.LightningModule):
         self.actor = GoalActor(enc.dim, enc.num_tokens, self.wm.hparams.action_dim, hidden, depth)
         self.cost = GoalCost(distance, "sum", action_weight)
 
-    @property
-    def frozen_encoder(self):  # what `jepa fit` hands LatentTrajectoryDataModule to encode the data with
-        return self.wm.frozen_encoder
-
     def loss(self, latents: torch.Tensor) -> torch.Tensor:
         """Mean cost of the actor's imagined trajectories from each window's first frame to another window's last
         frame (the batch rolled by one, so goals come from other trajectories)."""

@@ -92,10 +92,6 @@ class EnergyModule(OnWorldModel, L.LightningModule):
         enc = self.wm.frozen_encoder
         self.energy = Energy(enc.dim, enc.num_tokens, hidden, depth)
 
-    @property
-    def frozen_encoder(self):  # what `jepa fit` hands LatentTrajectoryDataModule to encode the data with
-        return self.wm.frozen_encoder
-
     def negatives(self, latents: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Imagined (other actions from the first frame) and token-shuffled versions of latents[:, 1:]."""
         with torch.no_grad():

@@ -39,6 +39,10 @@ class OnWorldModel:
     checkpoint_kind: str
     checkpoint_keys: tuple[str, ...]
 
+    @property
+    def frozen_encoder(self):  # what `jepa fit` hands LatentTrajectoryDataModule to encode the data with
+        return self.wm.frozen_encoder
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[WORLD_MODEL_KEY] = dict(self.wm.hparams)
 
