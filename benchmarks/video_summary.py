@@ -1,6 +1,6 @@
 """Gather `jepa probe` clip results (one results.json per seed) into benchmarks/results/video/summary.json and its
 .md twin: labels -> LABEL -> PROBE -> ENCODER -> [one accuracy per seed], with the command, hardware and date of
-every run it read.
+every run it read. PROBE is linear, knn or attentive, and linear/P, knn/P for the other time poolings P a run probed.
 
     python benchmarks/video_summary.py runs/vjepa_motion_fmnist/probe/results.json \
         runs/vjepa_motion_fmnist_s1/probe/results.json runs/vjepa_motion_fmnist_s2/probe/results.json
@@ -64,10 +64,10 @@ def gather(records: list[dict]) -> dict:
         for row_name, row in record["rows"].items():
             encoder = ENCODER_NAMES.get(row_name, row_name)
             for label in record["labels"]:
-                for probe in PROBES:
-                    if probe in row[label]:
+                for probe, result in row[label].items():
+                    if probe.split("/")[0] in PROBES:  # linear/avg+2x2: the linear probe on another time pooling
                         labels.setdefault(label, {}).setdefault(probe, {}).setdefault(encoder, []).append(
-                            row[label][probe]["test_acc"])
+                            result["test_acc"])
     return labels
 
 

@@ -1,6 +1,10 @@
 """Probes on frozen clip tokens, for every label of a clip dataset: V-JEPA's attentive probe on all tokens, and two
 low-capacity ones a random encoder rarely passes, a linear probe and kNN on the time-pooled tokens.
 
+Time pooling applies an image probe protocol (eval.features.PROTOCOLS) within each time slot and concatenates the
+slots in order: `avg` (the default) averages each slot over space, so position survives only where the features
+carry it; `avg+2x2` adds a 2x2 grid of averages per slot, a low-capacity probe that keeps coarse position.
+
 A video encoder embeds each clip into T/tubelet x N tokens whose 3-D position embedding already tells time apart.
 An image encoder embeds each frame (T x N tokens); a fixed 1-D sin-cos embedding of the frame index is added to
 each frame's tokens, so the probe can see frame order (V-JEPA's frame-wise image-encoder baseline): without it,
@@ -19,6 +23,7 @@ from tqdm.auto import tqdm
 
 from eval.attentive_probe import AttentiveProbeConfig, attentive_probe
 from eval.feature_cache import FeatureCache
+from eval.features import PROTOCOLS, pool
 from eval.knn import knn_accuracy
 from eval.linear_probe import LinearProbeConfig, linear_probe
 from jepa.errors import ConfigError
@@ -131,11 +136,17 @@ def clip_tokens(encoder: nn.Module, clips: torch.Tensor, mean, std, batch_size: 
     return torch.cat(out)
 
 
-def time_pooled(tokens: torch.Tensor, time_slots: int) -> torch.Tensor:
-    """Clip tokens [N, T' * N_space, D] -> [N, T' * D]: averaged over space within each time slot, the slots
-    concatenated in order, so a linear probe or kNN on it can compare frames but cannot attend to patches."""
+def time_pooled(tokens: torch.Tensor, time_slots: int, protocol: str = "avg") -> torch.Tensor:
+    """Clip tokens [N, T' * N_space, D] -> [N, T' * F]: each time slot's tokens pooled by an image probe protocol
+    (`avg`: averaged over space), the slots concatenated in order, so a linear probe or kNN on it can compare frames
+    but cannot attend to patches."""
     n, _, d = tokens.shape
-    return tokens.view(n, time_slots, -1, d).mean(2).flatten(1)
+    return pool(tokens.reshape(n * time_slots, -1, d), protocol).view(n, -1)
+
+
+def probe_name(probe: str, protocol: str) -> str:
+    """Results key of a probe on time-pooled tokens: `linear` / `knn` for `avg`, `linear/avg+2x2` for another."""
+    return probe if protocol == "avg" else f"{probe}/{protocol}"
 
 
 def time_pooled_features(encoder: nn.Module, clips: torch.Tensor, mean, std, progress: bool = True) -> torch.Tensor:
@@ -150,10 +161,14 @@ def time_slots(encoder: nn.Module, num_frames: int) -> int:
 
 def probe_clip_rows(rows, data: ClipProbeData, attentive: AttentiveProbeConfig | None,
                     linear: LinearProbeConfig | None = None, knn=None, cache: FeatureCache | None = None,
-                    seed: int = 0, log=print) -> dict[str, dict]:
+                    seed: int = 0, log=print, protocols: tuple[str, ...] = ("avg",)) -> dict[str, dict]:
     """rows: eval.probe.Row list (encoder None is not allowed here). Per row and label, the probes that are on:
-    `linear` and `knn` (an eval.probe.KnnConfig) on the time-pooled tokens, `attentive` on all clip tokens.
-    Returns row -> {label: {probe: result dict}, "seconds": ..., "tokens": ...}."""
+    `linear` on the tokens time-pooled by each of `protocols`, `knn` (an eval.probe.KnnConfig) by those of them in
+    its `protocols`, `attentive` on all clip tokens. Returns row -> {label: {probe_name(...): result dict},
+    "seconds": ..., "tokens": ...}."""
+    for protocol in protocols:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown probe protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
     cache = cache or FeatureCache(None)
     results = {}
     for row in rows:
@@ -167,17 +182,19 @@ def probe_clip_rows(rows, data: ClipProbeData, attentive: AttentiveProbeConfig |
             tokens[split] = cache.get_or_compute(spec, lambda c=clips, s=split: clip_tokens(
                 row.encoder, c, data.mean, data.std, desc=f"{row.name}: {s} clips"))
         slots = time_slots(row.encoder, data.train_x.shape[1])
-        pooled = {split: time_pooled(t, slots) for split, t in tokens.items()}
+        pooled = {protocol: {split: time_pooled(t, slots, protocol) for split, t in tokens.items()}
+                  for protocol in protocols}
         out: dict = {"seconds": {"features": round(time.time() - t0, 1)}, "tokens": list(tokens["train"].shape[1:])}
         for label in data.train_labels:
             t1, out[label] = time.time(), {}
             train_y, test_y = data.train_labels[label], data.test_labels[label]
-            if linear is not None:
-                res = linear_probe(pooled["train"], train_y, pooled["test"], test_y, linear, seed=seed)
-                out[label]["linear"] = res.as_dict()
-            if knn is not None and knn.enabled:
-                out[label]["knn"] = {"test_acc": knn_accuracy(pooled["train"], train_y, pooled["test"], test_y,
-                                                              knn.k, knn.temperature), "k": knn.k}
+            for protocol, x in pooled.items():
+                if linear is not None:
+                    res = linear_probe(x["train"], train_y, x["test"], test_y, linear, seed=seed)
+                    out[label][probe_name("linear", protocol)] = res.as_dict()
+                if knn is not None and knn.enabled and protocol in knn.protocols:
+                    out[label][probe_name("knn", protocol)] = {"test_acc": knn_accuracy(
+                        x["train"], train_y, x["test"], test_y, knn.k, knn.temperature), "k": knn.k}
             if attentive is not None and getattr(attentive, "enabled", True):
                 res = attentive_probe(tokens["train"], train_y, tokens["test"], test_y, attentive, seed=seed)
                 out[label]["attentive"] = res.as_dict()
@@ -190,7 +207,7 @@ def probe_clip_rows(rows, data: ClipProbeData, attentive: AttentiveProbeConfig |
 
 def clip_table(results: dict[str, dict], labels) -> str:
     first = next(iter(results.values()))
-    probes = [probe for probe in ("linear", "knn", "attentive") if probe in first[labels[0]]]
+    probes = list(first[labels[0]])
     columns = [(label, probe) for label in labels for probe in probes]
     lines = ["| encoder | " + " | ".join(f"{label}, {probe}" for label, probe in columns) + " |",
              "|---|" + "---:|" * len(columns)]
@@ -198,7 +215,10 @@ def clip_table(results: dict[str, dict], labels) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{100 * row[label][probe]['test_acc']:.1f} %"
                                               for label, probe in columns) + " |")
     lines += ["", "- linear, knn: on the clip's tokens averaged over space within each time slot (tubelet or frame), "
-              "the slots concatenated in order", "- attentive: one learned query, one cross-attention block, linear "
+              "the slots concatenated in order"]
+    lines += [f"- linear/{protocol}, knn/{protocol}: the same with each slot pooled by {protocol} ({PROTOCOLS[protocol]})"
+              for protocol in PROTOCOLS if protocol != "avg" and any(p.endswith("/" + protocol) for p in probes)]
+    lines += ["- attentive: one learned query, one cross-attention block, linear "
               "head, on all clip tokens (an image encoder's frame-wise tokens carry a sin-cos embedding of their "
               "frame index)"]
     return "\n".join(lines)

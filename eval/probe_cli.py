@@ -61,8 +61,9 @@ def parser():
                         "else Fashion-MNIST's 28)")
     p.add_argument("--train_limit", type=int, default=0, help="probe on the first N training images (0: all)")
     p.add_argument("--test_limit", type=int, default=0, help="score the first N test images (0: all)")
-    p.add_argument("--protocols", type=list[str], default=["avg", "flat"],
-                   help="pooling protocols of the linear probe: avg, avg+2x2, flat")
+    p.add_argument("--protocols", type=list[str] | None, default=None,
+                   help="pooling protocols of the linear probe: avg, avg+2x2, flat (default: avg, flat for images; "
+                        "avg for clips, applied within each time slot)")
     p.add_argument("--layers", type=int, default=1, help="probe the last N layers concatenated (paper: 4)")
     p.add_class_arguments(LinearProbeConfig, "linear", help="linear probe settings")
     p.add_class_arguments(KnnConfig, "knn", help="kNN settings")
@@ -115,7 +116,9 @@ def main(argv: list[str]) -> int:
         check_results_folder("--out", out, cfg.overwrite)
     ran = {"command": "jepa probe " + shlex.join(argv), "date": time.strftime("%Y-%m-%d")}
     if cfg.data in CLIP_DATASETS:
+        cfg.protocols = cfg.protocols or ["avg"]
         return clip_main(cfg, init, ckpt, out, started, ran)
+    cfg.protocols = cfg.protocols or ["avg", "flat"]
     data = DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit)
 
     encoder, hparams = load_encoder(ckpt, cfg.which)
@@ -168,10 +171,12 @@ def clip_main(cfg, init, ckpt: Path, out: Path, started: float, ran: dict) -> in
     rows = encoder_rows(cfg, ckpt, encoder, hparams,
                         lambda enc, hp, src: check_clip_compatible(enc, data, src, hp["data"].get("garment")))
     cache = FeatureCache(cfg.cache_dir)
-    results = probe_clip_rows(rows, data, init.attentive, init.linear, init.knn, cache, cfg.seed)
+    results = probe_clip_rows(rows, data, init.attentive, init.linear, init.knn, cache, cfg.seed,
+                              protocols=tuple(cfg.protocols))
     labels = list(data.train_labels)
     table = clip_table(results, labels)
     record = {"checkpoint": str(ckpt), "encoder": cfg.which, "data": cfg.data, "clips": data.source, "labels": labels,
+              "protocols": cfg.protocols,
               "n_train": len(data.train_x), "n_test": len(data.test_x),
               "settings": settings(linear=init.linear, knn=init.knn, attentive=init.attentive),
               "rows": results, "table": table,

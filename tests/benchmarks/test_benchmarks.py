@@ -246,7 +246,8 @@ def test_step_profile_attributes_the_step_to_kernel_kinds():
 
 def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tmp_path):
     def record(seed, vjepa, random_init):
-        rows = {name: {"motion": {"linear": {"test_acc": acc}, "knn": {"test_acc": acc / 2}}}
+        rows = {name: {"motion": {"linear": {"test_acc": acc}, "knn": {"test_acc": acc / 2},
+                                  "linear/avg+2x2": {"test_acc": acc / 4}}}
                 for name, acc in (("jepa", vjepa), ("random init", random_init), ("ijepa_framewise", 0.3))}
         return {"checkpoint": f"s{seed}.ckpt", "labels": ["motion"], "rows": rows, "wall_time_s": 1.0,
                 "clips": {"dataset": "motion_fmnist", "seed": seed}, "provenance": {"hardware": {"cpu": "x"}},
@@ -263,6 +264,7 @@ def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tm
     assert summary["labels"]["motion"]["linear"] == {"vjepa": [0.5, 0.6], "random_init": [0.2, 0.3],
                                                      "ijepa_framewise": [0.3, 0.3]}
     assert summary["labels"]["motion"]["knn"]["vjepa"] == [0.25, 0.3]
+    assert summary["labels"]["motion"]["linear/avg+2x2"]["random_init"] == [0.05, 0.075]  # other time poolings kept
     assert summary["planning"] == {} and [r["command"] for r in summary["runs"]] == ["jepa probe --seed 0",
                                                                                     "jepa probe --seed 1"]
     assert "+30.0 (+30.0 / +30.0)" in out.with_suffix(".md").read_text()  # paired vjepa - random_init

@@ -151,10 +151,31 @@ def test_time_pooled_tokens_keep_time_slots_apart_and_every_probe_reports():
     data = ClipProbeData("toy", x[:160], {"direction": y[:160]}, x[160:], {"direction": y[160:]}, (0.5,), (0.5,),
                          {"dataset": "toy"})
     results = probe_clip_rows([Row("video", video, {"i": 2}, 4)], data, None, LinearProbeConfig(max_iter=20),
-                              KnnConfig(k=5), log=lambda *_: None)
-    assert set(results["video"]["direction"]) == {"linear", "knn"}
+                              KnnConfig(k=5), log=lambda *_: None, protocols=("avg", "avg+2x2"))
+    assert set(results["video"]["direction"]) == {"linear", "knn", "linear/avg+2x2"}  # kNN on its protocols only
     assert results["video"]["direction"]["linear"]["features"] == 2 * 32
-    assert "direction, linear | direction, knn" in clip_table(results, ["direction"])
+    assert results["video"]["direction"]["linear/avg+2x2"]["features"] == 2 * 5 * 32  # per slot: mean + 4 quadrants
+    table = clip_table(results, ["direction"])
+    assert "direction, linear | direction, knn | direction, linear/avg+2x2" in table
+    assert "- linear/avg+2x2, knn/avg+2x2:" in table
+
+
+def test_grid_time_pooling_keeps_where_a_token_sits_within_each_slot():
+    from eval.clip_probe import probe_clip_rows, time_pooled
+    from jepa.errors import ConfigError
+
+    # two clips of 2 time slots x a 4x4 token grid, one active token per slot: at the same places except in slot 1,
+    # where clip 0 has it top-left and clip 1 bottom-right
+    tokens = torch.zeros(2, 2 * 16, 3)
+    tokens[:, 5, 0] = 1.0
+    tokens[0, 16 + 0, 1], tokens[1, 16 + 15, 1] = 1.0, 1.0
+    avg, grid = time_pooled(tokens, 2, "avg"), time_pooled(tokens, 2, "avg+2x2")
+    assert torch.equal(avg[0], avg[1])  # averaging over space loses where the token was
+    assert grid.shape == (2, 2 * 5 * 3) and not torch.equal(grid[0], grid[1])
+    slot1 = grid.view(2, 2, 15)[:, 1, 3:].view(2, 3, 4)[:, 1]  # slot 1: mean, then 4 quadrants per channel
+    assert slot1[0].tolist() == [0.25, 0, 0, 0] and slot1[1].tolist() == [0, 0, 0, 0.25]
+    with pytest.raises(ConfigError, match="unknown probe protocol 'grid'"):
+        probe_clip_rows([], None, None, protocols=("grid",))
 
 
 def test_clip_probes_see_frame_order_for_framewise_image_encoders():
