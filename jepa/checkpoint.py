@@ -45,14 +45,15 @@ def load_encoder(path: str | os.PathLike, which: str = "target_encoder",
     of a checkpoint of this project (JEPA, supervised or imported), rebuilt from the checkpoint's hyperparameters,
     or of an export folder / .safetensors file of `jepa export`; returns (encoder, hyperparameters): the module's,
     plus `data`, the datamodule's saved ones (empty when it saved none, and for exports). `ckpt`: the checkpoint
-    already read from `path`, so a caller that needs more of it reads the file once."""
+    already read from `path`, so a caller that needs more of it reads the file once. The hyperparameters also hold
+    `normalisation`, the input normalisation the checkpoint or export recorded ({mean, std}, or None)."""
     if which not in ("target_encoder", "encoder", "auto"):
         raise ConfigError(f"which encoder: use 'target_encoder', 'encoder' or 'auto', got {which!r}")
     if Path(path).is_dir() or str(path).endswith(".safetensors"):  # an export of `jepa export`
         from jepa.export import load_exported
 
         encoder, config = load_exported(path)
-        return encoder, {**config["args"], "data": {}}
+        return encoder, {**config["args"], "data": {}, "normalisation": config.get("normalisation")}
     ckpt = load_checkpoint(path) if ckpt is None else ckpt
     if not isinstance(ckpt, dict):
         raise ConfigError(f"{path} is not a Lightning checkpoint of this project (it holds a {type(ckpt).__name__})")
@@ -70,5 +71,7 @@ def load_encoder(path: str | os.PathLike, which: str = "target_encoder",
     prefix = which + "."
     state = {k[len(prefix):]: v for k, v in strip_prefixes(ckpt["state_dict"]).items() if k.startswith(prefix)}
     load_strict(encoder, state, f"{path} [{which}]")
+    from jepa.export import recorded_normalisation
+
     data = dict(ckpt.get("datamodule_hyper_parameters") or {})
-    return encoder.eval().requires_grad_(False), {**hparams, "data": data}
+    return encoder.eval().requires_grad_(False), {**hparams, "data": data, "normalisation": recorded_normalisation(ckpt)}

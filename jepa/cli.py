@@ -20,14 +20,6 @@ LIGHTNING_COMMANDS = ("fit", "validate")
 # (model key, data key) pairs that must agree: the datamodule's image size, channels and clip length are the model's
 LINKED_TO_MODEL = (("img_size", "img_size"), ("img_size", "size"), ("in_chans", "channels"),
                    ("num_frames", "num_frames"))
-# a datamodule of latents encodes with the model's frozen encoder: its settings (FrozenEncoder.from_checkpoint's
-# arguments, as the model names them), or the encoder itself where the model holds a trained world model
-FROZEN_ENCODER_ARGS = ("encoder_ckpt", "mean", "std", "pool_grid", "encoder_which", "fold")
-
-
-def frozen_encoder_settings(path, mean, std, pool_grid, which, fold) -> dict:
-    """The model's FROZEN_ENCODER_ARGS as FrozenEncoder.from_checkpoint's keyword arguments."""
-    return {"path": path, "mean": mean, "std": std, "pool_grid": pool_grid, "which": which, "fold": fold}
 
 
 def _overview() -> str:
@@ -68,8 +60,6 @@ def build_cli(args: list[str], run: bool = True):
             # what the data must share with the model follows the model (skipped where either class lacks the key)
             for source, target in LINKED_TO_MODEL:
                 parser.link_arguments(f"model.init_args.{source}", f"data.init_args.{target}", apply_on="parse")
-            parser.link_arguments(tuple(f"model.init_args.{k}" for k in FROZEN_ENCODER_ARGS), "data.init_args.encoder",
-                                  compute_fn=frozen_encoder_settings, apply_on="parse")
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
@@ -90,10 +80,9 @@ def build_cli(args: list[str], run: bool = True):
             latents = getattr(self.datamodule, "training_latents", None)
             if latents is not None and hasattr(self.model, "training_latents"):
                 self.model.training_latents = latents
-            # and a model built on a trained world model (an actor, an energy) hands that model's frozen encoder to
-            # the datamodule of latents, which would otherwise read the same weights a second time
-            if hasattr(self.datamodule, "use_encoder") and getattr(self.datamodule, "encoder_settings", None) is None \
-                    and hasattr(self.model, "frozen_encoder"):
+            # and a model with a frozen encoder (a world model, or an actor or energy through its world model) hands
+            # it to the datamodule of latents, which encodes the data with the very encoder the model reads
+            if hasattr(self.datamodule, "use_encoder") and hasattr(self.model, "frozen_encoder"):
                 self.datamodule.use_encoder(self.model.frozen_encoder)
 
         def _parse_ckpt_path(self) -> None:

@@ -21,7 +21,7 @@ from torch import nn
 
 from jepa.errors import ConfigError
 from jepa.io import atomic_write, write_json
-from jepa.vit import ENCODER_ARGS, VIDEO_ARGS, VisionTransformer, encoder_args
+from jepa.vit import ENCODER_ARGS, VisionTransformer, encoder_args
 
 FORMAT = "jepa-encoder/2"
 LEGACY_FORMAT = "jepa-encoder/1"
@@ -80,8 +80,7 @@ def timm_architecture(encoder: VisionTransformer) -> str:
 def export_config(encoder: VisionTransformer, source: dict, licence: str | None, normalisation: dict | None,
                   pooling: str = "avg") -> dict:
     ours = {"format": FORMAT,
-            "args": {**{k: getattr(encoder, k) for k in ENCODER_ARGS + VIDEO_ARGS if k != "depth"},
-                     "depth": len(encoder.blocks)},
+            "args": encoder.architecture,
             "pooling": pooling, "normalisation": normalisation, "source": source, "licence": licence}
     if encoder.is_video:
         return {"architecture": None, "jepa": ours}

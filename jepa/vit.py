@@ -144,6 +144,11 @@ class VisionTransformer(nn.Module):
         self.grad_checkpointing = enable
 
     @property
+    def architecture(self) -> dict:
+        """The constructor arguments that fix this encoder's shape: enough to rebuild it before loading weights."""
+        return {**{k: getattr(self, k) for k in ENCODER_ARGS + VIDEO_ARGS if k != "depth"}, "depth": len(self.blocks)}
+
+    @property
     def is_video(self) -> bool:
         return self.num_frames > 1
 

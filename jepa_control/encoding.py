@@ -36,10 +36,35 @@ class FrozenEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     @classmethod
-    def from_checkpoint(cls, path: str, mean, std, pool_grid: int = 4, which: str = "auto",
-                        fold: int = 1) -> "FrozenEncoder":
-        encoder, _ = load_encoder(path, which)
+    def from_checkpoint(cls, path: str, pool_grid: int = 4, fold: int = 1, which: str = "auto",
+                        mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> "FrozenEncoder":
+        """The encoder of a checkpoint or export of this project (`which`: target_encoder, encoder or auto) with the
+        pooling above; frames are normalised as the encoder was pretrained (the normalisation its checkpoint
+        recorded), or by `mean` / `std` given here."""
+        encoder, hparams = load_encoder(path, which)
+        recorded = hparams.get("normalisation") or {}
+        mean = recorded.get("mean") if mean is None else mean
+        std = recorded.get("std") if std is None else std
+        if mean is None or std is None:
+            raise ConfigError(f"{path} records no input normalisation: give the frozen encoder's mean and std (its "
+                              "pretraining data's, one value per channel)")
         return cls(encoder, mean, std, pool_grid, source=str(path), fold=fold)
+
+    @property
+    def settings(self) -> dict:
+        """What rebuilds this module without the file it was read from (from_settings): the encoder's architecture,
+        the normalisation and the pooling; its weights travel in the state dict of the module that holds it."""
+        return {"architecture": self.encoder.architecture, "mean": self.mean.flatten().tolist(),
+                "std": self.std.flatten().tolist(), "pool_grid": self.pool_grid, "fold": self.fold,
+                "source": self.source}
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "FrozenEncoder":
+        """An encoder of the recorded architecture with untrained weights: load the holder's state dict next."""
+        from jepa.vit import VisionTransformer
+
+        return cls(VisionTransformer(**settings["architecture"]), settings["mean"], settings["std"],
+                   settings["pool_grid"], source=settings["source"], fold=settings["fold"])
 
     @property
     def source_digest(self) -> str:

@@ -78,15 +78,14 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         num_workers: dataloader workers (the data is in memory: 0 is fastest).
         gate_min_r2: stop before training when the position probe's R^2 is below this (0: report only).
         cache_dir: where encoded latents are cached (null: no cache).
-        encoder: the frozen encoder's settings (FrozenEncoder.from_checkpoint's arguments: path, mean, std,
-            pool_grid, which, fold); `jepa fit` links them from the world model's, so they are never set by hand.
-            A model that holds its encoder already (an actor's or energy's world model) hands it over instead
-            (use_encoder; `jepa fit` does).
+
+    The latents come from the model's frozen encoder, handed over before the data is set up: `jepa fit` calls
+    use_encoder(model.frozen_encoder) (a world model's, or an actor's or energy's through its world model); in
+    Python, call it yourself.
     """
 
     def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 6, batch_size: int = 128,
-                 num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache",
-                 encoder: dict | None = None) -> None:
+                 num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache") -> None:
         super().__init__()
         from jepa_control.collect import check_trajectory_dir
 
@@ -95,7 +94,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
             check_trajectory_dir(folder)  # missing or unreadable data stops here, before any compute
         self.val_dir, self.window = val_dir, window
         self.batch_size, self.num_workers, self.gate_min_r2, self.cache_dir = batch_size, num_workers, gate_min_r2, cache_dir
-        self.encoder_settings, self.encoder = encoder, None
+        self.encoder = None
         self.train_set = self.val_set = None
         self.gate: dict | None = None
         self.training_latents = TrainingLatents(self._training_data)
@@ -105,16 +104,12 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         self.encoder = encoder
 
     def build_encoder(self):
-        """The frozen encoder this datamodule was handed, or one built from its settings."""
-        if self.encoder is not None:
-            return self.encoder
-        if self.encoder_settings:
-            from jepa_control.encoding import FrozenEncoder
-
-            return FrozenEncoder.from_checkpoint(**self.encoder_settings)
-        raise ConfigError("LatentTrajectoryDataModule has no encoder: `jepa fit` links it from a jepa_control model "
-                          "(WorldModel's encoder settings, an actor's or energy's world model); in Python pass "
-                          "encoder= or call use_encoder(model.frozen_encoder)")
+        """The frozen encoder this datamodule was handed."""
+        if self.encoder is None:
+            raise ConfigError("LatentTrajectoryDataModule has no encoder: `jepa fit` hands it the model's (a "
+                              "jepa_control WorldModel's, actor's or energy's); in Python call "
+                              "use_encoder(model.frozen_encoder)")
+        return self.encoder
 
     def _training_data(self) -> dict:
         self.setup()

@@ -1,6 +1,6 @@
 """What a module trained on a trained world model (an actor, an energy) shares: it takes the WorldModel itself, and
-its checkpoint keeps the world model's hyperparameters beside the weights (the world model is a submodule, so its
-weights are in the state dict already), so the module is read back from its own checkpoint alone.
+its checkpoint keeps the world model's hyperparameters and encoder settings beside the weights (the world model is a
+submodule, so its weights are in the state dict already), so the module is read back from its own checkpoint alone.
 
 A config names the world model through jsonargparse's dependency injection, a function returning one:
 
@@ -15,17 +15,19 @@ from __future__ import annotations
 
 from jepa.errors import ConfigError
 from jepa_control.loading import load_module
-from jepa_control.world_model import WorldModel
+from jepa_control.world_model import ENCODER_KEY, WorldModel, saved_encoder
 
 WORLD_MODEL_KEY = "world_model_hyper_parameters"
+WORLD_MODEL_ENCODER_KEY = "world_model_" + ENCODER_KEY
 
 
 def saved_world_model(ckpt: dict, path: str, what: str) -> WorldModel:
-    """The world model of an actor's or energy's checkpoint, built from the hyperparameters saved in it (its weights
-    come with the outer module's state dict)."""
+    """The world model of an actor's or energy's checkpoint, built from the hyperparameters and encoder settings
+    saved in it (its weights come with the outer module's state dict)."""
     hparams = ckpt.get(WORLD_MODEL_KEY)
     if hparams is not None:
-        return WorldModel(**hparams)
+        hparams = dict(hparams)
+        return WorldModel(saved_encoder(ckpt.get(WORLD_MODEL_ENCODER_KEY), hparams, path), **hparams)
     legacy = (ckpt.get("hyper_parameters") or {}).get("world_model")
     if isinstance(legacy, str):  # an older checkpoint: the hyperparameters are in the world model's own file
         return WorldModel.from_checkpoint(legacy)
@@ -45,6 +47,7 @@ class OnWorldModel:
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[WORLD_MODEL_KEY] = dict(self.wm.hparams)
+        checkpoint[WORLD_MODEL_ENCODER_KEY] = self.wm.frozen_encoder.settings
 
     @classmethod
     def from_checkpoint(cls, path: str):

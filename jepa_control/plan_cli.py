@@ -43,7 +43,8 @@ def parser():
     p.add_argument("--config", action=ActionConfigFile, help="a plan config, e.g. configs/control/plan_two_rooms.yaml")
     p.add_argument("--world_model", type=str, required=True, help="world-model checkpoint (jepa fit of jepa_control.WorldModel)")
     p.add_argument("--encoder_ckpt", type=str | None, default=None,
-                   help="where the encoder's architecture is read (default: the path the world model was trained with)")
+                   help="a world model saved before checkpoints recorded their encoder reads its architecture from "
+                        "the encoder's file: where that file is now (default: the path it was trained with)")
     p.add_argument("--env", type=str, default="two_rooms", help="environment")
     p.add_argument("--env_options", type=dict, default={}, help="environment settings, e.g. {max_steps: 60}")
     p.add_argument("--planners", type=list[str], default=["cem"], help=f"planners to evaluate: {', '.join(PLANNERS)}")

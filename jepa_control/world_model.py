@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from jepa.errors import ConfigError
+from jepa_control.encoding import FrozenEncoder
 from jepa_control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
 from jepa_control.latent_stats import change_std, whitening
 from jepa_control.loading import load_module
@@ -16,20 +17,40 @@ from jepa_control.optim import adamw_cosine
 from jepa_control.predictor import ActionConditionedPredictor
 
 LATENT_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+ENCODER_KEY = "frozen_encoder_settings"  # the checkpoint's record of FrozenEncoder.settings
+# what world models took before they were handed their encoder (read back from older checkpoints)
+LEGACY_ENCODER_ARGS = ("encoder_ckpt", "encoder_which", "pool_grid", "fold", "mean", "std")
+
+
+def saved_encoder(settings: dict | None, hparams: dict, path: str, encoder_ckpt: str | None = None) -> FrozenEncoder:
+    """The frozen encoder a world model's checkpoint records (weights still to load): from its settings, or, for a
+    checkpoint written before they were recorded, from the encoder's file its hyperparameters name (`encoder_ckpt`
+    where that file moved); those keys are taken out of `hparams`."""
+    if settings is not None:
+        return FrozenEncoder.from_settings(settings)
+    if "encoder_ckpt" not in hparams:
+        raise ConfigError(f"{path} is not a world-model checkpoint of this project (no {ENCODER_KEY})")
+    legacy = {k: hparams.pop(k) for k in LEGACY_ENCODER_ARGS if k in hparams}
+    return FrozenEncoder.from_checkpoint(encoder_ckpt or legacy["encoder_ckpt"], legacy.get("pool_grid", 2),
+                                         legacy.get("fold", 1), legacy.get("encoder_which", "auto"),
+                                         legacy.get("mean", TWO_ROOMS_MEAN), legacy.get("std", TWO_ROOMS_STD))
 
 
 class WorldModel(L.LightningModule):
-    """The action-conditioned predictor trained on latents of a frozen encoder (its weights are saved with the
-    world model, so `jepa plan` needs only this checkpoint).
+    """The action-conditioned predictor trained on latents of a frozen encoder (the encoder's weights and
+    architecture are saved with the world model, so `jepa plan` needs only this checkpoint).
 
     Args:
-        encoder_ckpt: checkpoint (or export folder) of the frozen encoder.
-        encoder_which: target_encoder, encoder or auto.
-        pool_grid: average-pool the encoder's patch tokens to pool_grid x pool_grid (0: keep them all).
-        fold: pool to (pool_grid * fold)^2 instead and concatenate each fold x fold block into one token: finer
-            positions at the attention cost of pool_grid^2 tokens (jepa_control/encoding.py).
-        mean: per-channel normalisation of frames (the encoder's pretraining one).
-        std: per-channel normalisation std.
+        frozen_encoder: the frozen encoder and its pooling (jepa_control.encoding.FrozenEncoder); configs build it
+            from a checkpoint by dependency injection:
+                frozen_encoder:
+                  class_path: jepa_control.FrozenEncoder.from_checkpoint
+                  init_args: {path: runs/two_rooms/encoder/checkpoints/last.ckpt, pool_grid: 2, fold: 1,
+                              which: target_encoder}
+            (`pool_grid`: the patch tokens average-pooled to pool_grid x pool_grid, 0 keeps them all; `fold`: pooled
+            to (pool_grid * fold)^2 instead, each fold x fold block concatenated into one token: finer positions at
+            the attention cost of pool_grid^2 tokens; frames are normalised as the encoder recorded at pretraining,
+            or by `mean` / `std` given there).
         action_dim: action size.
         embed_dim: predictor width.
         depth: predictor blocks.
@@ -68,17 +89,13 @@ class WorldModel(L.LightningModule):
             saved with the checkpoint.
     """
 
-    def __init__(self, encoder_ckpt: str, encoder_which: str = "auto", pool_grid: int = 2, fold: int = 1,
-                 mean: tuple[float, ...] = TWO_ROOMS_MEAN, std: tuple[float, ...] = TWO_ROOMS_STD,
-                 action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
+    def __init__(self, frozen_encoder: FrozenEncoder, action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
                  rollout_steps: int = 3, rollout_weight: float = 1.0, rollout_history: int = 1, motion: bool = False,
                  whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False,
                  position_weight: float = 0.0, loss: str = "l1",
                  lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100,
                  training_latents: object | None = None) -> None:
         super().__init__()
-        from jepa_control.encoding import FrozenEncoder
-
         if loss not in LATENT_LOSSES:
             raise ConfigError(f"model.loss = {loss!r}: choose one of {sorted(LATENT_LOSSES)}")
         self.latent_loss = LATENT_LOSSES[loss]
@@ -88,9 +105,10 @@ class WorldModel(L.LightningModule):
             raise ConfigError("model.position_weight needs model.position_readout true (it weighs the read-out's "
                               "error)")
 
-        self.save_hyperparameters(ignore=["training_latents"])
+        # the encoder is a module: its weights are in the state dict, its settings saved by on_save_checkpoint
+        self.save_hyperparameters(ignore=["training_latents", "frozen_encoder"])
         self.training_latents = training_latents
-        self.frozen_encoder = FrozenEncoder.from_checkpoint(encoder_ckpt, mean, std, pool_grid, encoder_which, fold)
+        self.frozen_encoder = frozen_encoder
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context,
                                                     motion=motion, whiten=whiten, whiten_dims=whiten_dims)
@@ -121,14 +139,8 @@ class WorldModel(L.LightningModule):
         if self.hparams.motion:
             p.change_scale.copy_(change_std(latents))
 
-    @property
-    def encoder_settings(self) -> dict:
-        """FrozenEncoder.from_checkpoint's arguments for this model's encoder: what a LatentTrajectoryDataModule
-        encodes its data with (`jepa fit` links the same from the config)."""
-        from jepa.cli import frozen_encoder_settings
-
-        h = self.hparams
-        return frozen_encoder_settings(h.encoder_ckpt, h.mean, h.std, h.pool_grid, h.encoder_which, h.fold)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[ENCODER_KEY] = self.frozen_encoder.settings
 
     def fit_position_readout(self, latents: torch.Tensor, positions: torch.Tensor | None,
                              max_rows: int = 20_000) -> float:
@@ -203,8 +215,16 @@ class WorldModel(L.LightningModule):
         return self.frozen_encoder(frames)
 
     @classmethod
-    def from_checkpoint(cls, path: str, encoder_ckpt: str | None = None) -> "WorldModel":
-        """A trained world model, strictly loaded with weights_only=True. The encoder's architecture is read from
-        `encoder_ckpt` (default: the path it was trained with); its weights come from the world model's checkpoint."""
-        overrides = {"encoder_ckpt": encoder_ckpt} if encoder_ckpt else {}
-        return load_module(path, cls, "a world-model", ("encoder_ckpt",), **overrides)
+    def from_checkpoint(cls, path: str, encoder_ckpt: str | None = None, ckpt: dict | None = None) -> "WorldModel":
+        """A trained world model, strictly loaded with weights_only=True, from its checkpoint alone. A checkpoint
+        written before world models recorded their encoder's settings names the encoder's file instead: its
+        architecture is read from there, or from `encoder_ckpt` where that file moved. `ckpt`: the checkpoint
+        already read from `path`."""
+        from jepa.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path) if ckpt is None else ckpt
+        hparams = dict(ckpt.get("hyper_parameters") or {})
+        encoder = saved_encoder(ckpt.get(ENCODER_KEY), hparams, path, encoder_ckpt)
+        ckpt = {**ckpt, "hyper_parameters": hparams}
+        return load_module(path, cls, "a world-model", ("action_dim",), ckpt=ckpt,
+                           modules={"frozen_encoder": encoder})

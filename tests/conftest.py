@@ -74,6 +74,13 @@ def fmnist_root() -> str:
     return str(find_root(None))  # a ConfigError with the install hint if the Debian package is missing
 
 
+def tiny_frozen_encoder(folder, pool_grid: int = 2):
+    """tiny_control's encoder export (folder / "encoder") as a world model takes it."""
+    from jepa_control import FrozenEncoder
+
+    return FrozenEncoder.from_checkpoint(str(folder / "encoder"), pool_grid=pool_grid)
+
+
 @pytest.fixture
 def tiny_control(tmp_path):
     """A 16x16 two-rooms dataset, a tiny random encoder export and a world model trained a few steps on them."""
@@ -83,6 +90,7 @@ def tiny_control(tmp_path):
     from jepa.vit import VisionTransformer
     from jepa_control import LatentTrajectoryDataModule, WorldModel
     from jepa_control.collect import collect
+    from jepa_control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
     from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
 
     env = TwoRooms(TwoRoomsConfig(img_size=16))
@@ -90,12 +98,13 @@ def tiny_control(tmp_path):
         samples = (trajectory_sample(f"e{i}", **t) for i, t in collect(env, "noisy", n, 6, seed=len(split)))
         write_shards(samples, tmp_path / split, "test", progress=False)
     torch.manual_seed(0)
-    export_encoder(VisionTransformer(16, 4, 3, 32, 2, 2), tmp_path / "encoder", {"kind": "test"}, None)
-    model = WorldModel(str(tmp_path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+    export_encoder(VisionTransformer(16, 4, 3, 32, 2, 2), tmp_path / "encoder", {"kind": "test"}, None,
+                   TWO_ROOMS_MEAN, TWO_ROOMS_STD)
+    model = WorldModel(tiny_frozen_encoder(tmp_path), embed_dim=32, depth=1, num_heads=2, context=2,
                        rollout_steps=2, warmup_steps=1)
     data = LatentTrajectoryDataModule(str(tmp_path / "train"), str(tmp_path / "val"), window=3, batch_size=8,
-                                      gate_min_r2=0.0, cache_dir=str(tmp_path / "cache"),
-                                      encoder=model.encoder_settings)
+                                      gate_min_r2=0.0, cache_dir=str(tmp_path / "cache"))
+    data.use_encoder(model.frozen_encoder)
     trainer = tiny_trainer(tmp_path, max_steps=6)
     trainer.fit(model, data)
     trainer.save_checkpoint(tmp_path / "wm.ckpt")

@@ -38,8 +38,9 @@ class Env:
                         "--data.std=[0.5]", "--data.batch_size=2", "--data.num_workers=0", *extra)
 
     def world_model(self, train_dir: Path) -> list[str]:
-        return ["fit", "--config", str(WORLD_MODEL), f"--model.encoder_ckpt={LEGACY_CKPT}", "--model.mean=[0.5]",
-                "--model.std=[0.5]", f"--data.train_dir={train_dir}", "--data.val_dir=null",
+        encoder = "--model.init_args.frozen_encoder.init_args."
+        return ["fit", "--config", str(WORLD_MODEL), f"{encoder}path={LEGACY_CKPT}", f"{encoder}mean=[0.5]",
+                f"{encoder}std=[0.5]", f"--data.train_dir={train_dir}", "--data.val_dir=null",
                 f"--trainer.default_root_dir={self.root / 'wm'}", f"--data.cache_dir={self.root / 'cache'}"]
 
     def shard_fit(self, urls: str, *extra: str) -> list[str]:

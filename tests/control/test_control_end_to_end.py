@@ -17,6 +17,7 @@ from jepa_control.planners import (
 )
 from jepa_control.predictor import ActionConditionedPredictor, block_causal_mask
 from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
+from tests.conftest import tiny_frozen_encoder
 
 SMALL = TwoRoomsConfig(img_size=16)
 
@@ -111,7 +112,7 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
         return x[rows], y[rows]
 
     path, _, data = tiny_control
-    model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+    model = WorldModel(tiny_frozen_encoder(path), embed_dim=32, depth=1, num_heads=2, context=2,
                        rollout_steps=2, warmup_steps=1, motion=True, whiten=True, loss="mse", position_readout=True,
                        training_latents=data.training_latents)
     trainer = tiny_trainer(path / "white", max_steps=3)
@@ -147,8 +148,8 @@ def test_position_weight_adds_the_read_out_error_of_the_predictions(tiny_control
 
     path, _, data = tiny_control
     with pytest.raises(ConfigError, match="position_readout"):
-        WorldModel(str(path / "encoder"), pool_grid=2, position_weight=1.0)
-    model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+        WorldModel(tiny_frozen_encoder(path), position_weight=1.0)
+    model = WorldModel(tiny_frozen_encoder(path), embed_dim=32, depth=1, num_heads=2, context=2,
                        rollout_steps=2, warmup_steps=1, position_readout=True, position_weight=0.5,
                        training_latents=data.training_latents)
     tiny_trainer(path / "posw", max_steps=2).fit(model, data)
@@ -181,14 +182,14 @@ def test_rollout_loss_starts_from_rollout_history_true_frames(tiny_control):
     path, _, _ = tiny_control
     latents, actions = torch.randn(3, 5, 4, 32), torch.rand(3, 4, 2)
     for k in (1, 2):
-        model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+        model = WorldModel(tiny_frozen_encoder(path), embed_dim=32, depth=1, num_heads=2, context=2,
                            rollout_steps=3, rollout_history=k)
         preds, targets = model.rolled_out(latents, actions)
         assert torch.allclose(preds[:, 0], latents[:, k - 1], atol=1e-6) and torch.equal(targets, latents[:, k : k + 3])
     with pytest.raises(ConfigError, match="too short"):
         model.losses({"latents": latents[:, :4], "actions": actions[:, :3]})  # 2 + 3 frames needed
     with pytest.raises(ConfigError, match="rollout_history"):
-        WorldModel(str(path / "encoder"), pool_grid=2, context=2, rollout_history=3)
+        WorldModel(tiny_frozen_encoder(path), context=2, rollout_history=3)
 
 
 def test_ridge_fit_returns_the_linear_map_in_raw_coordinates():
@@ -213,15 +214,39 @@ def test_gate_stops_training_when_the_encoder_cannot_see_the_agent(tiny_control)
         data.prepare(model.frozen_encoder)
 
 
+def test_world_model_checkpoint_plans_without_its_encoders_file(tiny_control):
+    """The world model's checkpoint records its encoder's architecture, normalisation and pooling beside the
+    weights, so it loads (and encodes frames the same) after the encoder's file has moved; a checkpoint with neither
+    that record nor an encoder path is refused naming the key."""
+    from jepa.checkpoint import load_checkpoint
+    from jepa_control import WorldModel
+
+    path, model, _ = tiny_control
+    ckpt = load_checkpoint(path / "wm.ckpt")
+    assert ckpt["frozen_encoder_settings"]["architecture"]["embed_dim"] == 32
+    assert not {"encoder_ckpt", "pool_grid", "mean"} & set(ckpt["hyper_parameters"])
+    (path / "encoder").rename(path / "moved")
+    loaded = WorldModel.from_checkpoint(str(path / "wm.ckpt"))
+    frames = torch.randint(0, 256, (1, 2, 16, 16, 3), dtype=torch.uint8)
+    assert torch.equal(loaded.encode(frames), model.eval().encode(frames))
+    assert loaded.frozen_encoder.pool_grid == 2 and loaded.frozen_encoder.source == str(path / "encoder")
+    del ckpt["frozen_encoder_settings"]
+    torch.save(ckpt, path / "bare.ckpt")
+    with pytest.raises(ConfigError, match="bare.ckpt is not a world-model checkpoint .*no frozen_encoder_settings"):
+        WorldModel.from_checkpoint(str(path / "bare.ckpt"))
+
+
 def test_jepa_fit_hands_the_world_model_its_training_latents(tiny_control):
-    """Through `jepa fit` the datamodule encodes with the model's frozen encoder (linked settings) and hands the
+    """Through `jepa fit` the datamodule encodes with the model's frozen encoder (the same module) and hands the
     model the training latents it measures its whitening on: no module reads the other through the trainer."""
     from jepa.checkpoint import load_checkpoint
     from jepa.cli import main
     from jepa_control.latent_stats import whitening
 
     path, _, data = tiny_control
-    code = main(["fit", "--model", "jepa_control.WorldModel", "--model.encoder_ckpt", str(path / "encoder"),
+    code = main(["fit", "--model", "jepa_control.WorldModel",
+                 "--model.frozen_encoder", "jepa_control.FrozenEncoder.from_checkpoint",
+                 "--model.frozen_encoder.path", str(path / "encoder"), "--model.frozen_encoder.pool_grid", "2",
                  "--model.embed_dim", "16", "--model.depth", "1", "--model.num_heads", "2", "--model.whiten", "true",
                  "--model.rollout_steps", "2", "--data", "jepa_control.LatentTrajectoryDataModule",
                  "--data.train_dir", str(path / "train"), "--data.window", "3", "--data.batch_size", "8",
@@ -240,7 +265,7 @@ def test_statistics_need_the_training_latents(tiny_control):
     from tests.conftest import tiny_trainer
 
     path, _, data = tiny_control
-    model = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=16, depth=1, num_heads=2, whiten=True)
+    model = WorldModel(tiny_frozen_encoder(path), embed_dim=16, depth=1, num_heads=2, whiten=True)
     with pytest.raises(ConfigError, match="training latents"):
         tiny_trainer(path / "none", max_steps=1).fit(model, data)
 
@@ -315,7 +340,7 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
                                       batch_size=8, gate_min_r2=0.0, cache_dir=str(path / "cache"))
     data.prepare(model.frozen_encoder)
     assert len(data.train_set.latents) == 12 + 3
-    second = WorldModel(str(path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2,
+    second = WorldModel(tiny_frozen_encoder(path), embed_dim=32, depth=1, num_heads=2, context=2,
                         rollout_steps=2, warmup_steps=1)
     tiny_trainer(path, max_steps=2).fit(second, data)
     assert main(["collect", "--policy", "plan", "--episodes", "1", "--out", str(path / "x")]) == 2  # no world model

@@ -117,7 +117,7 @@ def test_push_t_goal_image_is_the_block_on_the_goal():
 def test_collect_and_plan_one_step(env, tmp_path):
     from jepa.export import export_encoder
     from jepa.vit import VisionTransformer
-    from jepa_control import WorldModel
+    from jepa_control import FrozenEncoder, WorldModel
 
     episodes = list(collect(env, "noisy", 2, 3, seed=0))
     frames, actions, proprio = episodes[0][1]["frames"], episodes[0][1]["actions"], episodes[0][1]["proprio"]
@@ -125,7 +125,8 @@ def test_collect_and_plan_one_step(env, tmp_path):
     assert actions.shape == (3, 2) and np.abs(actions).max() <= 1 and proprio.shape == (4, 2)
     torch.manual_seed(0)
     export_encoder(VisionTransformer(SIZE, 8, 3, 32, 1, 2), tmp_path / "encoder", {"kind": "test"}, None)
-    model = WorldModel(str(tmp_path / "encoder"), pool_grid=2, embed_dim=32, depth=1, num_heads=2, context=2)
+    frozen = FrozenEncoder.from_checkpoint(str(tmp_path / "encoder"), pool_grid=2, mean=(0.5,) * 3, std=(0.25,) * 3)
+    model = WorldModel(frozen, embed_dim=32, depth=1, num_heads=2, context=2)
     model.frozen_encoder.check_frames(env.observation_shape)
     agent = lambda seed: MPCAgent(LatentModel(model), CEM(3, 2, samples=8, iterations=1, elites=2), GoalCost())  # noqa: E731
     result = run_episodes(env, agent, episodes=1, seeds=[0], budget=1)

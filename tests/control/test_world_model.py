@@ -47,6 +47,25 @@ def test_fold_concatenates_each_block_of_the_finer_grid_into_one_token():
         FrozenEncoder(encoder, mean, std, pool_grid=3, fold=2)
 
 
+def test_frozen_encoder_normalises_frames_as_its_checkpoint_recorded(tmp_path):
+    """FrozenEncoder.from_checkpoint takes the normalisation the encoder was pretrained with from its file; mean and
+    std given override it; a file that records none, with none given, is refused in one line."""
+    from jepa.export import export_encoder
+    from jepa.vit import VisionTransformer
+    from jepa_control.encoding import FrozenEncoder
+
+    encoder = VisionTransformer(16, 4, 3, 8, 1, 2)
+    export_encoder(encoder, tmp_path / "recorded", {}, None, [0.1, 0.2, 0.3], [0.4, 0.5, 0.6])
+    export_encoder(encoder, tmp_path / "bare", {}, None)
+    frozen = FrozenEncoder.from_checkpoint(str(tmp_path / "recorded"), pool_grid=2)
+    assert torch.allclose(frozen.mean.flatten(), torch.tensor([0.1, 0.2, 0.3]))
+    assert torch.allclose(frozen.std.flatten(), torch.tensor([0.4, 0.5, 0.6]))
+    given = FrozenEncoder.from_checkpoint(str(tmp_path / "recorded"), pool_grid=2, mean=[0.5] * 3, std=[0.25] * 3)
+    assert given.mean.flatten().tolist() == [0.5] * 3 and given.std.flatten().tolist() == [0.25] * 3
+    with pytest.raises(ConfigError, match="records no input normalisation: give the frozen encoder's mean and std"):
+        FrozenEncoder.from_checkpoint(str(tmp_path / "bare"), pool_grid=2)
+
+
 def test_world_model_learns_a_linear_system():
     g = torch.Generator().manual_seed(0)
     d = 6
@@ -132,7 +151,7 @@ def test_mse_loss_pays_for_the_expected_move_where_l1_settles_on_nothing_moves(t
     from jepa_control import WorldModel
 
     with pytest.raises(ConfigError, match="model.loss = 'huber': choose one of"):
-        WorldModel(str(tmp_path / "unused"), loss="huber")
+        WorldModel(None, loss="huber")
 
 
 def test_whitening_keeps_the_top_directions_when_asked():
