@@ -14,6 +14,7 @@ once.
 """
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 
@@ -97,6 +98,22 @@ def motion_clips(root: str | None = None, train_limit: int = 0, test_limit: int 
 
 
 CLIP_DATASETS = {"moving_fmnist": moving_fmnist_clips, "motion_fmnist": motion_clips}
+
+
+def clip_dataset(name: str):
+    """The builder of a clip dataset: one of CLIP_DATASETS, or the dotted path of a function with their signature
+    defined in another package (jepa_control.clip_labels.trajectory_clips: the control environments' episodes),
+    imported by name at run time as a config's class_path is, so eval imports no package above it; None when
+    `name` is neither."""
+    if name in CLIP_DATASETS:
+        return CLIP_DATASETS[name]
+    module, _, function = name.rpartition(".")
+    if not module:
+        return None
+    try:
+        return getattr(importlib.import_module(module), function, None)
+    except ImportError:
+        return None
 
 
 def check_clip_compatible(encoder: nn.Module, data: ClipProbeData, source: str,

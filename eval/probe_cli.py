@@ -16,6 +16,7 @@ from pathlib import Path
 from eval.clip_probe import (
     CLIP_DATASETS,
     check_clip_compatible,
+    clip_dataset,
     clip_table,
     probe_clip_rows,
 )
@@ -54,7 +55,8 @@ def parser():
                    help="which encoder of the checkpoint: target_encoder (the EMA one, default) or encoder")
     p.add_argument("--data", type=str, default="fashion_mnist",
                    help=f"probe dataset: {', '.join(DATASETS)} (images), {', '.join(CLIP_DATASETS)} (clips: linear, "
-                        "kNN and attentive probes on every label)")
+                        "kNN and attentive probes on every label), or a clip dataset function's dotted path, e.g. "
+                        "jepa_control.clip_labels.trajectory_clips (--data_root: the env's data folder)")
     p.add_argument("--data_root", type=str | None, default=None, help="dataset folder (default: the Debian package's)")
     p.add_argument("--garment", type=int | None, default=None,
                    help="moving_fmnist: garment side in pixels (default: the checkpoint's pretraining `data.garment`, "
@@ -105,9 +107,11 @@ def main(argv: list[str]) -> int:
     cfg = p.parse_args(argv)
     init = p.instantiate_classes(cfg)
     started = time.time()
-    if cfg.data not in DATASETS and cfg.data not in CLIP_DATASETS:
+    clips = None if cfg.data in DATASETS else clip_dataset(cfg.data)
+    if cfg.data not in DATASETS and clips is None:
         raise ConfigError(f"--data {cfg.data!r} is not a probe dataset: choose one of "
-                          f"{', '.join([*DATASETS, *CLIP_DATASETS])}")
+                          f"{', '.join([*DATASETS, *CLIP_DATASETS])}, or the dotted path of a clip dataset function "
+                          "(e.g. jepa_control.clip_labels.trajectory_clips)")
     if cfg.which not in ("target_encoder", "encoder"):
         raise ConfigError(f"--which must be target_encoder or encoder, got {cfg.which!r}")
     ckpt = Path(cfg.ckpt)
@@ -115,9 +119,9 @@ def main(argv: list[str]) -> int:
     if ckpt.exists():  # (a missing checkpoint is named by the loader)
         check_results_folder("--out", out, cfg.overwrite)
     ran = {"command": "jepa probe " + shlex.join(argv), "date": time.strftime("%Y-%m-%d")}
-    if cfg.data in CLIP_DATASETS:
+    if clips is not None:
         cfg.protocols = cfg.protocols or ["avg"]
-        return clip_main(cfg, init, ckpt, out, started, ran)
+        return clip_main(cfg, init, ckpt, out, started, ran, clips)
     cfg.protocols = cfg.protocols or ["avg", "flat"]
     data = DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit)
 
@@ -157,7 +161,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def clip_main(cfg, init, ckpt: Path, out: Path, started: float, ran: dict) -> int:
+def clip_main(cfg, init, ckpt: Path, out: Path, started: float, ran: dict, make_clips) -> int:
     """`jepa probe --data <clip dataset>`: linear and kNN probes on time-pooled clip tokens and attentive probes on
     all of them, for every label; rows: the checkpoint's encoder, --references (e.g. an image encoder applied frame
     by frame) and the same architecture at random init."""
@@ -165,7 +169,7 @@ def clip_main(cfg, init, ckpt: Path, out: Path, started: float, ran: dict) -> in
     num_frames = encoder.num_frames if encoder.is_video else 8
     # the clips the encoder was pretrained on, unless told otherwise
     garment = hparams["data"].get("garment") if cfg.garment is None else cfg.garment
-    data = CLIP_DATASETS[cfg.data](cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
+    data = make_clips(cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
                                    size=encoder.img_size, seed=cfg.seed, garment=garment)
     check_clip_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
     rows = encoder_rows(cfg, ckpt, encoder, hparams,
