@@ -233,7 +233,8 @@ def clip_table(results: dict[str, dict], labels) -> str:
                                               for label, probe in columns) + " |")
     lines += ["", "- linear, knn: on the clip's tokens averaged over space within each time slot (tubelet or frame), "
               "the slots concatenated in order"]
-    lines += [f"- linear/{protocol}, knn/{protocol}: the same with each slot pooled by {protocol} ({PROTOCOLS[protocol]})"
+    lines += [f"- linear/{protocol}, knn/{protocol}: the same with each slot pooled by {protocol} "
+              f"({PROTOCOLS[protocol]})"
               for protocol in PROTOCOLS if protocol != "avg" and any(p.endswith("/" + protocol) for p in probes)]
     lines += ["- attentive: one learned query, one cross-attention block, linear "
               "head, on all clip tokens (an image encoder's frame-wise tokens carry a sin-cos embedding of their "

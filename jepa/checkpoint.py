@@ -74,4 +74,5 @@ def load_encoder(path: str | os.PathLike, which: str = "target_encoder",
     from jepa.export import recorded_normalisation
 
     data = dict(ckpt.get("datamodule_hyper_parameters") or {})
-    return encoder.eval().requires_grad_(False), {**hparams, "data": data, "normalisation": recorded_normalisation(ckpt)}
+    normalisation = recorded_normalisation(ckpt)
+    return encoder.eval().requires_grad_(False), {**hparams, "data": data, "normalisation": normalisation}

@@ -89,8 +89,9 @@ class WorldModel(L.LightningModule):
             saved with the checkpoint.
     """
 
-    def __init__(self, frozen_encoder: FrozenEncoder, action_dim: int = 2, embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2,
-                 rollout_steps: int = 3, rollout_weight: float = 1.0, rollout_history: int = 1, motion: bool = False,
+    def __init__(self, frozen_encoder: FrozenEncoder, action_dim: int = 2, embed_dim: int = 64, depth: int = 3,
+                 num_heads: int = 4, context: int = 2, rollout_steps: int = 3, rollout_weight: float = 1.0,
+                 rollout_history: int = 1, motion: bool = False,
                  whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False,
                  position_weight: float = 0.0, loss: str = "l1",
                  lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100,
@@ -215,14 +216,16 @@ class WorldModel(L.LightningModule):
         return self.frozen_encoder(frames)
 
     @classmethod
-    def from_checkpoint(cls, path: str, encoder_ckpt: str | None = None, ckpt: dict | None = None) -> "WorldModel":
+    def from_checkpoint(cls, path: str, encoder_ckpt: str | None = None) -> "WorldModel":
         """A trained world model, strictly loaded with weights_only=True, from its checkpoint alone. A checkpoint
         written before world models recorded their encoder's settings names the encoder's file instead: its
-        architecture is read from there, or from `encoder_ckpt` where that file moved. `ckpt`: the checkpoint
-        already read from `path`."""
+        architecture is read from there, or from `encoder_ckpt` where that file moved."""
         from jepa.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(path) if ckpt is None else ckpt
+        ckpt = load_checkpoint(path)
+        if not isinstance(ckpt, dict):
+            raise ConfigError(f"{path} is not a world-model checkpoint of this project (it holds a "
+                              f"{type(ckpt).__name__})")
         hparams = dict(ckpt.get("hyper_parameters") or {})
         encoder = saved_encoder(ckpt.get(ENCODER_KEY), hparams, path, encoder_ckpt)
         ckpt = {**ckpt, "hyper_parameters": hparams}

@@ -46,7 +46,8 @@ def test_a_video_encoder_pretrained_on_trajectory_clips_feeds_the_world_model(ti
     assert torch.allclose(latents[0], F.layer_norm(pooled, pooled.shape[-1:]), atol=1e-5)
     code = main(["fit", "--model", "jepa_control.WorldModel",
                  "--model.frozen_encoder", "jepa_control.FrozenEncoder.from_checkpoint",
-                 "--model.frozen_encoder.path", str(ckpt), "--model.frozen_encoder.pool_grid", "2", "--model.embed_dim", "16", "--model.depth", "1", "--model.num_heads", "2",
+                 "--model.frozen_encoder.path", str(ckpt), "--model.frozen_encoder.pool_grid", "2",
+                 "--model.embed_dim", "16", "--model.depth", "1", "--model.num_heads", "2",
                  "--model.rollout_steps", "2", "--data", "jepa_control.LatentTrajectoryDataModule",
                  "--data.train_dir", str(path / "train"), "--data.window", "3", "--data.batch_size", "8",
                  "--data.gate_min_r2", "0", "--data.cache_dir", str(path / "cache"), "--trainer.max_steps", "1",
