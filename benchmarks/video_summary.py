@@ -1,6 +1,8 @@
 """Gather `jepa probe` clip results (one results.json per seed) into benchmarks/results/video/summary.json and its
 .md twin: labels -> LABEL -> PROBE -> ENCODER -> [one accuracy per seed], with the command, hardware and date of
 every run it read. PROBE is linear, knn or attentive, and linear/P, knn/P for the other time poolings P a run probed.
+Results of several clip datasets (motion clips, the control environments' episodes) are gathered per dataset
+(`datasets -> NAME -> seeds, clips, runs`) into the one `labels` map.
 
     python benchmarks/video_summary.py runs/vjepa_motion_fmnist/probe/results.json \
         runs/vjepa_motion_fmnist_s1/probe/results.json runs/vjepa_motion_fmnist_s2/probe/results.json
@@ -117,35 +119,46 @@ def mean_std(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", nargs="+", help="jepa probe results.json of a clip dataset, one per seed")
+    p.add_argument("results", nargs="+", help="jepa probe results.json of a clip dataset, one per seed (several "
+                                              "datasets may be given: each gathers its own seeds)")
     p.add_argument("--out", default="benchmarks/results/video/summary.json")
     p.add_argument("--plan", nargs=3, action="append", default=[], metavar=("ENV", "ENCODER", "RESULTS"),
-                   help="a jepa plan results.json planning ENV with ENCODER's world model (repeatable)")
+                   help="a jepa plan results.json planning ENV with ENCODER's world model (repeatable); without any, "
+                        "the planning rows of the summary already at --out are kept")
     args = p.parse_args(argv)
-    records = []
+    by_dataset: dict[str, list[tuple[str, dict]]] = {}
     for path in args.results:
         try:
-            records.append(json.loads(Path(path).read_text()))
+            record = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigError(f"{path}: not a readable jepa probe results.json ({err})") from err
-        if "clips" not in records[-1]:
+        if "clips" not in record:
             raise ConfigError(f"{path}: not a clip probe's results (no 'clips' key): run jepa probe --data <clips>")
-    datasets = {r["clips"]["dataset"] for r in records}
-    if len(datasets) != 1:
-        raise ConfigError(f"the results mix clip datasets: {', '.join(sorted(datasets))}")
-    labels = gather(records)
-    summary = {"dataset": datasets.pop(), "seeds": len(records), "labels": labels, "planning": planning(args.plan),
-               "clips": records[0]["clips"],
-               "runs": [{"results": path, "checkpoint": r["checkpoint"], "wall_time_s": r["wall_time_s"],
-                         "hardware": r["provenance"]["hardware"], "date": r.get("date"),
-                         "command": r.get("command")} for path, r in zip(args.results, records)]}
+        by_dataset.setdefault(record["clips"]["dataset"], []).append((path, record))
+    labels: dict = {}
+    datasets: dict = {}
+    for name, runs in by_dataset.items():
+        shared = set(gather([r for _, r in runs])) & set(labels)
+        if shared:
+            raise ConfigError(f"label {sorted(shared)[0]!r} comes from two clip datasets; summarise them apart")
+        labels.update(gather([r for _, r in runs]))
+        datasets[name] = {"seeds": len(runs), "clips": runs[0][1]["clips"], "labels": runs[0][1]["labels"],
+                          "runs": [{"results": path, "checkpoint": r["checkpoint"], "wall_time_s": r["wall_time_s"],
+                                    "hardware": r["provenance"]["hardware"], "date": r.get("date"),
+                                    "command": r.get("command")} for path, r in runs]}
     out = Path(args.out)
+    plans = planning(args.plan)
+    if not args.plan and out.is_file():
+        plans = json.loads(out.read_text()).get("planning") or {}
+    summary = {"labels": labels, "planning": plans, "datasets": datasets}
     write_json(out, summary)
-    md = (f"# Video probes: {summary['dataset']}, {len(records)} seed(s)\n\n{table(labels, len(records))}\n\n"
-          + plan_table(summary["planning"]) +
-          "Accuracy on the test clips, mean +- std over seeds; the last column is the paired difference (points, per "
-          "seed). Runs:\n" + "\n".join(f"- `{r['results']}` ({r['checkpoint']}, {r['date']})" for r in
-                                       summary["runs"]) + "\n")
+    sections = []
+    for name, d in datasets.items():
+        mine = {label: labels[label] for label in d["labels"]}
+        sections.append(f"## {name}, {d['seeds']} seed(s)\n\n{table(mine, d['seeds'])}\n\nRuns:\n" + "\n".join(
+            f"- `{r['results']}` ({r['checkpoint']}, {r['date']})" for r in d["runs"]))
+    md = ("# Video probes\n\nAccuracy on the test clips, mean +- std over seeds; the last column is the paired "
+          "difference (points, per seed).\n\n" + "\n\n".join(sections) + "\n\n" + plan_table(plans))
     write_text(out.with_suffix(".md"), md)
     print(md + f"\nwrote {out} and {out.with_suffix('.md')}")
     return 0

@@ -265,8 +265,8 @@ def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tm
                                                      "ijepa_framewise": [0.3, 0.3]}
     assert summary["labels"]["motion"]["knn"]["vjepa"] == [0.25, 0.3]
     assert summary["labels"]["motion"]["linear/avg+2x2"]["random_init"] == [0.05, 0.075]  # other time poolings kept
-    assert summary["planning"] == {} and [r["command"] for r in summary["runs"]] == ["jepa probe --seed 0",
-                                                                                    "jepa probe --seed 1"]
+    runs = summary["datasets"]["motion_fmnist"]["runs"]
+    assert summary["planning"] == {} and [r["command"] for r in runs] == ["jepa probe --seed 0", "jepa probe --seed 1"]
     assert "+30.0 (+30.0 / +30.0)" in out.with_suffix(".md").read_text()  # paired vjepa - random_init
 
     def plan(name, success, execute=1):
@@ -290,6 +290,18 @@ def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tm
     cmd[-1] = plan("c", 0.8, execute=2)  # planned with other settings: not comparable, refused in one line
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "different settings: execute" in proc.stderr.strip().splitlines()[-1]
+    # a second clip dataset gathers its own seeds into the same labels map; the planning rows stay without --plan
+    other = json.loads(paths[0].read_text())
+    other["clips"]["dataset"], other["labels"] = "trajectory_clips", ["action"]
+    other["rows"] = {"jepa": {"action": {"linear": {"test_acc": 0.7}}}}
+    paths.append(tmp_path / "other.json")
+    paths[-1].write_text(json.dumps(other))
+    subprocess.run([sys.executable, str(SCRIPT.parent / "video_summary.py"), *map(str, paths), "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    summary = json.loads(out.read_text())
+    assert summary["labels"]["action"]["linear"]["vjepa"] == [0.7]
+    assert summary["datasets"]["trajectory_clips"]["seeds"] == 1 and summary["datasets"]["motion_fmnist"]["seeds"] == 2
+    assert summary["planning"]["two_rooms"]["vjepa"]["success"] == 0.8
 
 
 def test_recipe_summary_means_seeds_pairs_margins_and_keeps_other_sections(tmp_path):
