@@ -169,8 +169,8 @@ def clip_main(cfg, init, ckpt: Path, out: Path, started: float, ran: dict, make_
     num_frames = encoder.num_frames if encoder.is_video else 8
     # the clips the encoder was pretrained on, unless told otherwise
     garment = hparams["data"].get("garment") if cfg.garment is None else cfg.garment
-    data = make_clips(cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames,
-                                   size=encoder.img_size, seed=cfg.seed, garment=garment)
+    data = make_clips(cfg.data_root, cfg.train_limit, cfg.test_limit, num_frames=num_frames, size=encoder.img_size,
+                      seed=cfg.seed, garment=garment)
     check_clip_compatible(encoder, data, f"{ckpt} [{cfg.which}]")
     rows = encoder_rows(cfg, ckpt, encoder, hparams,
                         lambda enc, hp, src: check_clip_compatible(enc, data, src, hp["data"].get("garment")))
