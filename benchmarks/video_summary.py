@@ -138,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     labels: dict = {}
     datasets: dict = {}
     for name, runs in by_dataset.items():
-        shared = set(gather([r for _, r in runs])) & set(labels)
+        gathered = gather([r for _, r in runs])
+        shared = set(gathered) & set(labels)
         if shared:
             raise ConfigError(f"label {sorted(shared)[0]!r} comes from two clip datasets; summarise them apart")
-        labels.update(gather([r for _, r in runs]))
+        labels.update(gathered)
         datasets[name] = {"seeds": len(runs), "clips": runs[0][1]["clips"], "labels": runs[0][1]["labels"],
                           "runs": [{"results": path, "checkpoint": r["checkpoint"], "wall_time_s": r["wall_time_s"],
                                     "hardware": r["provenance"]["hardware"], "date": r.get("date"),
