@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from eval.attentive_probe import AttentiveProbeConfig, attentive_probe
 from eval.feature_cache import FeatureCache
-from eval.features import PROTOCOLS, pool
+from eval.features import PROTOCOLS, check_protocols, pool
 from eval.knn import knn_accuracy
 from eval.linear_probe import LinearProbeConfig, linear_probe
 from jepa.errors import ConfigError
@@ -111,9 +111,10 @@ def clip_dataset(name: str):
     if not module:
         return None
     try:
-        return getattr(importlib.import_module(module), function, None)
+        found = getattr(importlib.import_module(module), function, None)
     except ImportError:
         return None
+    return found if callable(found) else None
 
 
 def check_clip_compatible(encoder: nn.Module, data: ClipProbeData, source: str,
@@ -183,9 +184,7 @@ def probe_clip_rows(rows, data: ClipProbeData, attentive: AttentiveProbeConfig |
     `linear` on the tokens time-pooled by each of `protocols`, `knn` (an eval.probe.KnnConfig) by those of them in
     its `protocols`, `attentive` on all clip tokens. Returns row -> {label: {probe_name(...): result dict},
     "seconds": ..., "tokens": ...}."""
-    for protocol in protocols:
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown probe protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
+    check_protocols(protocols)
     cache = cache or FeatureCache(None)
     results = {}
     for row in rows:

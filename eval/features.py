@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from jepa.errors import ConfigError
+
 PROTOCOLS = {
     "avg": "global average of the patch tokens (the I-JEPA literature's standard)",
     "flat": "all patch tokens, flattened (spatial)",
@@ -55,6 +57,13 @@ def pixel_tokens(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     p = patch_size
     x = x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
     return x.reshape(n, (h // p) * (w // p), c * p * p)
+
+
+def check_protocols(protocols) -> None:
+    """Refuse an unknown probe protocol before any encoding, naming it and the known ones."""
+    for protocol in protocols:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"unknown probe protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
 
 
 def pool(tokens: torch.Tensor, protocol: str) -> torch.Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 
 from eval.attentive_probe import AttentiveProbeConfig, attentive_probe
 from eval.feature_cache import FeatureCache
-from eval.features import PROTOCOLS, encode_tokens, pixel_tokens, pool
+from eval.features import PROTOCOLS, check_protocols, encode_tokens, pixel_tokens, pool
 from eval.knn import knn_accuracy
 from eval.linear_probe import LinearProbeConfig, linear_probe
 from jepa.errors import ConfigError
@@ -162,9 +162,7 @@ def probe_rows(rows: list[Row], data: ProbeData, protocols=("avg", "flat"), laye
                batch_size: int = 256, seed: int = 0, log=print) -> dict[str, dict]:
     """Every probe on every row. Returns row name -> {"linear": {protocol: result}, "knn": {protocol: acc},
     "attentive": result, "seconds": {...}} plus, under "_predictions", test predictions for the plots."""
-    for p in protocols:
-        if p not in PROTOCOLS:
-            raise ConfigError(f"unknown probe protocol {p!r}: choose from {', '.join(PROTOCOLS)}")
+    check_protocols(protocols)
     linear, knn = linear or LinearProbeConfig(), knn or KnnConfig()
     attentive = attentive or AttentiveConfig(enabled=False)
     cache = cache or FeatureCache(None)

@@ -103,14 +103,6 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         """Encode with this FrozenEncoder (a model's own: one copy of the weights, read once)."""
         self.encoder = encoder
 
-    def build_encoder(self):
-        """The frozen encoder this datamodule was handed."""
-        if self.encoder is None:
-            raise ConfigError("LatentTrajectoryDataModule has no encoder: `jepa fit` hands it the model's (a "
-                              "jepa_control WorldModel's, actor's or energy's); in Python call "
-                              "use_encoder(model.frozen_encoder)")
-        return self.encoder
-
     def _training_data(self) -> dict:
         self.setup()
         return {"latents": self.train_set.latents, "positions": self.train_set.positions}
@@ -131,8 +123,13 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
         return {"latents": latents, "actions": data["actions"].float(), "positions": data["proprio"].float()}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.prepare(self.build_encoder())
+        if self.train_set is not None:
+            return
+        if self.encoder is None:
+            raise ConfigError("LatentTrajectoryDataModule has no encoder: `jepa fit` hands it the model's (a "
+                              "jepa_control WorldModel's, actor's or energy's); in Python call "
+                              "use_encoder(model.frozen_encoder)")
+        self.prepare(self.encoder)
 
     def prepare(self, encoder) -> None:
         """Encode the data with `encoder` (a FrozenEncoder) and run the gate."""

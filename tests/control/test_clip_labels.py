@@ -69,3 +69,4 @@ def test_jepa_probe_reads_a_clip_dataset_by_its_dotted_path(tmp_path):
     assert record["labels"] == ["action", "velocity"] and record["clips"]["dataset"] == "trajectory_clips"
     assert 0.0 <= record["rows"]["jepa"]["action"]["linear"]["test_acc"] <= 1.0
     assert main([*args, "--data", "jepa_control.clip_labels.no_such_function", "--overwrite", "true"]) == 2
+    assert main([*args, "--data", "jepa_control.clip_labels.HEADINGS", "--overwrite", "true"]) == 2  # not a function
