@@ -13,8 +13,10 @@ the seconds of its first snapshot at or above it (so at most one snapshot interv
   1e-3 -> 1e-6, weight decay 0.04 -> 0.4, EMA 0.996 -> 1, 4 targets of scale 0.15-0.2) at our quickstart's ViT
   (128 x 4, patch 4, predictor 64 x 3) and augmentation, for --official_epochs epochs.
 
-Arms and probes are resumable steps: an arm whose snapshots are complete is not trained again, a probed snapshot is
-not probed again (`probes.json`), so the measurement may span several sittings. Time only on an idle machine.
+Arms and probes are resumable steps: an arm whose snapshots are complete is not trained again, the official arm
+continues from its saved state after a stop (SIGTERM / SIGINT save it; its seconds count training sittings only), a
+probed snapshot is not probed again (`probes.json`), so the measurement may span several sittings. Time only on an
+idle machine.
 
     python benchmarks/time_to_accuracy.py --reference ../ijepa --out runs/time_to_accuracy --summary
 """
@@ -25,6 +27,7 @@ import copy
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,12 +112,28 @@ def official_models(reference: str, seed: int):
     return encoder, predictor, copy.deepcopy(encoder).requires_grad_(False)
 
 
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, skip: int = 0) -> list[list[int]]:
+    """The epoch's shuffled batches of `batch_size` indices (the last partial one dropped) from batch `skip` on: the
+    order depends on (seed, epoch) only, so a resumed epoch continues the order it started."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    return [order[i:i + batch_size] for i in range(skip * batch_size, n - batch_size + 1, batch_size)]
+
+
+def ignore_stop_signals(_worker_id: int) -> None:
+    """A data worker's start: a stop signal sent to the whole process group (Ctrl-C, `timeout`) is the main
+    process's to handle after its step; a worker dying of it would crash the main process mid-step instead."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def train_official(reference: str, folder: Path, epochs: int, every: int, seed: int, limit_train: int = 0,
-                   batch_size: int = 256) -> None:
-    """The official train.py loop at the paper recipe (see the module docstring), single process, fp32."""
+                   batch_size: int = 256) -> bool:
+    """The official train.py loop at the paper recipe (see the module docstring), single process, fp32. Resumable:
+    every snapshot also saves the arm's state (`state.pt`: weights, optimizer, step, seconds trained), SIGTERM / SIGINT
+    save it after the current step and stop, and a later call continues from it (schedules advanced to the saved step,
+    the epoch's data order continued, seconds counted on from the saved ones). True once the arm is complete."""
     start = time.time()
     encoder, predictor, target = official_models(reference, seed)
-    save_snapshot(folder, 0, time.time() - start, OFFICIAL_ARCH, target.state_dict())  # the arm's random init
     from src.helper import init_opt  # noqa: PLC0415 - the official code, on path since official_models
     from src.masks.multiblock import MaskCollator
     from src.utils.tensors import apply_masks, repeat_interleave_batch
@@ -130,16 +149,45 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
     collator = MaskCollator(input_size=(a["img_size"], a["img_size"]), patch_size=a["patch_size"],
                             enc_mask_scale=(0.85, 1.0), pred_mask_scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5),
                             nenc=1, npred=4, min_keep=4, allow_overlap=False)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                                         num_workers=1, collate_fn=collator,
-                                         generator=torch.Generator().manual_seed(seed))
-    ipe = len(loader)
+    ipe = len(dataset) // batch_size
     total = ipe * epochs
     optimizer, _, lr_schedule, wd_schedule = init_opt(encoder, predictor, ipe, start_lr=2e-4, ref_lr=1e-3,
                                                       warmup=0.1 * epochs, num_epochs=epochs, wd=0.04, final_wd=0.4,
                                                       final_lr=1e-6, ipe_scale=1.0)
-    step = 0
-    for _ in range(epochs):
+    modules = {"encoder": encoder, "predictor": predictor, "target": target, "optimizer": optimizer}
+    state_path, step, trained = folder / "state.pt", 0, 0.0
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["total"] != total:
+            raise SystemExit(f"{state_path} is an arm of {state['total']} steps, not {total}: give the same "
+                             "--official_epochs and --limit_train, or delete the folder")
+        for name, module in modules.items():
+            module.load_state_dict(state[name])
+        step, trained = state["step"], state["seconds"]
+        print(f"official arm: resuming at step {step} of {total} ({trained:.0f} s trained)", flush=True)
+    else:
+        save_snapshot(folder, 0, time.time() - start, OFFICIAL_ARCH, target.state_dict())  # the arm's random init
+    for _ in range(step):
+        lr_schedule.step()
+        wd_schedule.step()
+    collator._itr_counter.value = step - 1  # its masks go on from the saved step's
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+
+    def save(snapshot: bool) -> None:
+        seconds = trained + time.time() - start
+        if snapshot:
+            save_snapshot(folder, step, seconds, OFFICIAL_ARCH, target.state_dict())
+        state = {"step": step, "total": total, "seconds": seconds,
+                 **{name: module.state_dict() for name, module in modules.items()}}
+        atomic_write(state_path, lambda tmp: torch.save(state, tmp))
+
+    while step < total:
+        epoch, skip = divmod(step, ipe)
+        batches = epoch_batches(len(dataset), batch_size, seed, epoch, skip)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=1, collate_fn=collator,
+                                             worker_init_fn=ignore_stop_signals, generator=torch.Generator().manual_seed(seed * 100_003 + step))
         for (imgs, *_), masks_enc, masks_pred in loader:
             lr_schedule.step()
             wd_schedule.step()
@@ -160,7 +208,12 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
             if not math.isfinite(loss.item()):
                 raise SystemExit(f"official arm: non-finite loss at step {step}")
             if step % every == 0 or step == total:
-                save_snapshot(folder, step, time.time() - start, OFFICIAL_ARCH, target.state_dict())
+                save(snapshot=True)
+            if stop and step < total:
+                save(snapshot=False)
+                print(f"official arm: stopped at step {step} of {total}, state saved; run again to resume", flush=True)
+                return False
+    return True
 
 
 def probe_snapshot(snapshot: dict, path: Path, limit: int = 0) -> float:
@@ -224,16 +277,17 @@ def main() -> None:
         folder = out / "snapshots" / arm
         if (folder / "done").exists():
             continue  # trained in an earlier sitting
-        if folder.exists() and any(folder.iterdir()):
+        if arm not in ("ours", "official"):
+            raise SystemExit(f"--arms: unknown arm {arm!r} (ours, official)")
+        resumable = arm == "official" and (folder / "state.pt").exists()
+        if folder.exists() and any(folder.iterdir()) and not resumable:
             raise SystemExit(f"{folder} holds an unfinished arm (its times would not be comparable): delete it")
         folder.mkdir(parents=True, exist_ok=True)
         if arm == "ours":
             train_ours(args.config, folder, args.every_ours, args.seed, args.limit_train)
-        elif arm == "official":
-            train_official(args.reference, folder, args.official_epochs, args.every_official, args.seed,
-                           args.limit_train)
-        else:
-            raise SystemExit(f"--arms: unknown arm {arm!r} (ours, official)")
+        elif not train_official(args.reference, folder, args.official_epochs, args.every_official, args.seed,
+                                args.limit_train):
+            return  # stopped with its state saved
         (folder / "done").write_text("")
     cache = out / "probes.json"
     probes = json.loads(cache.read_text()) if cache.exists() else {}

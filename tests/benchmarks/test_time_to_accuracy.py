@@ -78,3 +78,32 @@ def test_the_official_arm_asks_for_a_checkout(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--arms", "official", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--reference"):
         time_to_accuracy.main()
+
+
+def test_a_resumed_epoch_continues_the_order_it_started():
+    from benchmarks.time_to_accuracy import epoch_batches
+
+    whole = epoch_batches(10, 3, seed=0, epoch=2)
+    assert len(whole) == 3 and all(len(b) == 3 for b in whole)  # the partial last batch dropped
+    assert len({i for b in whole for i in b}) == 9  # no index twice
+    assert epoch_batches(10, 3, seed=0, epoch=2, skip=1) == whole[1:]
+    assert epoch_batches(10, 3, seed=0, epoch=3) != whole and epoch_batches(10, 3, seed=1, epoch=2) != whole
+
+
+def test_only_the_official_arm_with_a_saved_state_resumes(monkeypatch, tmp_path):
+    import sys
+
+    from benchmarks import time_to_accuracy
+
+    folder = tmp_path / "snapshots" / "official"
+    folder.mkdir(parents=True)
+    (folder / "step000000000.pt").write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(time_to_accuracy, "train_official", lambda *args: calls.append(args) or False)
+    monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--arms", "official", "--reference", "x",
+                                      "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="unfinished arm"):  # snapshots without a state: times not comparable
+        time_to_accuracy.main()
+    (folder / "state.pt").write_bytes(b"")
+    time_to_accuracy.main()  # resumed; stopped again before the end
+    assert len(calls) == 1 and not (folder / "done").exists()
