@@ -32,6 +32,7 @@ class VideoMasks:
 
 SHORT_RANGE = {"num_blocks": 8, "spatial_scale": (0.15, 0.15), "temporal_scale": (1.0, 1.0), "aspect": (0.75, 1.5)}
 LONG_RANGE = {"num_blocks": 2, "spatial_scale": (0.7, 0.7), "temporal_scale": (1.0, 1.0), "aspect": (0.75, 1.5)}
+TEMPORAL_ANCHORS = ("any", "end")
 
 
 class MultiBlock3DMaskSampler:
@@ -39,8 +40,11 @@ class MultiBlock3DMaskSampler:
 
     Args:
         configs: per configuration, `num_blocks`, `spatial_scale` [min, max] (fraction of the h x w grid per block),
-            `temporal_scale` [min, max] (fraction of the time steps a block spans; V-JEPA: 1.0) and `aspect`
-            [min, max] (height / width). Default: V-JEPA's short-range and long-range configurations.
+            `temporal_scale` [min, max] (fraction of the time steps a block spans; V-JEPA: 1.0), `aspect`
+            [min, max] (height / width) and `temporal_anchor`: `any` (V-JEPA: a block starts at any time step that
+            fits) or `end` (every block ends at the last time step: the context is the past, the target the future,
+            which only velocity predicts, where a block in the middle can be interpolated from both sides). Default:
+            V-JEPA's short-range and long-range configurations.
         min_keep: fewest context tokens an image may keep; images with fewer are redrawn.
         max_tries: redraws before a last resort (targets given back to the context until min_keep is reached).
     """
@@ -51,17 +55,22 @@ class MultiBlock3DMaskSampler:
             raise ConfigError("model.mask_sampler.configs must hold at least one mask configuration")
         self.configs = []
         for i, cfg in enumerate(configs):
-            unknown = set(cfg) - {"num_blocks", "spatial_scale", "temporal_scale", "aspect"}
+            unknown = set(cfg) - {"num_blocks", "spatial_scale", "temporal_scale", "aspect", "temporal_anchor"}
             if unknown:
                 raise ConfigError(f"model.mask_sampler.configs[{i}] has unknown keys {sorted(unknown)}")
             n = int(cfg.get("num_blocks", 1))
             if n < 1:
                 raise ConfigError(f"model.mask_sampler.configs[{i}].num_blocks must be >= 1, got {n}")
+            anchor = cfg.get("temporal_anchor", "any")
+            if anchor not in TEMPORAL_ANCHORS:
+                raise ConfigError(f"model.mask_sampler.configs[{i}].temporal_anchor must be one of "
+                                  f"{', '.join(TEMPORAL_ANCHORS)}, got {anchor!r}")
             self.configs.append({
                 "num_blocks": n,
                 "spatial_scale": _check_range(f"configs[{i}].spatial_scale", cfg.get("spatial_scale", (0.15, 0.15)), 0.0, 1.0),
                 "temporal_scale": _check_range(f"configs[{i}].temporal_scale", cfg.get("temporal_scale", (1.0, 1.0)), 0.0, 1.0),
                 "aspect": _check_range(f"configs[{i}].aspect", cfg.get("aspect", (0.75, 1.5)), 0.0, math.inf),
+                "temporal_anchor": anchor,
             })
         if min_keep < 1:
             raise ConfigError(f"model.mask_sampler.min_keep must be >= 1, got {min_keep}")
@@ -86,7 +95,8 @@ class MultiBlock3DMaskSampler:
         def start(extent: int, block: int) -> torch.Tensor:
             return (torch.rand(shape, generator=generator, device=device) * (extent - block + 1)).long().clamp_(max=extent - block)
 
-        t0, r0, c0 = start(t, bt), start(h, bh), start(w, bw)
+        t0 = start(t, bt) if cfg["temporal_anchor"] == "any" else torch.full(shape, t - bt, device=device)
+        r0, c0 = start(h, bh), start(w, bw)
 
         def inside(extent: int, first: torch.Tensor, block: int) -> torch.Tensor:  # [n, blocks, extent]
             pos = torch.arange(extent, device=device)

@@ -67,3 +67,21 @@ def test_min_keep_and_bad_configs():
         MultiBlock3DMaskSampler([{"blocks": 2}])
     with pytest.raises(ConfigError, match="spatial_scale"):
         MultiBlock3DMaskSampler([{**LONG_RANGE, "spatial_scale": (0.0, 0.5)}])
+
+
+def test_end_anchored_blocks_make_the_future_the_target():
+    half = {"num_blocks": 2, "spatial_scale": (0.3, 0.3), "temporal_scale": (0.5, 0.5), "aspect": (1.0, 1.0)}
+    g = torch.Generator().manual_seed(3)
+    anywhere = MultiBlock3DMaskSampler([half])
+    future = MultiBlock3DMaskSampler([{**half, "temporal_anchor": "end"}])
+    size = future.block_size(future.configs[0], GRID, [0.0, 0.0, 0.0])
+    assert size[0] == 2  # half of the 4 time steps
+    masked_steps = future.target_mask(future.configs[0], 64, GRID, size, g).flatten(2).any(2)  # [64, t]
+    assert not masked_steps[:, :2].any() and masked_steps[:, 2:].all()  # the past is context, the last 2 steps target
+    starts = anywhere.target_mask(anywhere.configs[0], 64, GRID, size, g).flatten(2).any(2)
+    assert starts[:, 0].any() and starts[:, 1:3].all(1).any()  # the default also masks the start and the middle
+    (m,) = future(8, GRID, g)
+    t_of = m.target // (GRID[1] * GRID[2])
+    assert t_of.min() >= 2  # the sampler's own targets lie in the last two time steps
+    with pytest.raises(ConfigError, match="temporal_anchor"):
+        MultiBlock3DMaskSampler([{**half, "temporal_anchor": "start"}])
