@@ -107,6 +107,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                 ("width_192", "192 wide", ["--model.embed_dim=192"]),
                                 ("depth_2", "2 deep", ["--model.depth=2"]),
                                 ("depth_6", "6 deep", ["--model.depth=6"]))},
+    # augmentation and regulariser knobs of the kept recipe: the multi-view term dominates its loss, so how strongly
+    # the views differ and how hard SIGReg spreads them may matter more than the I-JEPA knobs above
+    **{f"batch_64_sigreg_0.001_views_2_w3_{name}": (f"the 2-view recipe (weight 3), {what}", [*KEPT, *args])
+       for name, what, args in (("crop_0.14", "crops of 14-100 % of the image", ["--data.crop_scale=[0.14,1.0]"]),
+                                ("crop_0.08", "crops of 8-100 % of the image", ["--data.crop_scale=[0.08,1.0]"]),
+                                ("view_sigreg_0.2", "SIGReg's share of the multi-view term 0.2",
+                                 ["--model.view_sigreg_share=0.2"]),
+                                ("wd_0.04", "weight decay held at 0.04", ["--model.final_weight_decay=0.04"]))},
     # Not a knob of the paper: the shared-context speed option (docs/performance.md) changes the predictor's
     # computation, so it needs the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
     "shared_context": ("shared-context predictor (a speed option)", ["--model.predictor_shared_context=true"]),
@@ -122,7 +130,9 @@ SAME_COST_AS = {"batch_64_sigreg_0.001_ema_0.999": "batch_64_sigreg_0.001",
                 "batch_64_sigreg_0.05_pooled_1": "batch_64_sigreg_0.001",  # SIGReg's cost is the same at any weight
                 "batch_64_sigreg_0.001_views_2_w3": "batch_64_sigreg_0.001_views_2",
                 "batch_64_sigreg_0.001_views_2_w10": "batch_64_sigreg_0.001_views_2",
-                "batch_64_sigreg_0.001_views_2_w3_lr_2e-3": "batch_64_sigreg_0.001_views_2"}
+                "batch_64_sigreg_0.001_views_2_w3_lr_2e-3": "batch_64_sigreg_0.001_views_2",
+                **{f"batch_64_sigreg_0.001_views_2_w3_{knob}": "batch_64_sigreg_0.001_views_2"
+                   for knob in ("crop_0.14", "crop_0.08", "view_sigreg_0.2", "wd_0.04")}}
 
 
 def seconds_per_step(short: tuple[int, float], long: tuple[int, float]) -> float:
