@@ -114,6 +114,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                 ("crop_0.08", "crops of 8-100 % of the image", ["--data.crop_scale=[0.08,1.0]"]),
                                 ("view_sigreg_0.2", "SIGReg's share of the multi-view term 0.2",
                                  ["--model.view_sigreg_share=0.2"]),
+                                ("view_sigreg_0.5", "SIGReg's share of the multi-view term 0.5",
+                                 ["--model.view_sigreg_share=0.5"]),
                                 ("wd_0.04", "weight decay held at 0.04", ["--model.final_weight_decay=0.04"]))},
     # Not a knob of the paper: the shared-context speed option (docs/performance.md) changes the predictor's
     # computation, so it needs the same seeds-deep probe A/B as any recipe change before a recipe may turn it on.
@@ -132,7 +134,7 @@ SAME_COST_AS = {"batch_64_sigreg_0.001_ema_0.999": "batch_64_sigreg_0.001",
                 "batch_64_sigreg_0.001_views_2_w10": "batch_64_sigreg_0.001_views_2",
                 "batch_64_sigreg_0.001_views_2_w3_lr_2e-3": "batch_64_sigreg_0.001_views_2",
                 **{f"batch_64_sigreg_0.001_views_2_w3_{knob}": "batch_64_sigreg_0.001_views_2"
-                   for knob in ("crop_0.14", "crop_0.08", "view_sigreg_0.2", "wd_0.04")}}
+                   for knob in ("crop_0.14", "crop_0.08", "view_sigreg_0.2", "view_sigreg_0.5", "wd_0.04")}}
 
 
 def seconds_per_step(short: tuple[int, float], long: tuple[int, float]) -> float:
