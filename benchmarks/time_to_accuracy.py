@@ -171,9 +171,6 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
         lr_schedule.step()
         wd_schedule.step()
     collator._itr_counter.value = step - 1  # its masks go on from the saved step's
-    stop = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.append(True))
 
     def save(snapshot: bool) -> None:
         seconds = trained + time.time() - start
@@ -183,36 +180,44 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
                  **{name: module.state_dict() for name, module in modules.items()}}
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))
 
-    while step < total:
-        epoch, skip = divmod(step, ipe)
-        batches = epoch_batches(len(dataset), batch_size, seed, epoch, skip)
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=1, collate_fn=collator,
-                                             worker_init_fn=ignore_stop_signals, generator=torch.Generator().manual_seed(seed * 100_003 + step))
-        for (imgs, *_), masks_enc, masks_pred in loader:
-            lr_schedule.step()
-            wd_schedule.step()
-            with torch.no_grad():
-                h = target(imgs)
-                h = F.layer_norm(h, (h.size(-1),))
-                h = repeat_interleave_batch(apply_masks(h, masks_pred), len(h), repeat=len(masks_enc))
-            z = predictor(encoder(imgs, masks_enc), masks_enc, masks_pred)
-            loss = F.smooth_l1_loss(z, h)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            m = 0.996 + step * (1.0 - 0.996) / total  # the official linear EMA schedule
-            with torch.no_grad():
-                for q, k in zip(encoder.parameters(), target.parameters()):
-                    k.mul_(m).add_((1.0 - m) * q.detach())
-            step += 1
-            if not math.isfinite(loss.item()):
-                raise SystemExit(f"official arm: non-finite loss at step {step}")
-            if step % every == 0 or step == total:
-                save(snapshot=True)
-            if stop and step < total:
-                save(snapshot=False)
-                print(f"official arm: stopped at step {step} of {total}, state saved; run again to resume", flush=True)
-                return False
+    stop = []
+    previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while step < total:
+            epoch, skip = divmod(step, ipe)
+            batches = epoch_batches(len(dataset), batch_size, seed, epoch, skip)
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=1, collate_fn=collator,
+                                                 worker_init_fn=ignore_stop_signals,
+                                                 generator=torch.Generator().manual_seed(seed * 100_003 + step))
+            for (imgs, *_), masks_enc, masks_pred in loader:
+                lr_schedule.step()
+                wd_schedule.step()
+                with torch.no_grad():
+                    h = target(imgs)
+                    h = F.layer_norm(h, (h.size(-1),))
+                    h = repeat_interleave_batch(apply_masks(h, masks_pred), len(h), repeat=len(masks_enc))
+                z = predictor(encoder(imgs, masks_enc), masks_enc, masks_pred)
+                loss = F.smooth_l1_loss(z, h)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                m = 0.996 + step * (1.0 - 0.996) / total  # the official linear EMA schedule
+                with torch.no_grad():
+                    for q, k in zip(encoder.parameters(), target.parameters()):
+                        k.mul_(m).add_((1.0 - m) * q.detach())
+                step += 1
+                if not math.isfinite(loss.item()):
+                    raise SystemExit(f"official arm: non-finite loss at step {step}")
+                if step % every == 0 or step == total:
+                    save(snapshot=True)
+                if stop and step < total:
+                    save(snapshot=False)
+                    print(f"official arm: stopped at step {step} of {total}, state saved; run again to resume",
+                          flush=True)
+                    return False
+    finally:  # after the arm, Ctrl-C stops the probes again
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return True
 
 
