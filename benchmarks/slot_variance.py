@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from eval.clip_probe import clip_tokens, motion_clips, time_slots  # noqa: E402
+from eval.clip_probe import motion_clips, time_pooled_features, time_slots  # noqa: E402
 from eval.probe import random_init_row  # noqa: E402
 from jepa.checkpoint import load_encoder  # noqa: E402
 
@@ -32,10 +32,10 @@ def within_clip_share(features: torch.Tensor) -> float:
 
 
 def slot_features(encoder, clips: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 clips [N, T, C, H, W] -> each time slot's tokens averaged over space [N, S, D] (no frame embedding)."""
-    tokens = clip_tokens(encoder, clips, mean, std, frame_positions=False, progress=False)
-    n, _, d = tokens.shape
-    return tokens.view(n, time_slots(encoder, clips.shape[1]), -1, d).mean(2)
+    """uint8 clips [N, T, C, H, W] -> the clip probes' time-pooled features, one row per slot [N, S, D] (an image
+    encoder's frame embedding is a constant per slot, which within_clip_share centres away)."""
+    features = time_pooled_features(encoder, clips, mean, std, progress=False)
+    return features.view(len(clips), time_slots(encoder, clips.shape[1]), -1)
 
 
 def main() -> None:
