@@ -42,6 +42,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.recipe_summary import RESULTS, markdown  # noqa: E402
+from data.resumable import KeyedDataset, ResumableSampler  # noqa: E402
 from jepa.checkpoint import load_strict  # noqa: E402
 from jepa.io import atomic_write, write_json, write_text  # noqa: E402
 from jepa.provenance import cpu_model  # noqa: E402
@@ -112,11 +113,14 @@ def official_models(reference: str, seed: int):
     return encoder, predictor, copy.deepcopy(encoder).requires_grad_(False)
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, skip: int = 0) -> list[list[int]]:
-    """The epoch's shuffled batches of `batch_size` indices (the last partial one dropped) from batch `skip` on: the
-    order depends on (seed, epoch) only, so a resumed epoch continues the order it started."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-    return [order[i:i + batch_size] for i in range(skip * batch_size, n - batch_size + 1, batch_size)]
+def arm_loader(dataset, batch_size: int, seed: int, step: int, collate_fn, num_workers: int = 1):
+    """The rest of the epoch that `step` falls in, in that epoch's seeded order (data.resumable's sampler over
+    (epoch, index) keys), so a resumed arm trains on the batches and crops an unbroken one would have."""
+    epoch, skip = divmod(step, len(dataset) // batch_size)
+    sampler = ResumableSampler(dataset, 1, 0, seed, {"epoch": epoch, "consumed": skip * batch_size})
+    sampler.set_epoch(epoch)
+    return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, drop_last=True, num_workers=num_workers,
+                                       collate_fn=collate_fn, worker_init_fn=ignore_stop_signals)
 
 
 def ignore_stop_signals(_worker_id: int) -> None:
@@ -145,7 +149,8 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
     images, labels = load_split(find_root(None), "train")
     if limit_train:
         images, labels = images[:limit_train], labels[:limit_train]
-    dataset = TensorImageDataset(images, labels, train_transform(a["img_size"], (0.3, 1.0), True, MEAN, STD))
+    transform = train_transform(a["img_size"], (0.3, 1.0), True, MEAN, STD)
+    dataset = KeyedDataset(TensorImageDataset(images, labels), transform, seed)  # crops keyed: a resume redraws them
     collator = MaskCollator(input_size=(a["img_size"], a["img_size"]), patch_size=a["patch_size"],
                             enc_mask_scale=(0.85, 1.0), pred_mask_scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5),
                             nenc=1, npred=4, min_keep=4, allow_overlap=False)
@@ -184,12 +189,7 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
     previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while step < total:
-            epoch, skip = divmod(step, ipe)
-            batches = epoch_batches(len(dataset), batch_size, seed, epoch, skip)
-            loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=1, collate_fn=collator,
-                                                 worker_init_fn=ignore_stop_signals,
-                                                 generator=torch.Generator().manual_seed(seed * 100_003 + step))
-            for (imgs, *_), masks_enc, masks_pred in loader:
+            for (imgs, *_), masks_enc, masks_pred in arm_loader(dataset, batch_size, seed, step, collator):
                 lr_schedule.step()
                 wd_schedule.step()
                 with torch.no_grad():

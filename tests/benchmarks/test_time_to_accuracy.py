@@ -80,14 +80,22 @@ def test_the_official_arm_asks_for_a_checkout(monkeypatch, tmp_path):
         time_to_accuracy.main()
 
 
-def test_a_resumed_epoch_continues_the_order_it_started():
-    from benchmarks.time_to_accuracy import epoch_batches
+def test_a_resumed_arm_trains_on_the_batches_and_crops_an_unbroken_one_would():
+    from benchmarks.time_to_accuracy import arm_loader
+    from data.fashion_mnist import TensorImageDataset
+    from data.resumable import KeyedDataset
 
-    whole = epoch_batches(10, 3, seed=0, epoch=2)
-    assert len(whole) == 3 and all(len(b) == 3 for b in whole)  # the partial last batch dropped
-    assert len({i for b in whole for i in b}) == 9  # no index twice
-    assert epoch_batches(10, 3, seed=0, epoch=2, skip=1) == whole[1:]
-    assert epoch_batches(10, 3, seed=0, epoch=3) != whole and epoch_batches(10, 3, seed=1, epoch=2) != whole
+    images = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1)
+    dataset = KeyedDataset(TensorImageDataset(images, torch.zeros(10)), lambda x: x + torch.rand(()), seed=0)
+
+    def batches(step: int) -> list[torch.Tensor]:
+        return [b[0].flatten() for b in arm_loader(dataset, 3, 0, step, None, num_workers=0)]
+
+    whole = batches(6)  # epoch 2 (3 batches of 3 a epoch, the partial last one dropped)
+    assert len(whole) == 3 and len({int(v) for b in whole for v in b}) == 9  # no image twice
+    resumed = batches(7)
+    assert len(resumed) == 2 and all(torch.equal(r, w) for r, w in zip(resumed, whole[1:]))  # same images, crops
+    assert not torch.equal(torch.cat(batches(3)), torch.cat(whole))  # another epoch, another order
 
 
 def test_only_the_official_arm_with_a_saved_state_resumes(monkeypatch, tmp_path):
