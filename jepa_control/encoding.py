@@ -19,14 +19,16 @@ from jepa.errors import ConfigError
 class FrozenEncoder(nn.Module):
     """encode(frames uint8 [B, T, H, W, C]) -> latents [B, T, G*G, D*F*F]: the encoder's last-layer patch tokens,
     average-pooled to (G*F) x (G*F) (G = pool_grid, or the encoder's own grid when pool_grid is 0; F = fold),
-    layer-normed without affine parameters (the targets of the world model's L1 loss, as in V-JEPA 2-AC), each
-    F x F block then concatenated into one token."""
+    layer-normed without affine parameters (the targets of the world model's L1 loss, as in V-JEPA 2-AC; not with
+    layer_norm false: a pixel world model's latents, kept in scale by SIGReg instead), each F x F block then
+    concatenated into one token."""
 
     def __init__(self, encoder: nn.Module, mean, std, pool_grid: int = 4, source: str = "encoder",
-                 fold: int = 1) -> None:
+                 fold: int = 1, layer_norm: bool = True) -> None:
         super().__init__()
         self.encoder = encoder.eval().requires_grad_(False)
         self.source, self.pool_grid, self.fold = source, pool_grid or encoder.grid, fold
+        self.layer_norm = layer_norm
         if fold < 1 or encoder.grid % (self.pool_grid * fold):
             raise ConfigError(f"pool_grid {pool_grid} x fold {fold} must divide the encoder's "
                               f"{encoder.grid}x{encoder.grid} grid")
@@ -56,7 +58,7 @@ class FrozenEncoder(nn.Module):
         the normalisation and the pooling; its weights travel in the state dict of the module that holds it."""
         return {"architecture": self.encoder.architecture, "mean": self.mean.flatten().tolist(),
                 "std": self.std.flatten().tolist(), "pool_grid": self.pool_grid, "fold": self.fold,
-                "source": self.source}
+                "source": self.source, "layer_norm": self.layer_norm}
 
     @classmethod
     def from_settings(cls, settings: dict) -> "FrozenEncoder":
@@ -64,7 +66,8 @@ class FrozenEncoder(nn.Module):
         from jepa.vit import VisionTransformer
 
         return cls(VisionTransformer(**settings["architecture"]), settings["mean"], settings["std"],
-                   settings["pool_grid"], source=settings["source"], fold=settings["fold"])
+                   settings["pool_grid"], source=settings["source"], fold=settings["fold"],
+                   layer_norm=settings.get("layer_norm", True))  # recorded since pixel world models exist
 
     @property
     def source_digest(self) -> str:
@@ -101,13 +104,15 @@ class FrozenEncoder(nn.Module):
         self.check_frames(frames.shape)
         b, t = frames.shape[:2]
         flat = frames.flatten(0, 1)
-        out = []
-        for start in range(0, len(flat), batch_size):
-            x = flat[start : start + batch_size].to(self.mean.device).permute(0, 3, 1, 2).float().div_(255)
-            tokens = self.encoder.encode(((x - self.mean) / self.std)[:, None])[:, 0]  # [n, N, D]
-            pooled = self.pool(tokens)
-            out.append(self.fold_blocks(F.layer_norm(pooled, pooled.shape[-1:])))
+        out = [self.embed(flat[start : start + batch_size]) for start in range(0, len(flat), batch_size)]
         return torch.cat(out).unflatten(0, (b, t))
+
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames [n, H, W, C] -> latents [n, G*G, D*F*F], with gradients to the encoder where it trains (a
+        pixel world model's; forward() is the frozen, batched path)."""
+        x = frames.to(self.mean.device).permute(0, 3, 1, 2).float().div_(255)
+        pooled = self.pool(self.encoder.encode(((x - self.mean) / self.std)[:, None])[:, 0])  # [n, N, D]
+        return self.fold_blocks(F.layer_norm(pooled, pooled.shape[-1:]) if self.layer_norm else pooled)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """[n, g*g, D] -> [n, (G*F)^2, D], row-major."""

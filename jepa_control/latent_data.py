@@ -15,34 +15,12 @@ from typing import Callable
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from jepa.errors import ConfigError
 from jepa.io import write_json
 from jepa_control.collect import read_trajectories, trajectory_shards
 from jepa_control.gate import held_out_r2, position_gate
-
-
-class LatentWindows(Dataset):
-    """Every window of `window` consecutive frames: dict(latents [W, N, D], actions [W-1, A]). `positions` (the
-    agent's recorded (x, y) per frame, [E, T, 2]) is kept for models that fit a read-out on the whole set."""
-
-    def __init__(self, latents: torch.Tensor, actions: torch.Tensor, window: int,
-                 positions: torch.Tensor | None = None) -> None:
-        e, t = latents.shape[:2]
-        if window > t:
-            raise ConfigError(f"data.window = {window} is longer than the episodes ({t} frames)")
-        self.latents, self.actions, self.window, self.per_episode = latents, actions, window, t - window + 1
-        self.positions = positions
-        self.length = e * self.per_episode
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> dict:
-        e, s = divmod(i, self.per_episode)
-        w = self.window
-        return {"latents": self.latents[e, s : s + w].float(), "actions": self.actions[e, s : s + w - 1]}
+from jepa_control.windows import EpisodeWindows, WindowLoaders, same_length
 
 
 class TrainingLatents:
@@ -66,7 +44,7 @@ class TrainingLatents:
         return self._data
 
 
-class LatentTrajectoryDataModule(L.LightningDataModule):
+class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
     """Latent windows of the episodes in train_dir / val_dir, encoded by the model's frozen encoder.
 
     Args:
@@ -105,7 +83,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
 
     def _training_data(self) -> dict:
         self.setup()
-        return {"latents": self.train_set.latents, "positions": self.train_set.positions}
+        return {"latents": self.train_set.values, "positions": self.train_set.positions}
 
     def encode_dir(self, encoder, path: str) -> dict:
         """Latents (fp32: one step's change is often below fp16's resolution, ~1e-3 at unit scale) and actions of
@@ -134,10 +112,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
     def prepare(self, encoder) -> None:
         """Encode the data with `encoder` (a FrozenEncoder) and run the gate."""
         parts = [self.encode_dir(encoder, d) for d in self.train_dirs]
-        lengths = {p["actions"].shape[1] for p in parts}
-        if len(lengths) > 1:
-            raise ConfigError(f"data.train_dir folders hold episodes of different lengths {sorted(lengths)}: collect "
-                              "them with the same --steps")
+        same_length(parts)
         train = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         val = self.encode_dir(encoder, self.val_dir) if self.val_dir else None
         if val is not None:  # fit on training episodes, score on held-out ones
@@ -154,14 +129,7 @@ class LatentTrajectoryDataModule(L.LightningDataModule):
             raise ConfigError(f"position gate failed: R^2 = {self.gate['r2']:.3f} < {self.gate_min_r2}; the frozen "
                               "encoder does not see the agent well enough to plan with (train it longer, pool less, "
                               "or set data.gate_min_r2 0 to go on anyway)")
-        self.train_set = LatentWindows(train["latents"], train["actions"], self.window, train["positions"])
-        self.val_set = LatentWindows(val["latents"], val["actions"], self.window) if val is not None else None
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(0))
-
-    def val_dataloader(self):
-        if self.val_set is None:
-            return []
-        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
+        self.train_set = EpisodeWindows("latents", train["latents"].float(), train["actions"], self.window,
+                                        train["positions"])
+        self.val_set = (EpisodeWindows("latents", val["latents"].float(), val["actions"], self.window)
+                        if val is not None else None)

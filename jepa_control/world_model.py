@@ -4,6 +4,8 @@ back), both L1 on layer-normed targets (V-JEPA 2-AC), optionally with a position
 """
 from __future__ import annotations
 
+import inspect
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -199,12 +201,12 @@ class WorldModel(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["latents"]))
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["actions"]))
         return losses["loss"]
 
     def validation_step(self, batch, batch_idx: int) -> None:
         losses = self.losses(batch)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["latents"]))
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["actions"]))
 
     def configure_optimizers(self):
         return adamw_cosine(self.predictor.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer,
@@ -217,9 +219,10 @@ class WorldModel(L.LightningModule):
 
     @classmethod
     def from_checkpoint(cls, path: str, encoder_ckpt: str | None = None) -> "WorldModel":
-        """A trained world model, strictly loaded with weights_only=True, from its checkpoint alone. A checkpoint
-        written before world models recorded their encoder's settings names the encoder's file instead: its
-        architecture is read from there, or from `encoder_ckpt` where that file moved."""
+        """A trained world model, strictly loaded with weights_only=True, from its checkpoint alone (a pixel world
+        model's too: its encoder is then frozen). A checkpoint written before world models recorded their encoder's
+        settings names the encoder's file instead: its architecture is read from there, or from `encoder_ckpt`
+        where that file moved."""
         from jepa.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(path)
@@ -228,6 +231,8 @@ class WorldModel(L.LightningModule):
                               f"{type(ckpt).__name__})")
         hparams = dict(ckpt.get("hyper_parameters") or {})
         encoder = saved_encoder(ckpt.get(ENCODER_KEY), hparams, path, encoder_ckpt)
-        ckpt = {**ckpt, "hyper_parameters": hparams}
+        # a pixel world model (jepa_control.pixel_world_model) also records how its encoder was trained
+        own = inspect.signature(cls.__init__).parameters
+        ckpt = {**ckpt, "hyper_parameters": {k: v for k, v in hparams.items() if k in own}}
         return load_module(path, cls, "a world-model", ("action_dim",), ckpt=ckpt,
                            modules={"frozen_encoder": encoder})

@@ -107,7 +107,7 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     from tests.conftest import tiny_trainer
 
     def readout_rows(windows):  # the rows the read-out is fitted on (all of them: fewer than its max_rows)
-        x, y = windows.latents.float().flatten(2).flatten(0, 1), windows.positions.float().flatten(0, 1)
+        x, y = windows.values.flatten(2).flatten(0, 1), windows.positions.float().flatten(0, 1)
         rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
         return x[rows], y[rows]
 
@@ -120,12 +120,12 @@ def test_whitened_motion_world_model_measures_its_data_and_round_trips(tiny_cont
     # the position read-out is the ridge fit of the recorded positions on the training latents
     alpha, _ = ridge_select(*readout_rows(data.train_set))
     weight, bias = ridge_fit(*readout_rows(data.train_set), alpha)
-    latents, positions = data.train_set.latents.float(), data.train_set.positions
+    latents, positions = data.train_set.values, data.train_set.positions
     expected = latents.flatten(2).double() @ weight + bias
     assert torch.allclose(model.read_position(latents).double(), expected, atol=1e-3)
     assert ((model.read_position(latents) - positions) ** 2).mean() < 0.1 * positions.var(dim=(0, 1)).mean()
     p = model.predictor
-    tokens = data.train_set.latents.float()
+    tokens = data.train_set.values
     white = (tokens - p.latent_mean) @ p.whitener
     var = torch.cov(white.flatten(0, 2).T).diagonal()
     assert ((var - 1).abs() < 1e-2).float().mean() > 0.5 and var.max() < 1.01  # floored directions fall below 1
@@ -255,7 +255,7 @@ def test_jepa_fit_hands_the_world_model_its_training_latents(tiny_control):
                  "--trainer.default_root_dir", str(path / "cli_wm")])
     assert code == 0
     state = load_checkpoint(str(next((path / "cli_wm").rglob("*.ckpt"))))["state_dict"]
-    _, whitener, _ = whitening(data.train_set.latents)  # the fixture's latents: the same encoder and data
+    _, whitener, _ = whitening(data.train_set.values)  # the fixture's latents: the same encoder and data
     assert torch.allclose(state["predictor.whitener"], whitener, atol=1e-4)
     assert "training_latents" not in load_checkpoint(str(next((path / "cli_wm").rglob("*.ckpt"))))["hyper_parameters"]
 
@@ -339,7 +339,7 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
     data = LatentTrajectoryDataModule([str(path / "train"), str(path / "planned")], str(path / "val"), window=3,
                                       batch_size=8, gate_min_r2=0.0, cache_dir=str(path / "cache"))
     data.prepare(model.frozen_encoder)
-    assert len(data.train_set.latents) == 12 + 3
+    assert len(data.train_set.values) == 12 + 3
     second = WorldModel(tiny_frozen_encoder(path), embed_dim=32, depth=1, num_heads=2, context=2,
                         rollout_steps=2, warmup_steps=1)
     tiny_trainer(path, max_steps=2).fit(second, data)

@@ -1,0 +1,43 @@
+"""Windows of raw frames and actions from collected trajectories, for a world model that trains its own encoder
+(jepa_control/pixel_world_model.py): the frames stay uint8 in memory and are encoded at every step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from jepa_control.collect import check_trajectory_dir, read_trajectories
+from jepa_control.windows import EpisodeWindows, WindowLoaders, same_length
+
+
+class PixelTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
+    """Frame windows of the episodes in train_dir / val_dir (trajectory shards of `jepa collect`).
+
+    Args:
+        train_dir: trajectory shards for training; a list of folders is read as one set (same episode length).
+        val_dir: trajectory shards for validation, optional.
+        window: frames per training window (>= the model's context + 1 and rollout_history + rollout_steps).
+        batch_size: windows per step.
+        num_workers: dataloader workers (the data is in memory: 0 is fastest).
+    """
+
+    def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 5, batch_size: int = 64,
+                 num_workers: int = 0) -> None:
+        super().__init__()
+        self.train_dirs = [train_dir] if isinstance(train_dir, (str, Path)) else list(train_dir)
+        for folder in self.train_dirs + ([val_dir] if val_dir else []):
+            check_trajectory_dir(folder)  # missing or unreadable data stops here, before any compute
+        self.val_dir, self.window, self.batch_size, self.num_workers = val_dir, window, batch_size, num_workers
+        self.train_set = self.val_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        parts = [read_trajectories(d) for d in self.train_dirs]
+        same_length(parts)
+        self.train_set = EpisodeWindows("frames", torch.cat([p["frames"] for p in parts]),
+                                        torch.cat([p["actions"] for p in parts]), self.window)
+        if self.val_dir:
+            val = read_trajectories(self.val_dir)
+            self.val_set = EpisodeWindows("frames", val["frames"], val["actions"], self.window)
