@@ -250,16 +250,27 @@ class Reacher(_MujocoAdapter):
 class PushT(GymAdapter):
     """Push-T (gym-pusht): a round pusher must push a T-shaped block onto the goal pose drawn in the frame.
     Actions move the pusher's PD target relative to where it is (by up to `reach` pixels of the 512-pixel table
-    per axis), so the same action means the same push everywhere. Positions are in table units (pixels / 512);
-    distance = 1 - coverage of the goal region by the block; success = coverage > 0.95 (the env's rule)."""
+    per axis), so the same action means the same push everywhere. Positions are in table units (pixels / 512).
+
+    success: "coverage", gym-pusht's rule: the block covers > 95 % of the goal region (distance = 1 - coverage);
+    or "pose", the rule of DINO-WM and stable-worldmodel (whose Push-T figures the offline-goal protocol compares
+    with): the pusher and the block's centre together within 20 table pixels of the goal state's (the norm of the
+    4-D difference; the block alone when the goal records no pusher, as the env's own draw does) and the block
+    turned less than 20 degrees from it (distance = that norm in table units)."""
 
     name = "push_t"
     frame_extent = (0.0, 1.0, 1.0, 0.0)  # the table in table units, y down as in the frame
-    success_rule = "final coverage of the goal by the block > 0.95 (Push-T's rule)"
+    SUCCESS_RULES = {"coverage": "final coverage of the goal by the block > 0.95 (Push-T's rule)",
+                     "pose": "final pusher and block within 20 table px of the goal state's, block within 20 degrees "
+                             "(DINO-WM's and stable-worldmodel's rule)"}
+    POSE_PIXELS, POSE_RADIANS = 20.0, np.pi / 9
     CONTACT_PIXELS, CONTACT_RADIANS = 0.5, 0.005  # a block pose change above these (table pixels, radians) is a push
 
     def __init__(self, img_size: int = 64, action_repeat: int = 1, max_steps: int = 100, reach: float = 64.0,
-                 **_) -> None:
+                 success: str = "coverage", **_) -> None:
+        if success not in self.SUCCESS_RULES:
+            raise ConfigError(f"push_t success = {success!r}: choose one of {', '.join(self.SUCCESS_RULES)}")
+        self.success, self.success_rule, self.goal_pusher = success, self.SUCCESS_RULES[success], None
         gym = _gymnasium()
         import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 
@@ -297,20 +308,36 @@ class PushT(GymAdapter):
         goal.space.step(goal.dt)
         return np.ascontiguousarray(goal._render(visualize=False))
 
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        self.goal_pusher = None  # the env's own goal is a block pose only
+        return super().reset(seed, options)
+
     def goal_state(self) -> np.ndarray:
-        """The block's pose (x, y, angle): Push-T's goal is a block pose."""
-        block = self.env.block
-        return np.array([*block.position, block.angle], np.float64)
+        """The block's pose (x, y, angle) and the pusher's position (x, y), in table pixels: Push-T's goal region is
+        the block pose; the pose rule also compares the pusher."""
+        block, pusher = self.env.block, self.env.agent
+        return np.array([*block.position, block.angle, *pusher.position], np.float64)
 
     def set_goal(self, state: np.ndarray) -> dict:
-        """The block pose becomes the goal region (drawn in every frame, and what coverage is measured on)."""
-        self.env.goal_pose = np.asarray(state, np.float64).copy()
+        """The block pose becomes the goal region (drawn in every frame, and what coverage is measured on); the
+        pusher's position, where the state has one, is what the pose rule compares the pusher with."""
+        state = np.asarray(state, np.float64)
+        self.env.goal_pose = state[:3].copy()
+        self.goal_pusher = state[3:5].copy() if len(state) >= 5 else None
         return self.info()
 
     def measure(self):
-        coverage = float(self.env._get_coverage())
         pos = np.asarray(self.env.agent.position, np.float64) / 512
-        return pos, np.asarray(self.env.goal_pose[:2], np.float64) / 512, 1.0 - coverage, coverage > 0.95
+        goal = np.asarray(self.env.goal_pose[:2], np.float64) / 512
+        if self.success == "coverage":
+            coverage = float(self.env._get_coverage())
+            return pos, goal, 1.0 - coverage, coverage > 0.95
+        now, target = self.goal_state(), np.asarray(self.env.goal_pose, np.float64)
+        offsets = [now[:2] - target[:2]] + ([now[3:5] - self.goal_pusher] if self.goal_pusher is not None else [])
+        off = float(np.linalg.norm(np.concatenate(offsets)))
+        turn = abs(now[2] - target[2]) % (2 * np.pi)
+        turn = min(turn, 2 * np.pi - turn)
+        return pos, goal, off / 512, off < self.POSE_PIXELS and turn < self.POSE_RADIANS
 
     def close(self) -> None:
         self.env.close()

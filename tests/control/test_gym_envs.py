@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from jepa.errors import ConfigError
 from jepa_control.collect import collect
 from jepa_control.cost import GoalCost
 from jepa_control.envs import make_env
@@ -68,7 +69,6 @@ def test_reacher_goal_pose_puts_the_fingertip_on_the_target():
 
 def test_reacher_torque_scale_scales_the_applied_torque_and_slows_the_arm():
     pytest.importorskip("mujoco")
-    from jepa.errors import ConfigError
 
     travelled = {}
     for scale in (1.0, 0.3):
@@ -163,3 +163,32 @@ def test_push_t_contacts_are_counted_when_the_block_moves_and_the_push_policy_ma
         assert sum(pushes) > sum(walks) and min(pushes) > 0, (pushes, walks)
     finally:
         env.close()
+
+
+def test_push_t_pose_rule_on_hand_made_final_states():
+    """The references' rule: pusher and block within 20 table px of the goal state's (4-D norm), block within 20
+    degrees; gym-pusht's coverage rule beside it judges the same block pose."""
+    pytest.importorskip("gym_pusht")
+    env = make_env("push_t", img_size=32, success="pose")
+    try:
+        env.reset(seed=3)
+        goal = np.array([300.0, 250.0, 1.0, 100.0, 400.0])  # block x, y, angle; pusher x, y (table px)
+        env.set_goal(goal)
+
+        def final(block_xy, angle, pusher_xy) -> dict:
+            env.env.block.angle = float(angle)  # turned before it is placed (PushT.goal_observation says why)
+            env.env.block.position = [float(v) for v in block_xy]
+            env.env.agent.position = [float(v) for v in pusher_xy]
+            return env.info()
+
+        assert final((300, 250), 1.0, (100, 400))["success"]
+        assert final((312, 250), 1.0 + np.radians(15), (100, 410))["success"]  # 15.6 px off in all, 15 degrees
+        assert not final((312, 250), 1.0, (100, 416))["success"]  # 20 px: each alone would pass, together not
+        assert not final((300, 250), 1.0 + np.radians(25), (100, 400))["success"]  # turned too far
+        assert final((300, 250), 1.0 + 2 * np.pi - np.radians(10), (100, 400))["success"]  # angles wrap
+        env.set_goal(goal[:3])  # no pusher in the goal (the env's own draw): the block alone is judged
+        assert final((310, 250), 1.0, (480, 20))["success"]
+    finally:
+        env.close()
+    with pytest.raises(ConfigError, match="success"):
+        make_env("push_t", img_size=32, success="area")
