@@ -17,6 +17,10 @@ from jepa_control.encoding import FrozenEncoder
 from jepa_control.optim import adamw_cosine
 from jepa_control.world_model import WorldModel
 
+# WorldModel's options measured on fixed latents, off here: the latents move as the encoder trains
+FIXED_LATENT_OPTIONS = {"motion": False, "whiten": False, "whiten_dims": 0, "position_readout": False,
+                        "position_weight": 0.0}
+
 
 class PixelWorldModel(WorldModel):
     """The world model of jepa_control/world_model.py over an encoder trained with it from pixels.
@@ -45,8 +49,10 @@ class PixelWorldModel(WorldModel):
                                fold=fold, layer_norm=False)
         frames.encoder.requires_grad_(True)  # frozen only once trained
         super().__init__(frames, action_dim, embed_dim, depth, num_heads, context, rollout_steps, rollout_weight,
-                         rollout_history, loss=loss, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps)
-        # WorldModel's save_hyperparameters() recorded this constructor's arguments beside its own
+                         rollout_history, loss=loss, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+                         **FIXED_LATENT_OPTIONS)
+        # recorded beside this constructor's arguments (under LightningCLI, save_hyperparameters() keeps only those)
+        self.hparams.update(FIXED_LATENT_OPTIONS)
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
         frames = batch["frames"]  # uint8 [B, W, H, W, C]

@@ -67,3 +67,23 @@ def test_sigreg_on_the_frame_embeddings_joins_the_prediction_loss(tiny_control):
     assert torch.allclose(losses["sigreg"], per_frame)
     grads = torch.autograd.grad(losses["sigreg"], list(model.frozen_encoder.encoder.parameters()), allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)  # it shapes the encoder
+
+
+def test_jepa_fit_trains_a_pixel_world_model_from_its_options(tiny_control):
+    """`jepa fit` builds the model from its options (the encoder's architecture as a dict) and the frame windows; the
+    checkpoint it writes plans as a WorldModel."""
+    from jepa.cli import main
+    from jepa_control.world_model import WorldModel
+
+    path = tiny_control[0]
+    code = main(["fit", "--model", "jepa_control.pixel_world_model.PixelWorldModel",
+                 "--model.encoder", '{"img_size": 16, "patch_size": 4, "in_chans": 3, "embed_dim": 16, "depth": 1, '
+                 '"num_heads": 2}', "--model.mean", "[0.24, 0.23, 0.21]", "--model.std", "[0.17, 0.16, 0.14]",
+                 "--model.embed_dim", "16", "--model.depth", "1", "--model.num_heads", "2",
+                 "--model.rollout_steps", "2", "--data", "jepa_control.pixel_data.PixelTrajectoryDataModule",
+                 "--data.train_dir", str(path / "train"), "--data.window", "3", "--data.batch_size", "8",
+                 "--trainer.max_steps", "1", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+                 "--trainer.default_root_dir", str(path / "cli_pixel")])
+    assert code == 0
+    loaded = WorldModel.from_checkpoint(str(next((path / "cli_pixel").rglob("*.ckpt"))))
+    assert loaded.frozen_encoder.encoder.embed_dim == 16 and loaded.frozen_encoder.mean.flatten()[0] == 0.24
