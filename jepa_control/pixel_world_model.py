@@ -45,8 +45,8 @@ class PixelWorldModel(WorldModel):
                  embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2, rollout_steps: int = 3,
                  rollout_weight: float = 1.0, rollout_history: int = 1, loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
-        frames = FrozenEncoder(VisionTransformer(**encoder), mean, std, pool_grid, source="trained with the world model",
-                               fold=fold, layer_norm=False)
+        frames = FrozenEncoder(VisionTransformer(**encoder), mean, std, pool_grid, fold=fold, layer_norm=False,
+                               source="trained with the world model")
         frames.encoder.requires_grad_(True)  # frozen only once trained
         super().__init__(frames, action_dim, embed_dim, depth, num_heads, context, rollout_steps, rollout_weight,
                          rollout_history, loss=loss, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
