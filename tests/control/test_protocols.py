@@ -83,7 +83,7 @@ def test_gym_env_goal_state_round_trips_through_set_goal(name):
         assert on_start["success"] and on_start["distance"] < 1e-6 + (name == "push_t") * 0.05
         assert np.array_equal(env.goal_observation(), env.render()) or name == "push_t"
         # a goal just outside each rule: PointMaze 0.45 maze units, the fingertip 0.02, Push-T 95 % coverage
-        moved = {"point_maze": [0.5, 0.0], "reacher": [0.0, 0.0, 0.03, 0.0], "push_t": [40.0, 0.0, 0.0]}[name]
+        moved = {"point_maze": [0.5, 0.0], "reacher": [0.0, 0.0, 0.03, 0.0], "push_t": [40.0, 0.0, 0.0, 0.0, 0.0]}[name]
         far = env.set_goal(start + np.array(moved))
         assert not far["success"] and far["distance"] > 0
     finally:
