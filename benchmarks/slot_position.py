@@ -7,8 +7,6 @@ and its random init. A linear probe reads motion from the concatenated slots onl
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,9 +15,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from eval.clip_probe import clip_tokens, labelled_splits, time_pooled, time_slots  # noqa: E402
-from eval.probe import random_init_row  # noqa: E402
-from jepa.checkpoint import load_encoder  # noqa: E402
+from benchmarks.slot_rows import slot_rows  # noqa: E402
+from eval.clip_probe import clip_tokens, motion_clips, time_pooled  # noqa: E402
 from jepa_control.gate import ridge_r2  # noqa: E402
 
 PROTOCOLS = ("avg", "avg+2x2")
@@ -39,38 +36,20 @@ def per_slot_r2(train_f: torch.Tensor, train_c: torch.Tensor, test_f: torch.Tens
             for s in range(train_f.shape[1])]
 
 
-def motion_clip_paths(train: int, test: int, num_frames: int = 8, size: int = 64):
-    """The clip probes' motion clips (data.motion_clips, seed 0: probe-training clips at offset 1000, test clips at
-    0) with every clip's garment path: {split: (uint8 clips [n, T, 1, H, W], corners [n, T + future, 2])}."""
-    from data.fashion_mnist import MEAN, STD
-    from data.motion_clips import MotionClips
-    from data.moving_fmnist import GARMENT
-
-    parts, _ = labelled_splits(None, train, test, lambda images, classes, n, offset: MotionClips(
-        images, classes, "eval", n, num_frames, size, seed=offset, garment=GARMENT), ("path",))
-    return {split: (clips, labels["path"]) for split, (clips, labels) in parts.items()}, MEAN, STD, GARMENT
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ckpts", nargs="+", help="`jepa fit` checkpoints (video or image encoders) of motion-clip runs")
-    p.add_argument("--clips", type=int, default=1000, help="probe-training clips, and as many test clips")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-init row of each architecture")
-    args = p.parse_args()
-    parts, mean, std, garment = motion_clip_paths(args.clips, args.clips)
-    num_frames = parts["train"][0].shape[1]
-    for ckpt in args.ckpts:
-        encoder, hparams = load_encoder(ckpt)
-        slots = time_slots(encoder, num_frames)
-        row = {"ckpt": ckpt, "slots": slots}
-        for name, enc in (("target", encoder), ("random_init", random_init_row(hparams, args.seed).encoder)):
-            tokens = {split: clip_tokens(enc, clips, mean, std, progress=False) for split, (clips, _) in parts.items()}
-            centres = {split: slot_centres(paths, num_frames, slots, garment) for split, (_, paths) in parts.items()}
-            for protocol in PROTOCOLS:
-                f = {split: time_pooled(t, slots, protocol).view(len(t), slots, -1) for split, t in tokens.items()}
-                row[f"{name}/{protocol}"] = per_slot_r2(f["train"], centres["train"], f["test"], centres["test"])
-        print(json.dumps(row), flush=True)
+def measure(encoder, data, slots: int) -> dict:
+    num_frames, garment = data.train_x.shape[1], data.source["garment"]
+    splits = {"train": (data.train_x, data.extras["train"]["path"]), "test": (data.test_x, data.extras["test"]["path"])}
+    tokens = {split: clip_tokens(encoder, clips, data.mean, data.std, progress=False)
+              for split, (clips, _) in splits.items()}
+    centres = {split: slot_centres(paths, num_frames, slots, garment) for split, (_, paths) in splits.items()}
+    row = {}
+    for protocol in PROTOCOLS:
+        f = {split: time_pooled(t, slots, protocol).view(len(t), slots, -1) for split, t in tokens.items()}
+        row[protocol] = per_slot_r2(f["train"], centres["train"], f["test"], centres["test"])
+    return row
 
 
 if __name__ == "__main__":
-    main()
+    # the clip probes' motion clips (seed 0), with each clip's garment path
+    slot_rows(__doc__, 1000, "probe-training clips, and as many test clips",
+              lambda clips: motion_clips(train_limit=clips, test_limit=clips, extra=("path",)), measure)

@@ -7,8 +7,6 @@ probe reads motion from concatenated slots only where they differ with the movin
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,9 +15,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from eval.clip_probe import motion_clips, time_pooled_features, time_slots  # noqa: E402
-from eval.probe import random_init_row  # noqa: E402
-from jepa.checkpoint import load_encoder  # noqa: E402
+from benchmarks.slot_rows import slot_rows  # noqa: E402
+from eval.clip_probe import motion_clips, time_pooled_features  # noqa: E402
 
 
 def within_clip_share(features: torch.Tensor) -> float:
@@ -31,27 +28,11 @@ def within_clip_share(features: torch.Tensor) -> float:
     return float(within / total)
 
 
-def slot_features(encoder, clips: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 clips [N, T, C, H, W] -> the clip probes' time-pooled features, one row per slot [N, S, D] (an image
-    encoder's frame embedding is a constant per slot, which within_clip_share centres away)."""
-    features = time_pooled_features(encoder, clips, mean, std, progress=False)
-    return features.view(len(clips), time_slots(encoder, clips.shape[1]), -1)
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ckpts", nargs="+", help="`jepa fit` checkpoints (video or image encoders) of motion-clip runs")
-    p.add_argument("--clips", type=int, default=500, help="motion test clips to measure on")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-init row of each architecture")
-    args = p.parse_args()
-    data = motion_clips(train_limit=10, test_limit=args.clips)
-    for ckpt in args.ckpts:
-        encoder, hparams = load_encoder(ckpt)
-        row = {"ckpt": ckpt, "slots": time_slots(encoder, data.test_x.shape[1])}
-        for name, enc in (("target", encoder), ("random_init", random_init_row(hparams, args.seed).encoder)):
-            row[name] = round(within_clip_share(slot_features(enc, data.test_x, data.mean, data.std)), 3)
-        print(json.dumps(row), flush=True)
+def measure(encoder, data, slots: int) -> dict:
+    features = time_pooled_features(encoder, data.test_x, data.mean, data.std, progress=False)
+    return {"within_clip_share": round(within_clip_share(features.view(len(features), slots, -1)), 3)}
 
 
 if __name__ == "__main__":
-    main()
+    slot_rows(__doc__, 500, "motion test clips to measure on",
+              lambda clips: motion_clips(train_limit=10, test_limit=clips), measure)

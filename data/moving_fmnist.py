@@ -184,7 +184,7 @@ def labelled_clips(clips, labels: tuple[str, ...]) -> tuple[torch.Tensor, dict[s
         frames.append(torch.from_numpy(clip).unsqueeze(1))
         for label in labels:
             values[label].append(info[label])
-    return torch.stack(frames), {label: torch.tensor(v) for label, v in values.items()}
+    return torch.stack(frames), {label: torch.as_tensor(np.asarray(v)) for label, v in values.items()}
 
 
 class ClipFrames(Dataset):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,7 +33,8 @@ from jepa.pos_embed import sincos_1d
 
 @dataclass
 class ClipProbeData:
-    """uint8 clips [N, T, C, H, W] with one or more label sets, and the encoders' input normalisation."""
+    """uint8 clips [N, T, C, H, W] with one or more label sets, and the encoders' input normalisation; `extras`
+    holds per-clip values that are not probed ({split: {key: values}}, e.g. the motion clips' garment paths)."""
 
     name: str
     train_x: torch.Tensor
@@ -43,6 +44,7 @@ class ClipProbeData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: dict
+    extras: dict = field(default_factory=dict)
 
 
 def labelled_splits(root: str | None, train_limit: int, test_limit: int, make, labels: tuple[str, ...]):
@@ -77,24 +79,26 @@ def moving_fmnist_clips(root: str | None = None, train_limit: int = 0, test_limi
 
 
 def motion_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
-                 size: int = 64, seed: int = 0, garment: int | None = None) -> ClipProbeData:
+                 size: int = 64, seed: int = 0, garment: int | None = None,
+                 extra: tuple[str, ...] = ()) -> ClipProbeData:
     """Motion clips (data.motion_clips: class, motion, bounce and future labels on a cluttered background);
-    `no_change_future` in the source is how often the last frame's cell already is the future one."""
+    `no_change_future` in the source is how often the last frame's cell already is the future one. `extra` names
+    more of each clip's info to keep in `extras` (e.g. "path", the garment's top-left corner per frame)."""
     from data.fashion_mnist import MEAN, STD
     from data.motion_clips import LABELS, MotionClips
     from data.moving_fmnist import GARMENT
 
     parts, data = labelled_splits(root, train_limit, test_limit, lambda images, classes, n, offset: MotionClips(
         images, classes, "eval", n, num_frames, size, seed=seed + offset, garment=garment or GARMENT),
-        (*LABELS, "last_cell"))
-    last_cell = parts["test"][1].pop("last_cell")
-    parts["train"][1].pop("last_cell")
-    no_change = float((last_cell == parts["test"][1]["future"]).float().mean())
+        (*LABELS, "last_cell", *extra))
+    extras = {split: {key: labels.pop(key) for key in ("last_cell", *extra)} for split, (_, labels) in parts.items()}
+    no_change = float((extras["test"].pop("last_cell") == parts["test"][1]["future"]).float().mean())
+    extras["train"].pop("last_cell")
     source = {"dataset": "motion_fmnist", "num_frames": num_frames, "size": size, "seed": seed,
               "garment": data.garment, "clutter": data.clutter, "future_frames": data.future,
               "no_change_future": no_change}
     return ClipProbeData("motion_fmnist", parts["train"][0], parts["train"][1], parts["test"][0], parts["test"][1],
-                         MEAN, STD, source)
+                         MEAN, STD, source, extras)
 
 
 CLIP_DATASETS = {"moving_fmnist": moving_fmnist_clips, "motion_fmnist": motion_clips}

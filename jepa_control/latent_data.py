@@ -20,7 +20,7 @@ from jepa.errors import ConfigError
 from jepa.io import write_json
 from jepa_control.collect import read_trajectories, trajectory_shards
 from jepa_control.gate import held_out_r2, position_gate
-from jepa_control.windows import EpisodeWindows, WindowLoaders, same_length
+from jepa_control.windows import EpisodeWindows, WindowLoaders, checked_dirs, same_length
 
 
 class TrainingLatents:
@@ -65,11 +65,7 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
     def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 6, batch_size: int = 128,
                  num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache") -> None:
         super().__init__()
-        from jepa_control.collect import check_trajectory_dir
-
-        self.train_dirs = [train_dir] if isinstance(train_dir, (str, Path)) else list(train_dir)
-        for folder in self.train_dirs + ([val_dir] if val_dir else []):
-            check_trajectory_dir(folder)  # missing or unreadable data stops here, before any compute
+        self.train_dirs = checked_dirs(train_dir, val_dir)
         self.val_dir, self.window = val_dir, window
         self.batch_size, self.num_workers, self.gate_min_r2, self.cache_dir = batch_size, num_workers, gate_min_r2, cache_dir
         self.encoder = None

@@ -2,13 +2,11 @@
 (jepa_control/pixel_world_model.py): the frames stay uint8 in memory and are encoded at every step."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import torch
 
-from jepa_control.collect import check_trajectory_dir, read_trajectories
-from jepa_control.windows import EpisodeWindows, WindowLoaders, same_length
+from jepa_control.collect import read_trajectories
+from jepa_control.windows import EpisodeWindows, WindowLoaders, checked_dirs, same_length
 
 
 class PixelTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
@@ -25,9 +23,7 @@ class PixelTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
     def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 5, batch_size: int = 64,
                  num_workers: int = 0) -> None:
         super().__init__()
-        self.train_dirs = [train_dir] if isinstance(train_dir, (str, Path)) else list(train_dir)
-        for folder in self.train_dirs + ([val_dir] if val_dir else []):
-            check_trajectory_dir(folder)  # missing or unreadable data stops here, before any compute
+        self.train_dirs = checked_dirs(train_dir, val_dir)
         self.val_dir, self.window, self.batch_size, self.num_workers = val_dir, window, batch_size, num_workers
         self.train_set = self.val_set = None
 

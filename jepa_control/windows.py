@@ -2,10 +2,13 @@
 latents, or raw frames for a model that trains its encoder) with the actions between them."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jepa.errors import ConfigError
+from jepa_control.collect import check_trajectory_dir
 
 
 class EpisodeWindows(Dataset):
@@ -29,6 +32,15 @@ class EpisodeWindows(Dataset):
         e, s = divmod(i, self.per_episode)
         w = self.window
         return {self.key: self.values[e, s : s + w], "actions": self.actions[e, s : s + w - 1]}
+
+
+def checked_dirs(train_dir: str | list[str], val_dir: str | None) -> list[str]:
+    """The training folders as a list (one folder or several read as one set), each folder and val_dir checked, so
+    that missing or unreadable data stops a datamodule at construction, before any compute."""
+    train_dirs = [train_dir] if isinstance(train_dir, (str, Path)) else list(train_dir)
+    for folder in train_dirs + ([val_dir] if val_dir else []):
+        check_trajectory_dir(folder)
+    return train_dirs
 
 
 def same_length(parts: list[dict]) -> None:

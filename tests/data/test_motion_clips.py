@@ -122,3 +122,17 @@ def _train_garments(root):
     from data.fashion_mnist import load_split
 
     return load_split(root, "train")
+
+
+def test_probe_clips_keep_asked_for_extras_apart_from_the_probed_labels(fmnist_root):
+    from data.motion_clips import LABELS
+    from eval.clip_probe import motion_clips
+
+    data = motion_clips(fmnist_root, train_limit=6, test_limit=4, num_frames=4, size=48, extra=("path",))
+    assert set(data.train_labels) == set(data.test_labels) == set(LABELS)  # neither the path nor last_cell is probed
+    assert set(data.extras["train"]) == set(data.extras["test"]) == {"path"}
+    reference = MotionClips(*_train_garments(fmnist_root), "eval", 6, 4, 48, seed=1000)  # probe-training clips
+    path = torch.as_tensor(reference.clip(2)[1]["path"]).double()
+    assert torch.allclose(data.extras["train"]["path"][2].double(), path)
+    plain = motion_clips(fmnist_root, train_limit=6, test_limit=4, num_frames=4, size=48)
+    assert plain.extras == {"train": {}, "test": {}}
