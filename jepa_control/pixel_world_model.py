@@ -31,8 +31,9 @@ class PixelWorldModel(WorldModel):
         mean, std: per-channel normalisation of the frames (the data's).
         pool_grid, fold: how the patch tokens become the predictor's latents (FrozenEncoder: average-pooled to a
             pool_grid x pool_grid grid, fold x fold blocks concatenated); not layer-normed: SIGReg keeps their scale.
-        sigreg_weight: weight of SIGReg on the frame embeddings (each frame's latents flattened, over the batch's
-            frames); LeWM's default is 0.1 (its ablation: a wide range works).
+        sigreg_weight: weight of SIGReg on the frame embeddings (each frame's latents flattened; tested at each
+            time step of the windows over the batch, then averaged); LeWM's default is 0.1 (its ablation: a wide
+            range works).
         sigreg_slices: random 1-D projections SIGReg tests per step.
         action_dim, embed_dim, depth, num_heads, context, rollout_steps, rollout_weight, rollout_history, loss, lr,
             weight_decay, warmup_steps: as WorldModel's (the encoder trains at the same learning rate). The
@@ -59,7 +60,10 @@ class PixelWorldModel(WorldModel):
         self.frozen_encoder.check_frames(frames.shape)
         latents = self.frozen_encoder.embed(frames.flatten(0, 1)).unflatten(0, frames.shape[:2])  # [B, W, N, D]
         out = super().losses({"latents": latents, "actions": batch["actions"]})
-        out["sigreg"] = sigreg(latents.flatten(2).flatten(0, 1), self.hparams.sigreg_slices)
+        # per time step, over the batch's windows (as LeWM): a window's frames are near copies of each other, and
+        # pooled together they would read as clusters however Gaussian the episodes' spread
+        out["sigreg"] = torch.stack([sigreg(latents[:, t].flatten(1), self.hparams.sigreg_slices)
+                                     for t in range(latents.shape[1])]).mean()
         out["loss"] = out["loss"] + self.hparams.sigreg_weight * out["sigreg"]
         return out
 
