@@ -1,0 +1,79 @@
+"""Does a world model learn the dynamics, and could it? Three read-outs on held-out trajectories (`jepa collect`
+shards) for a world-model checkpoint (frozen-encoder or pixel):
+
+- `position_r2`: ridge R^2 of the agent's recorded (x, y) read from a frame's latents (does the encoder keep it?);
+- `action_r2`: ridge R^2 of the agent's next move read from the action and its position, no model involved (do the
+  data's actions drive what the frames show, and are they aligned with them?);
+- `one_step_mse` against `no_change_mse`: the predictor's next-latent error from `context` true frames at every step
+  of every episode, beside predicting that nothing moves (does it learn more than that?).
+
+    python benchmarks/world_model_check.py runs/push_t/pixel_world_model/checkpoints/last.ckpt \
+        --train runs/push_t/data/train --val runs/push_t/data/val
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from jepa_control.gate import ridge_r2  # noqa: E402
+
+
+def action_r2(train: dict, val: dict) -> float:
+    """The agent's move between frames t and t+1 read linearly from action t and the position at t."""
+    def rows(d: dict):
+        p, a = d["proprio"].double(), d["actions"].double()
+        return torch.cat([a, p[:, :-1]], -1).flatten(0, 1), (p[:, 1:] - p[:, :-1]).flatten(0, 1)
+
+    return ridge_r2(*rows(train), *rows(val))["r2"]
+
+
+@torch.no_grad()
+def one_step_errors(world_model, latents: torch.Tensor, actions: torch.Tensor) -> tuple[float, float]:
+    """latents [E, T+1, N, D], actions [E, T, A] -> mean squared error of the predicted next latents from `context`
+    true frames (every step that has them), and of predicting the last frame again."""
+    k = world_model.hparams.context
+    model, no_change = [], []
+    for t in range(k - 1, latents.shape[1] - 1):
+        pred = world_model.predictor(latents[:, t - k + 1 : t + 1], actions[:, t - k + 1 : t + 1], last_only=True)
+        model.append((pred[:, -1] - latents[:, t + 1]).pow(2).mean())
+        no_change.append((latents[:, t] - latents[:, t + 1]).pow(2).mean())
+    return float(torch.stack(model).mean()), float(torch.stack(no_change).mean())
+
+
+def check(world_model, train: dict, val: dict, episodes: int) -> dict:
+    with torch.no_grad():
+        latents = {name: world_model.encode(d["frames"][:episodes]) for name, d in (("train", train), ("val", val))}
+    out = {"action_r2": round(action_r2(train, val), 3)}
+    if train["proprio"].shape[-1] == 2:  # an agent's (x, y) recorded
+        x = {name: z.flatten(2).flatten(0, 1) for name, z in latents.items()}
+        y = {name: d["proprio"][:episodes].double().flatten(0, 1) for name, d in (("train", train), ("val", val))}
+        out["position_r2"] = round(ridge_r2(x["train"], y["train"], x["val"], y["val"])["r2"], 3)
+    model, no_change = one_step_errors(world_model, latents["val"], val["actions"][:episodes].float())
+    out.update(one_step_mse=model, no_change_mse=no_change, one_step_vs_no_change=round(model / no_change, 3))
+    return out
+
+
+def main() -> None:
+    from jepa_control.collect import read_trajectories
+    from jepa_control.world_model import WorldModel
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ckpt", help="world-model checkpoint (`jepa fit` of a WorldModel or PixelWorldModel)")
+    p.add_argument("--train", required=True, help="training trajectories (the read-outs' fitting set)")
+    p.add_argument("--val", required=True, help="held-out trajectories (where every figure is measured)")
+    p.add_argument("--episodes", type=int, default=200, help="episodes of each set to encode")
+    args = p.parse_args()
+    world_model = WorldModel.from_checkpoint(args.ckpt).eval()
+    result = check(world_model, read_trajectories(args.train), read_trajectories(args.val), args.episodes)
+    print(json.dumps({"ckpt": args.ckpt, **result}))
+
+
+if __name__ == "__main__":
+    main()
