@@ -2,8 +2,9 @@
 shards) for a world-model checkpoint (frozen-encoder or pixel):
 
 - `position_r2`: ridge R^2 of the agent's recorded (x, y) read from a frame's latents (does the encoder keep it?);
-- `action_r2`: ridge R^2 of the agent's next move read from the action and its position, no model involved (do the
-  data's actions drive what the frames show, and are they aligned with them?);
+- `action_r2`: ridge R^2 of the next change of the agent's recorded state (its proprio: Push-T's pusher position)
+  read from the action and that state, no model involved (do the data's actions drive what the frames show, and are
+  they aligned with them?);
 - `one_step_mse` against `no_change_mse`: the predictor's next-latent error from `context` true frames at every step
   of every episode, beside predicting that nothing moves (does it learn more than that?).
 
@@ -26,7 +27,7 @@ from jepa_control.gate import ridge_r2  # noqa: E402
 
 
 def action_r2(train: dict, val: dict) -> float:
-    """The agent's move between frames t and t+1 read linearly from action t and the position at t."""
+    """The agent's state change between frames t and t+1 read linearly from action t and the state at t."""
     def rows(d: dict):
         p, a = d["proprio"].double(), d["actions"].double()
         return torch.cat([a, p[:, :-1]], -1).flatten(0, 1), (p[:, 1:] - p[:, :-1]).flatten(0, 1)
