@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from jepa_control.gate import ridge_r2  # noqa: E402
+from jepa_control.gate import held_out_r2, ridge_r2  # noqa: E402
 
 
 def action_r2(train: dict, val: dict) -> float:
@@ -50,13 +50,16 @@ def one_step_errors(world_model, latents: torch.Tensor, actions: torch.Tensor) -
 
 def check(world_model, train: dict, val: dict, episodes: int) -> dict:
     with torch.no_grad():
-        latents = {name: world_model.encode(d["frames"][:episodes]) for name, d in (("train", train), ("val", val))}
+        latents = world_model.encode(val["frames"][:episodes])
     out = {"action_r2": round(action_r2(train, val), 3)}
-    if train["proprio"].shape[-1] == 2:  # an agent's (x, y) recorded
-        x = {name: z.flatten(2).flatten(0, 1) for name, z in latents.items()}
-        y = {name: d["proprio"][:episodes].double().flatten(0, 1) for name, d in (("train", train), ("val", val))}
-        out["position_r2"] = round(ridge_r2(x["train"], y["train"], x["val"], y["val"])["r2"], 3)
-    model, no_change = one_step_errors(world_model, latents["val"], val["actions"][:episodes].float())
+    if train["proprio"].shape[-1] == 2:  # an agent's (x, y) recorded: the position gate's read-out, on every frame
+        with torch.no_grad():
+            train_latents = world_model.encode(train["frames"][:episodes])
+        rows = train_latents.shape[0] * train_latents.shape[1], latents.shape[0] * latents.shape[1]
+        fit = held_out_r2(train_latents, train["proprio"][:episodes], latents, val["proprio"][:episodes], *rows,
+                          torch.Generator().manual_seed(0))
+        out["position_r2"] = round(fit["r2"], 3)
+    model, no_change = one_step_errors(world_model, latents, val["actions"][:episodes].float())
     out.update(one_step_mse=model, no_change_mse=no_change, one_step_vs_no_change=round(model / no_change, 3))
     return out
 
