@@ -6,7 +6,8 @@ shards) for a world-model checkpoint (frozen-encoder or pixel):
   read from the action and that state, no model involved (do the data's actions drive what the frames show, and are
   they aligned with them?);
 - `one_step_mse` against `no_change_mse`: the predictor's next-latent error from `context` true frames at every step
-  of every episode, beside predicting that nothing moves (does it learn more than that?).
+  of every episode, beside predicting that nothing moves (does it learn more than that?). A model trained at
+  frameskip f steps f env steps at a time: its frames are f apart, its actions the f env actions between them.
 
     python benchmarks/world_model_check.py runs/push_t/pixel_world_model/checkpoints/last.ckpt \
         --train runs/push_t/data/train --val runs/push_t/data/val
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from jepa_control.gate import held_out_r2, ridge_r2  # noqa: E402
+from jepa_control.windows import model_steps  # noqa: E402
 
 
 def action_r2(train: dict, val: dict) -> float:
@@ -59,8 +61,10 @@ def check(world_model, train: dict, val: dict, episodes: int) -> dict:
         fit = held_out_r2(train_latents, train["proprio"][:episodes], latents, val["proprio"][:episodes], *rows,
                           torch.Generator().manual_seed(0))
         out["position_r2"] = round(fit["r2"], 3)
-    model, no_change = one_step_errors(world_model, latents, val["actions"][:episodes].float())
-    out.update(one_step_mse=model, no_change_mse=no_change, one_step_vs_no_change=round(model / no_change, 3))
+    f = world_model.hparams.get("frameskip", 1)
+    latents, actions = model_steps(latents, val["actions"][:episodes].float(), f)
+    model, no_change = one_step_errors(world_model, latents, actions)
+    out.update(frameskip=f, one_step_mse=model, no_change_mse=no_change, one_step_vs_no_change=round(model / no_change, 3))
     return out
 
 

@@ -3,7 +3,9 @@
 A model says how states are observed and imagined: LatentModel (frozen encoder + world model, what the agent
 learns) or SimModel (the true simulator on true positions: the oracle's upper bound). WorkingMemory holds what the
 loop carries between steps: the last k states, the recent actions, the previous plan (shifted, to warm-start the
-next) and the running error between predicted and observed states.
+next) and the running error between predicted and observed states. A model whose step covers `frameskip` env
+steps (a world model trained on frames that far apart) keeps a state every frameskip env steps, and the actions
+between two states are the env actions taken between them, concatenated.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class LatentModel:
     def __init__(self, world_model) -> None:
         self.wm = world_model.eval()
         self.context = world_model.hparams.context
+        self.frameskip = world_model.hparams.get("frameskip", 1)  # older checkpoints: one env step per model step
 
     def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
         return self.wm.encode(torch.as_tensor(obs)[None, None])[0, 0]
@@ -37,11 +40,16 @@ class LatentModel:
         """The actions [H, A] a Mode-1 actor takes in imagination from the current history (a warm start)."""
         from jepa_control.actor import imagine
 
+        if self.frameskip > 1:
+            raise ConfigError("a Mode-1 actor plans one env step per model step: not with a frameskip world model")
         return imagine(actor, self.wm.predictor, states[None], actions_between[None], goal[None], horizon,
                        self.context)[1][0]
 
     def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The imagined states [S, T / frameskip, ...] after env-step actions [S, T, A] (each model step reads the
+        frameskip env actions it covers, concatenated)."""
         s = len(actions)
+        actions = actions.reshape(s, -1, self.frameskip * actions.shape[-1])
         return self.wm.predictor.rollout(states[None].expand(s, *states.shape),
                                          actions_between[None].expand(s, *actions_between.shape), actions,
                                          self.context)
@@ -50,7 +58,7 @@ class LatentModel:
 class SimModel:
     """The oracle: states are true positions [2], imagination is the true simulator of the current layout."""
 
-    context = 1
+    context, frameskip = 1, 1
 
     def __init__(self, sim) -> None:
         self.sim = sim
@@ -72,12 +80,13 @@ class SimModel:
 
 
 class WorkingMemory:
-    """The last `history` states, the actions between them, the previous plan and the prediction error."""
+    """The last `history` states, the actions between them (all env actions taken between two stored states,
+    concatenated), the previous plan and the prediction error."""
 
     def __init__(self, history: int) -> None:
         self.states: deque = deque(maxlen=history)
         self.actions: deque = deque(maxlen=max(history - 1, 0))  # the actions between consecutive stored states
-        self.pending: torch.Tensor | None = None  # taken from the latest state, its outcome not yet observed
+        self.pending: list[torch.Tensor] = []  # taken since the latest state, their outcome not yet observed
         self.plan: torch.Tensor | None = None
         self.expected: list[torch.Tensor] = []  # predicted states for the actions queued for execution
         self.error: float | None = None  # running mean |predicted - observed| over executed steps
@@ -86,13 +95,13 @@ class WorkingMemory:
         if self.expected:
             err = float((self.expected.pop(0) - state).abs().mean())
             self.error = err if self.error is None else 0.9 * self.error + 0.1 * err
-        if self.pending is not None and self.actions.maxlen:
-            self.actions.append(self.pending)
-        self.pending = None
+        if self.pending and self.actions.maxlen:
+            self.actions.append(torch.cat(self.pending))
+        self.pending = []
         self.states.append(state)
 
     def did(self, action: torch.Tensor) -> None:
-        self.pending = action
+        self.pending.append(action)
 
     def history(self, action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(states [k, ...], the k-1 actions between them [k-1, A])."""
@@ -113,13 +122,18 @@ class MPCAgent:
     the shifted previous plan (warm_start) or, given a Mode-1 `actor`, from the actions the actor takes in
     imagination. With `action_repeat` r > 1 every planned action is held for r env steps (the CPU recipe of
     docs/control.md): a plan of H actions looks H * r steps ahead for the same search dimension, and is scored
-    on the state at the end of each held action. A horizon long enough to go round the two-rooms wall is what
-    takes the summed goal distance out of its local minimum there (docs/control.md)."""
+    on the state at the end of each held action. A model whose step covers f env steps (LatentModel.frameskip)
+    needs r to be a multiple of f: it observes a state every f env steps and imagines r / f steps per action.
+    A horizon long enough to go round the two-rooms wall is what takes the summed goal distance out of its local
+    minimum there (docs/control.md)."""
 
     def __init__(self, model, planner: Planner, cost: GoalCost, execute: int = 4, history: int | None = None,
                  warm_start: bool = True, actor=None, action_repeat: int = 1) -> None:
         if action_repeat < 1:
             raise ConfigError(f"action_repeat must be >= 1, got {action_repeat}")
+        if action_repeat % model.frameskip:
+            raise ConfigError(f"action_repeat {action_repeat} is not a multiple of the world model's frameskip "
+                              f"{model.frameskip}: a planned action must cover whole model steps")
         self.model, self.planner, self.cost, self.execute = model, planner, cost, execute
         self.history = history or model.context
         self.warm, self.actor, self.repeat = warm_start, actor, action_repeat
@@ -130,20 +144,24 @@ class MPCAgent:
         self.goal = self.model.goal(goal_obs, info)
         self.memory = WorkingMemory(self.history)
         self.queue: list[torch.Tensor] = []
+        self.steps = 0  # env steps taken this episode
 
     def held(self, actions: torch.Tensor) -> torch.Tensor:
         """Planned actions [..., H, A] -> the env-step actions [..., H * r, A] they stand for."""
         return actions.repeat_interleave(self.repeat, -2)
 
     def cost_fn(self, states: torch.Tensor, actions_between: torch.Tensor):
-        r = self.repeat
+        per_action = self.repeat // self.model.frameskip  # imagined states per planned action
         return lambda actions: self.cost(
-            self.model.rollout(states, actions_between, self.held(actions))[:, r - 1::r], self.goal, actions)
+            self.model.rollout(states, actions_between, self.held(actions))[:, per_action - 1::per_action],
+            self.goal, actions)
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
-        self.memory.observe(self.model.observe(obs, info))
+        if self.steps % self.model.frameskip == 0:
+            self.memory.observe(self.model.observe(obs, info))
+        self.steps += 1
         if not self.queue:
-            states, between = self.memory.history(self.planner.action_dim)
+            states, between = self.memory.history(self.planner.action_dim * self.model.frameskip)
             start = time.perf_counter()
             if self.actor is not None:
                 init = self.model.actor_plan(self.actor, states, between, self.goal,

@@ -36,7 +36,7 @@ class PixelWorldModel(WorldModel):
             range works).
         sigreg_slices: random 1-D projections SIGReg tests per step.
         action_dim, embed_dim, depth, num_heads, context, rollout_steps, rollout_weight, rollout_history, loss, lr,
-            weight_decay, warmup_steps: as WorldModel's (the encoder trains at the same learning rate). The
+            weight_decay, warmup_steps, frameskip: as WorldModel's (the encoder trains at the same learning rate). The
             statistics WorldModel measures on fixed latents (motion, whiten, position_readout) do not apply to
             latents that move as the encoder trains.
     """
@@ -45,13 +45,13 @@ class PixelWorldModel(WorldModel):
                  fold: int = 1, sigreg_weight: float = 0.1, sigreg_slices: int = 256, action_dim: int = 2,
                  embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2, rollout_steps: int = 3,
                  rollout_weight: float = 1.0, rollout_history: int = 1, loss: str = "mse", lr: float = 1e-3,
-                 weight_decay: float = 0.01, warmup_steps: int = 100) -> None:
+                 weight_decay: float = 0.01, warmup_steps: int = 100, frameskip: int = 1) -> None:
         frames = FrozenEncoder(VisionTransformer(**encoder), mean, std, pool_grid, fold=fold, layer_norm=False,
                                source="trained with the world model")
         frames.encoder.requires_grad_(True)  # frozen only once trained
         super().__init__(frames, action_dim, embed_dim, depth, num_heads, context, rollout_steps, rollout_weight,
                          rollout_history, loss=loss, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                         **FIXED_LATENT_OPTIONS)
+                         frameskip=frameskip, **FIXED_LATENT_OPTIONS)
         # recorded beside this constructor's arguments (under LightningCLI, save_hyperparameters() keeps only those)
         self.hparams.update(FIXED_LATENT_OPTIONS)
 

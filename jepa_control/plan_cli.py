@@ -115,8 +115,11 @@ def rollout_errors(world_model, path: str, horizon: int,
     read-out of the imagined latents and the recorded positions (what a position cost plans on)."""
     from jepa_control.collect import read_trajectories
 
+    from jepa_control.windows import model_steps
+
     data = read_trajectories(path)
-    frames, actions = data["frames"][:max_episodes], data["actions"][:max_episodes]
+    f = world_model.hparams.get("frameskip", 1)  # env steps per model step: frames that far apart
+    frames, actions = model_steps(data["frames"][:max_episodes], data["actions"][:max_episodes].float(), f)
     horizon = min(horizon, actions.shape[1])
     with torch.no_grad():
         latents = world_model.encode(frames[:, : horizon + 1])
@@ -125,7 +128,8 @@ def rollout_errors(world_model, path: str, horizon: int,
         per_step = lambda pred: [float(v) for v in (pred - latents[:, 1:]).abs().mean((0, 2, 3))]  # noqa: E731
         errors = {"latent_l1": {"world_model": per_step(preds),
                                 "no_change": per_step(latents[:, :1].expand_as(preds))}}
-        positions = data["proprio"][:max_episodes, : horizon + 1].float()
+        positions = model_steps(data["proprio"][:max_episodes], data["actions"][:max_episodes], f)[0]
+        positions = positions[:, : horizon + 1].float()
         if world_model.hparams.get("position_readout") and positions.shape[-1] == 2:
             off = lambda pos: [float(v) for v in (pos - positions[:, 1:]).norm(dim=-1).mean(0)]  # noqa: E731
             errors["position"] = {"world_model": off(world_model.read_position(preds)),
@@ -135,16 +139,16 @@ def rollout_errors(world_model, path: str, horizon: int,
 
 @torch.no_grad()
 def cost_landscape(env, model, cost, horizon: int, seed: int, points: int = 21):
-    """Cost of every constant action on a points x points grid of [-1, 1]^2 held for `horizon` steps, from the
-    start of the episode `seed` (rows: action y); and the unit action pointing straight at the goal."""
+    """Cost of every constant action on a points x points grid of [-1, 1]^2 held for `horizon` model steps, from
+    the start of the episode `seed` (rows: action y); and the unit action pointing straight at the goal."""
     import numpy as np
 
     obs, info = env.reset(seed=seed)
     state, goal = model.observe(obs, info), model.goal(env.goal_observation(), info)
     axis = torch.linspace(-1, 1, points)
     ay, ax = torch.meshgrid(axis, axis, indexing="ij")
-    actions = torch.stack([ax, ay], -1).reshape(-1, 1, 2).expand(-1, horizon, 2)
-    states = model.rollout(state[None], torch.zeros(0, 2), actions)
+    actions = torch.stack([ax, ay], -1).reshape(-1, 1, 2).expand(-1, horizon * model.frameskip, 2)
+    states = model.rollout(state[None], torch.zeros(0, 2 * model.frameskip), actions)
     grid = cost(states, goal, actions).reshape(points, points).numpy()
     towards = np.asarray(info["goal"], np.float64) - np.asarray(info["pos"], np.float64)
     return grid, tuple(towards / max(np.abs(towards).max(), 1e-9))
@@ -165,10 +169,13 @@ def main(argv: list[str]) -> int:
     wm = WorldModel.from_checkpoint(cfg.world_model, cfg.encoder_ckpt)
     env = make_env(cfg.env, eval_layouts=True, **cfg.env_options)
     wm.frozen_encoder.check_frames(env.observation_shape)
-    action_dim = len(env.action_low)
-    if wm.hparams.action_dim != action_dim:
-        raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions, {cfg.env} has "
-                          f"{action_dim}-D ones")
+    action_dim, frameskip = len(env.action_low), wm.hparams.get("frameskip", 1)
+    if wm.hparams.action_dim != action_dim * frameskip:
+        raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions at frameskip "
+                          f"{frameskip}, {cfg.env} has {action_dim}-D ones")
+    if cfg.actor and frameskip > 1:
+        raise ConfigError(f"--actor: {cfg.world_model} steps {frameskip} env steps at a time; the Mode-1 actor "
+                          "plans one")
     started = time.time()
     readout = wm.read_position if cfg.distance in ("position", "geodesic") else None
     if readout is not None and not wm.hparams.get("position_readout"):
@@ -193,7 +200,8 @@ def main(argv: list[str]) -> int:
               "settings": {k: v for k, v in vars(cfg).items() if k != "config"},
               "protocol": {"name": cfg.protocol, "episodes_per_seed": cfg.episodes, "seeds": cfg.seeds,
                            "held_out_layouts": env.held_out_layouts, "budget": budget,
-                           "frameskip": cfg.action_repeat, "horizon": cfg.horizon, "receding_horizon": cfg.execute,
+                           "frameskip": cfg.action_repeat, "model_frameskip": frameskip, "horizon": cfg.horizon,
+                           "receding_horizon": cfg.execute,
                            "success": env.success_rule, "interval": "Wilson 95 %"}}
     if cfg.protocol == "offline_goal":
         record["protocol"]["goal"] = (f"the state {cfg.goal_offset} env steps along a held-out trajectory of the "

@@ -13,16 +13,23 @@ from jepa_control.collect import check_trajectory_dir
 
 class EpisodeWindows(Dataset):
     """Per-frame values [E, T, ...] and actions [E, T-1, A] -> item i: {key: values [W, ...], "actions" [W-1, A]}.
-    `positions` (the agent's recorded (x, y) per frame, [E, T, 2]) is kept for models that fit a read-out on the
-    whole set."""
+    With frameskip f > 1 a window's frames are f env steps apart and each of its actions is the f env actions
+    between two of them, concatenated in order ([W-1, f * A]): a model step covers f env steps (DINO-WM's frameskip,
+    inside the model). `positions` (the agent's recorded (x, y) per frame, [E, T, 2]) is kept for models that fit a
+    read-out on the whole set."""
 
     def __init__(self, key: str, values: torch.Tensor, actions: torch.Tensor, window: int,
-                 positions: torch.Tensor | None = None) -> None:
+                 positions: torch.Tensor | None = None, frameskip: int = 1) -> None:
         e, t = values.shape[:2]
-        if window > t:
-            raise ConfigError(f"data.window = {window} is longer than the episodes ({t} frames)")
+        if frameskip < 1:
+            raise ConfigError(f"data.frameskip = {frameskip}: must be >= 1")
+        span = (window - 1) * frameskip + 1  # env frames a window covers
+        if span > t:
+            raise ConfigError(f"data.window = {window} at frameskip {frameskip} covers {span} frames, longer than the "
+                              f"episodes ({t} frames)")
         self.key, self.values, self.actions, self.window = key, values, actions.float(), window
-        self.positions, self.per_episode = positions, t - window + 1
+        self.frameskip, self.span = frameskip, span
+        self.positions, self.per_episode = positions, t - span + 1
         self.length = e * self.per_episode
 
     def __len__(self) -> int:
@@ -30,8 +37,18 @@ class EpisodeWindows(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         e, s = divmod(i, self.per_episode)
-        w = self.window
-        return {self.key: self.values[e, s : s + w], "actions": self.actions[e, s : s + w - 1]}
+        actions = self.actions[e, s : s + self.span - 1]
+        return {self.key: self.values[e, s : s + self.span : self.frameskip],
+                "actions": actions.reshape(self.window - 1, -1)}
+
+
+def model_steps(values: torch.Tensor, actions: torch.Tensor, frameskip: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole episodes at a model's frameskip f: per-frame values [E, T, ...] and env actions [E, T-1, A] -> every
+    f-th frame [E, S+1, ...] and the f env actions between two of them, concatenated [E, S, f * A]
+    (S = (T-1) // f; a last incomplete model step is dropped)."""
+    steps = actions.shape[1] // frameskip
+    return (values[:, : steps * frameskip + 1 : frameskip],
+            actions[:, : steps * frameskip].reshape(len(actions), steps, -1))
 
 
 def checked_dirs(train_dir: str | list[str], val_dir: str | None) -> list[str]:

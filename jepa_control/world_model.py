@@ -86,6 +86,9 @@ class WorldModel(L.LightningModule):
         lr: AdamW peak learning rate (linear warm-up, cosine decay to 0 over the trainer's max_steps).
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps.
+        frameskip: env steps one model step covers (the training windows' frameskip): its action is the frameskip
+            env actions between two frames, concatenated, so action_dim is frameskip x the env's. Planning holds
+            each planned action for a multiple of frameskip env steps and feeds the model the held copies.
         training_latents: the training set's latents and positions (latent_data.TrainingLatents), read when fitting
             starts by motion / whiten / position_readout; handed over from the datamodule (`jepa fit` wires it), never
             saved with the checkpoint.
@@ -96,7 +99,7 @@ class WorldModel(L.LightningModule):
                  rollout_history: int = 1, motion: bool = False,
                  whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False,
                  position_weight: float = 0.0, loss: str = "l1",
-                 lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100,
+                 lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100, frameskip: int = 1,
                  training_latents: object | None = None) -> None:
         super().__init__()
         if loss not in LATENT_LOSSES:
@@ -104,6 +107,8 @@ class WorldModel(L.LightningModule):
         self.latent_loss = LATENT_LOSSES[loss]
         if not 1 <= rollout_history <= context:
             raise ConfigError(f"model.rollout_history = {rollout_history}: must be between 1 and context ({context})")
+        if frameskip < 1 or action_dim % frameskip:
+            raise ConfigError(f"model.frameskip = {frameskip}: must be >= 1 and divide model.action_dim ({action_dim})")
         if position_weight and not position_readout:
             raise ConfigError("model.position_weight needs model.position_readout true (it weighs the read-out's "
                               "error)")

@@ -89,3 +89,38 @@ def test_jepa_fit_trains_a_pixel_world_model_from_its_options(tiny_control):
     assert code == 0
     loaded = WorldModel.from_checkpoint(str(next((path / "cli_pixel").rglob("*.ckpt"))))
     assert loaded.frozen_encoder.encoder.embed_dim == 16 and loaded.frozen_encoder.mean.flatten()[0] == 0.24
+
+
+def test_a_frameskip_world_model_trains_on_frames_that_far_apart_and_plans_holding_its_actions(tiny_control, capsys):
+    """At frameskip 2 a window's frames are 2 env steps apart and its actions the 2 env actions between them; the
+    checkpoint plans under `jepa plan` with each planned action held 2 env steps and measures its rollout error at
+    the same stride."""
+    import json
+
+    from jepa.cli import main
+    from jepa_control.collect import read_trajectories
+    from jepa_control.pixel_data import PixelTrajectoryDataModule
+
+    path = tiny_control[0]
+    data = PixelTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8, frameskip=2)
+    data.setup()
+    episodes = read_trajectories(str(path / "train"))
+    item = data.train_set[1]  # episode 0, first frame 1
+    assert torch.equal(item["frames"], episodes["frames"][0, [1, 3, 5]])
+    assert torch.equal(item["actions"], episodes["actions"][0, 1:5].float().reshape(2, 4))
+    assert len(data.train_set) == len(episodes["frames"]) * 3  # 7 frames: first frames 0, 1, 2
+    model = tiny_pixel_model(action_dim=4, frameskip=2)
+    trainer = tiny_trainer(path, max_steps=2)
+    trainer.fit(model, data)
+    trainer.save_checkpoint(path / "skip.ckpt")
+    plan = ["plan", "--world_model", str(path / "skip.ckpt"), "--env_options", "{img_size: 16}", "--planner_options",
+            "{cem: {samples: 8, iterations: 1, elites: 2}}", "--horizon", "2", "--execute", "1", "--episodes", "1",
+            "--seeds", "[0]", "--budget", "6", "--goal_offset", "3", "--show", "1", "--oracle", "false",
+            "--rollout_data", str(path / "val"), "--out", str(path / "plan_skip")]
+    assert main(plan + ["--action_repeat", "2"]) == 0
+    record = json.loads((path / "plan_skip" / "results.json").read_text())
+    assert record["protocol"]["model_frameskip"] == 2
+    assert record["results"]["cem (world model)"]["plans"] == 3  # one plan per held action: env steps 0, 2, 4
+    assert len(record["rollout_l1_by_horizon"]["world_model"]) == 2  # 2 model steps = 4 of the 6 env steps
+    assert main(plan + ["--action_repeat", "3", "--overwrite", "true"]) != 0
+    assert "action_repeat 3 is not a multiple of the world model's frameskip 2" in capsys.readouterr().err

@@ -195,6 +195,55 @@ def test_working_memory_keeps_the_last_k_states_and_actions_between_them():
     assert between[:, 0].tolist() == [12.0, 13.0]  # the actions from state 2 to 3 and 3 to 4
 
 
+def test_working_memory_concatenates_the_env_actions_taken_between_two_states_in_order():
+    mem = WorkingMemory(history=2)
+    mem.observe(torch.zeros(1))
+    for a in (1.0, 2.0, 3.0):  # three env steps between the stored states (a world model at frameskip 3)
+        mem.did(torch.tensor([a, -a]))
+    mem.observe(torch.ones(1))
+    assert mem.history(6)[1].tolist() == [[1.0, -1.0, 2.0, -2.0, 3.0, -3.0]]
+
+
+class FrameskipModel:
+    """A model whose step covers 2 env steps: the state is the env step's index, a model step adds the first of its
+    two env actions."""
+
+    context, frameskip = 2, 2
+
+    def __init__(self) -> None:
+        self.observed, self.action_shapes, self.histories = [], set(), []
+
+    def observe(self, obs, info):
+        self.observed.append(int(obs))
+        return torch.tensor([float(obs)])
+
+    def goal(self, goal_obs, info):
+        return torch.tensor([100.0])
+
+    def rollout(self, states, between, actions):
+        self.action_shapes.add(tuple(actions.shape[1:]))
+        self.histories.append((len(states), between.shape))
+        steps = actions.reshape(len(actions), -1, 2 * actions.shape[-1])
+        return states[-1] + steps[..., :1].cumsum(1)
+
+
+def test_a_frameskip_model_sees_a_state_every_frameskip_env_steps_and_one_imagined_state_per_model_step():
+    model, scored = FrameskipModel(), set()
+    cost = lambda states, goal, actions: scored.add(tuple(states.shape[1:])) or (states - goal).pow(2).sum((1, 2))  # noqa: E731
+    agent = MPCAgent(model, CEM(3, 1, samples=8, iterations=1, elites=2, seed=0), cost, execute=1, action_repeat=4)
+    agent.reset(None, {})
+    for step in range(12):
+        agent.act(np.float32(step), {})
+    assert model.observed == [0, 2, 4, 6, 8, 10]
+    # plans: 3 planned actions held 4 env steps each; then the executed one, for the states it should lead to
+    assert model.action_shapes == {(12, 1), (4, 1)}
+    assert agent.memory.error is not None
+    assert scored == {(3, 1)}  # the state after each planned action: every second model step
+    assert model.histories[-1] == (2, (1, 2))  # two stored states, the two env actions between them
+    with pytest.raises(ConfigError, match="multiple of the world model's frameskip 2"):
+        MPCAgent(model, CEM(3, 1), cost, action_repeat=3)
+
+
 def test_oracle_planner_succeeds_on_two_rooms_and_random_does_not():
     env = TwoRooms(eval_layouts=True)
     oracle = run_episodes(env, lambda s: MPCAgent(SimModel(env.sim), CEM(12, 2, seed=s), GoalCost("euclid")),
