@@ -54,6 +54,8 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
         window: frames per training window (>= the model's context + 1 and rollout_history + rollout_steps).
         batch_size: windows per step.
         num_workers: dataloader workers (the data is in memory: 0 is fastest).
+        frameskip: env steps per model step (windows.EpisodeWindows: frames this many steps apart, the env actions
+            between them concatenated; the model's action_dim is frameskip x the env's).
         gate_min_r2: stop before training when the position probe's R^2 is below this (0: report only).
         cache_dir: where encoded latents are cached (null: no cache).
 
@@ -63,10 +65,11 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
     """
 
     def __init__(self, train_dir: str | list[str], val_dir: str | None = None, window: int = 6, batch_size: int = 128,
-                 num_workers: int = 0, gate_min_r2: float = 0.9, cache_dir: str | None = "runs/feature_cache") -> None:
+                 num_workers: int = 0, frameskip: int = 1, gate_min_r2: float = 0.9,
+                 cache_dir: str | None = "runs/feature_cache") -> None:
         super().__init__()
         self.train_dirs = checked_dirs(train_dir, val_dir)
-        self.val_dir, self.window = val_dir, window
+        self.val_dir, self.window, self.frameskip = val_dir, window, frameskip
         self.batch_size, self.num_workers, self.gate_min_r2, self.cache_dir = batch_size, num_workers, gate_min_r2, cache_dir
         self.encoder = None
         self.train_set = self.val_set = None
@@ -79,7 +82,8 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
 
     def _training_data(self) -> dict:
         self.setup()
-        return {"latents": self.train_set.values, "positions": self.train_set.positions}
+        f = self.frameskip  # the model's statistics (its change scale) are of changes over one model step
+        return {"latents": self.train_set.values[:, ::f], "positions": self.train_set.positions[:, ::f]}
 
     def encode_dir(self, encoder, path: str) -> dict:
         """Latents (fp32: one step's change is often below fp16's resolution, ~1e-3 at unit scale) and actions of
@@ -126,6 +130,7 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
                               "encoder does not see the agent well enough to plan with (train it longer, pool less, "
                               "or set data.gate_min_r2 0 to go on anyway)")
         self.train_set = EpisodeWindows("latents", train["latents"].float(), train["actions"], self.window,
-                                        train["positions"])
-        self.val_set = (EpisodeWindows("latents", val["latents"].float(), val["actions"], self.window)
+                                        train["positions"], self.frameskip)
+        self.val_set = (EpisodeWindows("latents", val["latents"].float(), val["actions"], self.window,
+                                       frameskip=self.frameskip)
                         if val is not None else None)

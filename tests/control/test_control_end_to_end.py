@@ -346,6 +346,22 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
     assert main(["collect", "--policy", "plan", "--episodes", "1", "--out", str(path / "x")]) == 2  # no world model
 
 
+def test_latent_windows_at_a_frameskip_and_the_statistics_the_model_measures_on_them(tiny_control):
+    """At frameskip 2 the latent windows hold every second frame with the 2 env actions between them, and the
+    training latents a model's statistics read (its change scale) are at that stride too."""
+    from jepa_control import LatentTrajectoryDataModule
+
+    path, model, _ = tiny_control
+    data = LatentTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8, frameskip=2,
+                                      gate_min_r2=0.0, cache_dir=str(path / "cache"))
+    data.prepare(model.frozen_encoder)
+    values, actions = data.train_set.values, data.train_set.actions
+    item = data.train_set[4]  # episode 1, first frame 1 (3 windows per 7-frame episode)
+    assert torch.equal(item["latents"], values[1, [1, 3, 5]])
+    assert torch.equal(item["actions"], actions[1, 1:5].reshape(2, 4))
+    assert torch.equal(data.training_latents.latents, values[:, ::2])
+
+
 @pytest.mark.parametrize("name", ["plan_two_rooms", "plan_point_maze", "plan_reacher", "plan_push_t",
                                   "seed_mode1_refine", "plan_two_rooms_offline", "plan_point_maze_offline"])
 def test_plan_configs_parse_with_the_plan_command(name):
