@@ -18,6 +18,14 @@ def test_an_untrained_predictor_scores_exactly_no_change_and_a_trained_one_diffe
     assert after["one_step_mse"] != after["no_change_mse"]
     assert after["no_change_mse"] == fresh["no_change_mse"]  # the same encoder, frames and steps
     assert -1.0 < after["position_r2"] <= 1.0 and -1.0 < after["action_r2"] <= 1.0
+    # at frameskip 2 a model step is two env steps: "nothing moves" is measured between frames 2 apart
+    skip = WorldModel(tiny_frozen_encoder(path), action_dim=4, embed_dim=32, depth=1, num_heads=2, context=2,
+                      frameskip=2).eval()
+    at2 = check(skip, train, val, episodes=12)
+    latents = skip.encode(val["frames"][:12])[:, ::2]  # 7 frames: 0, 2, 4, 6; context 2 predicts 4 and 6
+    expected = sum((latents[:, t] - latents[:, t + 1]).pow(2).mean() for t in (1, 2)) / 2
+    assert at2["frameskip"] == 2 and at2["one_step_vs_no_change"] == 1.0
+    assert abs(at2["no_change_mse"] - float(expected)) < 1e-6 * float(expected)
 
 
 def test_the_action_read_out_finds_aligned_actions_and_not_shifted_ones():
