@@ -28,6 +28,7 @@ class PlanSetup:
     horizon: int = 5
     execute: int = 5
     action_repeat: int = 5
+    sub_actions: bool = False  # a frameskip model's planned action is its f env actions (MPCAgent)
     warm_start: bool = True
     planner_options: dict = field(default_factory=dict)
     budget: int = 50
@@ -41,10 +42,10 @@ class PlanSetup:
     def mpc(self, model, planner: str, seed: int, cost: GoalCost, actor=None) -> MPCAgent:
         """Receding-horizon control with `planner` and this evaluation's execute / warm-start / action-repeat
         settings (an actor, when given, replaces the shifted-plan warm start)."""
-        planner = make_planner(planner, self.horizon, self.action_dim, seed=seed,
-                               **(self.planner_options.get(planner) or {}))
+        width = self.action_dim * (model.frameskip if self.sub_actions else 1)
+        planner = make_planner(planner, self.horizon, width, seed=seed, **(self.planner_options.get(planner) or {}))
         return MPCAgent(model, planner, cost, self.execute, warm_start=self.warm_start, actor=actor,
-                        action_repeat=self.action_repeat)
+                        action_repeat=self.action_repeat, sub_actions=self.sub_actions)
 
 
 AgentFactory = Callable[[int], object]

@@ -124,19 +124,25 @@ class MPCAgent:
     docs/control.md): a plan of H actions looks H * r steps ahead for the same search dimension, and is scored
     on the state at the end of each held action. A model whose step covers f env steps (LatentModel.frameskip)
     needs r to be a multiple of f: it observes a state every f env steps and imagines r / f steps per action.
-    A horizon long enough to go round the two-rooms wall is what takes the summed goal distance out of its local
+    With `sub_actions` (r = f) a planned action is instead the f env actions of one model step, each free (DINO-WM's
+    planning: the planner's action is f times as wide). A horizon long enough to go round the two-rooms wall is what takes the summed goal distance out of its local
     minimum there (docs/control.md)."""
 
     def __init__(self, model, planner: Planner, cost: GoalCost, execute: int = 4, history: int | None = None,
-                 warm_start: bool = True, actor=None, action_repeat: int = 1) -> None:
+                 warm_start: bool = True, actor=None, action_repeat: int = 1, sub_actions: bool = False) -> None:
         if action_repeat < 1:
             raise ConfigError(f"action_repeat must be >= 1, got {action_repeat}")
         if action_repeat % model.frameskip:
             raise ConfigError(f"action_repeat {action_repeat} is not a multiple of the world model's frameskip "
                               f"{model.frameskip}: a planned action must cover whole model steps")
+        if sub_actions and action_repeat != model.frameskip:
+            raise ConfigError(f"sub_actions: a planned action is one model step's {model.frameskip} env actions, so "
+                              f"action_repeat must be {model.frameskip}, got {action_repeat}")
         self.model, self.planner, self.cost, self.execute = model, planner, cost, execute
         self.history = history or model.context
-        self.warm, self.actor, self.repeat = warm_start, actor, action_repeat
+        self.warm, self.actor, self.repeat, self.sub_actions = warm_start, actor, action_repeat, sub_actions
+        # the env's action size: a planned action holds model.frameskip of them with sub_actions
+        self.env_action_dim = planner.action_dim // (model.frameskip if sub_actions else 1)
         self.plan_seconds: list[float] = []
         self.rollouts: list[int] = []
 
@@ -147,7 +153,10 @@ class MPCAgent:
         self.steps = 0  # env steps taken this episode
 
     def held(self, actions: torch.Tensor) -> torch.Tensor:
-        """Planned actions [..., H, A] -> the env-step actions [..., H * r, A] they stand for."""
+        """Planned actions [..., H, A] -> the env-step actions [..., H * r, A] they stand for (with sub_actions:
+        [..., H, r * A] -> [..., H * r, A])."""
+        if self.sub_actions:
+            return actions.reshape(*actions.shape[:-2], -1, self.env_action_dim)
         return actions.repeat_interleave(self.repeat, -2)
 
     def cost_fn(self, states: torch.Tensor, actions_between: torch.Tensor):
@@ -161,7 +170,7 @@ class MPCAgent:
             self.memory.observe(self.model.observe(obs, info))
         self.steps += 1
         if not self.queue:
-            states, between = self.memory.history(self.planner.action_dim * self.model.frameskip)
+            states, between = self.memory.history(self.env_action_dim * self.model.frameskip)
             start = time.perf_counter()
             if self.actor is not None:
                 init = self.model.actor_plan(self.actor, states, between, self.goal,

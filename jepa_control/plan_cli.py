@@ -66,6 +66,10 @@ def parser():
     p.add_argument("--action_repeat", type=int, default=5,
                    help="frameskip: env steps each planned action is held for (the plan looks horizon x "
                         "action_repeat steps ahead)")
+    p.add_argument("--sub_actions", type=bool, default=False,
+                   help="a world model trained at a frameskip f: each planned action is the f env actions of one "
+                        "model step, each free (DINO-WM's planning; needs --action_repeat f), not one action held f "
+                        "steps")
     p.add_argument("--warm_start", type=bool, default=True, help="start each plan from the shifted previous one")
     p.add_argument("--distance", type=str, default="mse",
                    help="goal distance: mse or l1 between latents, position (between the world model's read-outs of "
@@ -193,14 +197,16 @@ def main(argv: list[str]) -> int:
                     rest_weight=cfg.rest_weight)
     protocol = make_protocol(cfg.protocol, cfg.goal_offset, cfg.goal_policy)
     budget = cfg.budget or (OFFLINE_GOAL_BUDGET if cfg.protocol == "offline_goal" else env.max_steps)
-    setup = PlanSetup(env, wm, cost, cfg.horizon, cfg.execute, cfg.action_repeat, cfg.warm_start,
-                      cfg.planner_options, budget)
+    setup = PlanSetup(env, wm, cost, horizon=cfg.horizon, execute=cfg.execute, action_repeat=cfg.action_repeat,
+                      sub_actions=cfg.sub_actions, warm_start=cfg.warm_start, planner_options=cfg.planner_options,
+                      budget=budget)
     record = {"command": "jepa plan " + shlex.join(argv), "date": time.strftime("%Y-%m-%d"),
               "world_model": cfg.world_model, "encoder": str(wm.frozen_encoder.source), "env": cfg.env,
               "settings": {k: v for k, v in vars(cfg).items() if k != "config"},
               "protocol": {"name": cfg.protocol, "episodes_per_seed": cfg.episodes, "seeds": cfg.seeds,
                            "held_out_layouts": env.held_out_layouts, "budget": budget,
-                           "frameskip": cfg.action_repeat, "model_frameskip": frameskip, "horizon": cfg.horizon,
+                           "frameskip": cfg.action_repeat, "model_frameskip": frameskip,
+                           "sub_actions": cfg.sub_actions, "horizon": cfg.horizon,
                            "receding_horizon": cfg.execute,
                            "success": env.success_rule, "interval": "Wilson 95 %"}}
     if cfg.protocol == "offline_goal":

@@ -122,5 +122,8 @@ def test_a_frameskip_world_model_trains_on_frames_that_far_apart_and_plans_holdi
     assert record["protocol"]["model_frameskip"] == 2
     assert record["results"]["cem (world model)"]["plans"] == 3  # one plan per held action: env steps 0, 2, 4
     assert len(record["rollout_l1_by_horizon"]["world_model"]) == 2  # 2 model steps = 4 of the 6 env steps
+    assert main(plan + ["--action_repeat", "2", "--sub_actions", "true", "--overwrite", "true"]) == 0
+    record = json.loads((path / "plan_skip" / "results.json").read_text())  # each planned action: 2 env actions
+    assert record["protocol"]["sub_actions"] and record["results"]["cem (world model)"]["plans"] == 3
     assert main(plan + ["--action_repeat", "3", "--overwrite", "true"]) != 0
     assert "action_repeat 3 is not a multiple of the world model's frameskip 2" in capsys.readouterr().err

@@ -244,6 +244,22 @@ def test_a_frameskip_model_sees_a_state_every_frameskip_env_steps_and_one_imagin
         MPCAgent(model, CEM(3, 1), cost, action_repeat=3)
 
 
+def test_with_sub_actions_a_planned_action_is_the_env_actions_of_one_model_step_in_order():
+    model = FrameskipModel()
+    cost = lambda states, goal, actions: (states - goal).pow(2).sum((1, 2))  # noqa: E731
+    agent = MPCAgent(model, CEM(3, 2, samples=8, iterations=1, elites=2, seed=0), cost, execute=1, action_repeat=2,
+                     sub_actions=True)
+    planned = torch.tensor([[[0.1, 0.2], [0.3, 0.4]]])  # one plan of 2 actions, each 2 env actions of 1-D
+    assert torch.equal(agent.held(planned), torch.tensor([[[0.1], [0.2], [0.3], [0.4]]]))
+    agent.reset(None, {})
+    taken = [float(agent.act(np.float32(step), {})[0]) for step in range(4)]
+    assert model.action_shapes == {(6, 1), (2, 1)}  # 3 model steps of 2 env actions; the executed one
+    assert taken[0] != taken[1] or taken[2] != taken[3]  # not one action held: each env step planned
+    assert model.histories[-1] == (2, (1, 2))
+    with pytest.raises(ConfigError, match="action_repeat must be 2, got 4"):
+        MPCAgent(model, CEM(3, 2), cost, action_repeat=4, sub_actions=True)
+
+
 def test_oracle_planner_succeeds_on_two_rooms_and_random_does_not():
     env = TwoRooms(eval_layouts=True)
     oracle = run_episodes(env, lambda s: MPCAgent(SimModel(env.sim), CEM(12, 2, seed=s), GoalCost("euclid")),
