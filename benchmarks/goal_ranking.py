@@ -1,0 +1,104 @@
+"""Does a world model's goal cost put the actions that reach the goal first? On `jepa plan`'s offline-goal episodes
+(start and goal `goal_offset` env steps apart on a held-out trajectory; validation seeds, never the test ones):
+
+- `true_rank`: the fraction of random action sequences (each action held `action_repeat` env steps, as the planner
+  samples them) whose imagined cost is below that of the trajectory's own actions, which reach the goal: 0 when the
+  model ranks the reaching actions first, ~0.5 when it cannot tell them from chance;
+- `held_true_rank`: the same for those actions averaged over each held stretch (what a held-action planner can say);
+- `replay_success` / `held_replay_success`: the env's own verdict after replaying the exact / held actions (then
+  holding still for the rest of the budget): can held actions reach the goals at all?
+
+    python benchmarks/goal_ranking.py runs/push_t/pixel_world_model/checkpoints/last.ckpt --env push_t \
+        --env_options '{max_steps: 50, success: pose}' --goal_policy push
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def replay(env, protocol, seed: int, actions: np.ndarray, budget: int) -> bool:
+    """The env's success after `actions` from the episode's start, then zero actions to the end of the budget."""
+    protocol.start(env, seed)
+    info = {}
+    for t in range(budget):
+        _, _, _, _, info = env.step(actions[t] if t < len(actions) else np.zeros(actions.shape[1], np.float32))
+    return bool(info["success"])
+
+
+@torch.no_grad()
+def rank_episode(model, cost, env, protocol, seed: int, repeat: int, samples: int, generator: torch.Generator,
+                 budget: int = 50) -> dict:
+    """One episode's ranks and replays (model: jepa_control.mpc.LatentModel or SimModel; cost: a GoalCost)."""
+    obs, info = protocol.start(env, seed)
+    exact = np.asarray(info["trajectory_actions"], np.float32)  # [T, A], T a multiple of repeat
+    goal, state = model.goal(env.goal_observation(), info), model.observe(obs, info)
+    steps, dim = exact.shape
+    held = exact.reshape(steps // repeat, repeat, dim).mean(1)  # [H, A]: one action per held stretch
+    planned = torch.cat([torch.as_tensor(held)[None].expand(2, -1, -1),
+                         torch.rand(samples, steps // repeat, dim, generator=generator) * 2 - 1])
+    env_actions = planned.repeat_interleave(repeat, 1)
+    env_actions[0] = torch.as_tensor(exact)  # row 0: the exact actions; row 1: held; the rest random, held
+    per_action = repeat // model.frameskip  # imagined states per planned action
+    states = model.rollout(state[None], torch.zeros(0, dim * model.frameskip), env_actions)
+    costs = cost(states[:, per_action - 1 :: per_action], goal, planned)
+    return {"true_rank": float((costs[2:] < costs[0]).float().mean()),
+            "held_true_rank": float((costs[2:] < costs[1]).float().mean()),
+            "replay_success": replay(env, protocol, seed, exact, budget),
+            "held_replay_success": replay(env, protocol, seed, np.repeat(held, repeat, 0), budget)}
+
+
+def goal_ranking(model, cost, env, protocol, seed: int, episodes: int, repeat: int, samples: int,
+                 budget: int = 50) -> dict:
+    """Mean of rank_episode over `episodes` episodes of evaluation seed `seed` (jepa plan's episode seeds)."""
+    from jepa_control.evaluate import episode_seed
+
+    g = torch.Generator().manual_seed(0)
+    rows = [rank_episode(model, cost, env, protocol, episode_seed(seed, i), repeat, samples, g, budget)
+            for i in range(episodes)]
+    return {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]} | {"episodes": episodes}
+
+
+def main() -> None:
+    import yaml
+
+    from jepa_control.cost import GoalCost
+    from jepa_control.envs import make_env
+    from jepa_control.mpc import LatentModel
+    from jepa_control.protocols import make_protocol
+    from jepa_control.world_model import WorldModel
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ckpt", help="world-model checkpoint")
+    p.add_argument("--env", default="push_t")
+    p.add_argument("--env_options", default="{}", help="environment settings (YAML), as jepa plan's")
+    p.add_argument("--goal_policy", default="noisy", help="the collection policy of the held-out trajectories")
+    p.add_argument("--goal_offset", type=int, default=25, help="env steps from start to goal")
+    p.add_argument("--action_repeat", type=int, default=5, help="env steps each sampled action is held")
+    p.add_argument("--distance", default="mse")
+    p.add_argument("--cost_mode", default="sum")
+    p.add_argument("--seed", type=int, default=100, help="evaluation seed (validation: not the test seeds 0-2)")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--samples", type=int, default=256, help="random action sequences per episode")
+    args = p.parse_args()
+    if args.goal_offset % args.action_repeat:
+        sys.exit(f"--goal_offset {args.goal_offset} is not a multiple of --action_repeat {args.action_repeat}")
+    torch.set_num_threads(2)
+    model = LatentModel(WorldModel.from_checkpoint(args.ckpt))
+    env = make_env(args.env, eval_layouts=True, **yaml.safe_load(args.env_options))
+    protocol = make_protocol("offline_goal", args.goal_offset, args.goal_policy)
+    result = goal_ranking(model, GoalCost(args.distance, args.cost_mode), env, protocol, args.seed, args.episodes,
+                          args.action_repeat, args.samples)
+    print(json.dumps({"ckpt": args.ckpt, **result}))
+
+
+if __name__ == "__main__":
+    main()
