@@ -223,7 +223,7 @@ def main(argv: list[str]) -> int:
         results[label] = run_episodes(env, make_agent, cfg.episodes, cfg.seeds, budget, keep_frames=cfg.show,
                                       protocol=protocol)
         results[label]["predictor_steps_per_plan"] = (results[label]["rollouts_per_plan"] * cfg.horizon
-                                                      * cfg.action_repeat)
+                                                      * cfg.action_repeat // frameskip)
         print(_line(label, results[label]), file=sys.stderr)
         # written after every agent, so a long evaluation stopped half-way keeps what it measured
         record["results"] = {k: {kk: vv for kk, vv in v.items() if kk != "shown"} for k, v in results.items()}

@@ -120,7 +120,9 @@ def test_a_frameskip_world_model_trains_on_frames_that_far_apart_and_plans_holdi
     assert main(plan + ["--action_repeat", "2"]) == 0
     record = json.loads((path / "plan_skip" / "results.json").read_text())
     assert record["protocol"]["model_frameskip"] == 2
-    assert record["results"]["cem (world model)"]["plans"] == 3  # one plan per held action: env steps 0, 2, 4
+    row = record["results"]["cem (world model)"]
+    assert row["plans"] == 3  # one plan per held action: env steps 0, 2, 4
+    assert row["predictor_steps_per_plan"] == row["rollouts_per_plan"] * 2  # 2 held actions, 1 model step each
     assert len(record["rollout_l1_by_horizon"]["world_model"]) == 2  # 2 model steps = 4 of the 6 env steps
     assert main(plan + ["--action_repeat", "2", "--sub_actions", "true", "--overwrite", "true"]) == 0
     record = json.loads((path / "plan_skip" / "results.json").read_text())  # each planned action: 2 env actions
