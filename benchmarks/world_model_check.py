@@ -64,7 +64,8 @@ def check(world_model, train: dict, val: dict, episodes: int) -> dict:
     f = world_model.hparams.get("frameskip", 1)
     latents, actions = model_steps(latents, val["actions"][:episodes].float(), f)
     model, no_change = one_step_errors(world_model, latents, actions)
-    out.update(frameskip=f, one_step_mse=model, no_change_mse=no_change, one_step_vs_no_change=round(model / no_change, 3))
+    out.update(frameskip=f, one_step_mse=model, no_change_mse=no_change,
+               one_step_vs_no_change=round(model / no_change, 3))
     return out
 
 

@@ -125,8 +125,8 @@ class MPCAgent:
     on the state at the end of each held action. A model whose step covers f env steps (LatentModel.frameskip)
     needs r to be a multiple of f: it observes a state every f env steps and imagines r / f steps per action.
     With `sub_actions` (r = f) a planned action is instead the f env actions of one model step, each free (DINO-WM's
-    planning: the planner's action is f times as wide). A horizon long enough to go round the two-rooms wall is what takes the summed goal distance out of its local
-    minimum there (docs/control.md)."""
+    planning: the planner's action is f times as wide). A horizon long enough to go round the two-rooms wall is
+    what takes the summed goal distance out of its local minimum there (docs/control.md)."""
 
     def __init__(self, model, planner: Planner, cost: GoalCost, execute: int = 4, history: int | None = None,
                  warm_start: bool = True, actor=None, action_repeat: int = 1, sub_actions: bool = False) -> None:

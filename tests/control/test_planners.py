@@ -229,7 +229,11 @@ class FrameskipModel:
 
 def test_a_frameskip_model_sees_a_state_every_frameskip_env_steps_and_one_imagined_state_per_model_step():
     model, scored = FrameskipModel(), set()
-    cost = lambda states, goal, actions: scored.add(tuple(states.shape[1:])) or (states - goal).pow(2).sum((1, 2))  # noqa: E731
+
+    def cost(states, goal, actions):
+        scored.add(tuple(states.shape[1:]))
+        return (states - goal).pow(2).sum((1, 2))
+
     agent = MPCAgent(model, CEM(3, 1, samples=8, iterations=1, elites=2, seed=0), cost, execute=1, action_repeat=4)
     agent.reset(None, {})
     for step in range(12):
