@@ -118,7 +118,6 @@ def rollout_errors(world_model, path: str, horizon: int,
     with a position read-out and trajectories that recorded (x, y), "position", the mean distance between the
     read-out of the imagined latents and the recorded positions (what a position cost plans on)."""
     from jepa_control.collect import read_trajectories
-
     from jepa_control.windows import model_steps
 
     data = read_trajectories(path)
