@@ -93,6 +93,8 @@ def main() -> None:
         sys.exit(f"--goal_offset {args.goal_offset} is not a multiple of --action_repeat {args.action_repeat}")
     torch.set_num_threads(2)
     model = LatentModel(WorldModel.from_checkpoint(args.ckpt))
+    if args.action_repeat % model.frameskip:
+        sys.exit(f"--action_repeat {args.action_repeat} is not a multiple of {args.ckpt}'s frameskip {model.frameskip}")
     env = make_env(args.env, eval_layouts=True, **yaml.safe_load(args.env_options))
     protocol = make_protocol("offline_goal", args.goal_offset, args.goal_policy)
     result = goal_ranking(model, GoalCost(args.distance, args.cost_mode), env, protocol, args.seed, args.episodes,

@@ -61,7 +61,7 @@ def check(world_model, train: dict, val: dict, episodes: int) -> dict:
         fit = held_out_r2(train_latents, train["proprio"][:episodes], latents, val["proprio"][:episodes], *rows,
                           torch.Generator().manual_seed(0))
         out["position_r2"] = round(fit["r2"], 3)
-    f = world_model.hparams.get("frameskip", 1)
+    f = world_model.frameskip
     latents, actions = model_steps(latents, val["actions"][:episodes].float(), f)
     model, no_change = one_step_errors(world_model, latents, actions)
     out.update(frameskip=f, one_step_mse=model, no_change_mse=no_change,

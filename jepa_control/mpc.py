@@ -26,7 +26,7 @@ class LatentModel:
     def __init__(self, world_model) -> None:
         self.wm = world_model.eval()
         self.context = world_model.hparams.context
-        self.frameskip = world_model.hparams.get("frameskip", 1)  # older checkpoints: one env step per model step
+        self.frameskip = world_model.frameskip
 
     def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
         return self.wm.encode(torch.as_tensor(obs)[None, None])[0, 0]

@@ -121,7 +121,7 @@ def rollout_errors(world_model, path: str, horizon: int,
     from jepa_control.windows import model_steps
 
     data = read_trajectories(path)
-    f = world_model.hparams.get("frameskip", 1)  # env steps per model step: frames that far apart
+    f = world_model.frameskip  # env steps per model step: frames that far apart
     frames, actions = model_steps(data["frames"][:max_episodes], data["actions"][:max_episodes].float(), f)
     horizon = min(horizon, actions.shape[1])
     with torch.no_grad():
@@ -172,7 +172,7 @@ def main(argv: list[str]) -> int:
     wm = WorldModel.from_checkpoint(cfg.world_model, cfg.encoder_ckpt)
     env = make_env(cfg.env, eval_layouts=True, **cfg.env_options)
     wm.frozen_encoder.check_frames(env.observation_shape)
-    action_dim, frameskip = len(env.action_low), wm.hparams.get("frameskip", 1)
+    action_dim, frameskip = len(env.action_low), wm.frameskip
     if wm.hparams.action_dim != action_dim * frameskip:
         raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions at frameskip "
                           f"{frameskip}, {cfg.env} has {action_dim}-D ones")

@@ -37,9 +37,9 @@ class EpisodeWindows(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         e, s = divmod(i, self.per_episode)
-        actions = self.actions[e, s : s + self.span - 1]
-        return {self.key: self.values[e, s : s + self.span : self.frameskip],
-                "actions": actions.reshape(self.window - 1, -1)}
+        values, actions = model_steps(self.values[e, None, s : s + self.span],
+                                      self.actions[e, None, s : s + self.span - 1], self.frameskip)
+        return {self.key: values[0], "actions": actions[0]}
 
 
 def model_steps(values: torch.Tensor, actions: torch.Tensor, frameskip: int) -> tuple[torch.Tensor, torch.Tensor]:

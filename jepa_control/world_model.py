@@ -217,6 +217,11 @@ class WorldModel(L.LightningModule):
         return adamw_cosine(self.predictor.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer,
                             self.hparams.warmup_steps)
 
+    @property
+    def frameskip(self) -> int:
+        """Env steps one model step covers (checkpoints from before the setting: one)."""
+        return self.hparams.get("frameskip", 1)
+
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames [B, T, H, W, C] -> layer-normed latents [B, T, N, D] (what the predictor models)."""
