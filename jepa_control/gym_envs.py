@@ -256,7 +256,11 @@ class PushT(GymAdapter):
     or "pose", the rule of DINO-WM and stable-worldmodel (whose Push-T figures the offline-goal protocol compares
     with): the pusher and the block's centre together within 20 table pixels of the goal state's (the norm of the
     4-D difference; the block alone when the goal records no pusher, as the env's own draw does) and the block
-    turned less than 20 degrees from it (distance = that norm in table units)."""
+    turned less than 20 degrees from it (distance = that norm in table units).
+
+    An offline goal (set_goal) is kept beside the env, never drawn: every frame shows gym-pusht's own goal region
+    where the collected frames show it, so a world model meets no region it never saw, and the goal image shows the
+    goal state itself (block and pusher where they were)."""
 
     name = "push_t"
     frame_extent = (0.0, 1.0, 1.0, 0.0)  # the table in table units, y down as in the frame
@@ -270,7 +274,8 @@ class PushT(GymAdapter):
                  success: str = "coverage", **_) -> None:
         if success not in self.SUCCESS_RULES:
             raise ConfigError(f"push_t success = {success!r}: choose one of {', '.join(self.SUCCESS_RULES)}")
-        self.success, self.success_rule, self.goal_pusher = success, self.SUCCESS_RULES[success], None
+        self.success, self.success_rule = success, self.SUCCESS_RULES[success]
+        self.goal_pose, self.goal_pusher = None, None  # an offline goal's block pose and pusher; None: the env's own
         gym = _gymnasium()
         import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 
@@ -287,29 +292,37 @@ class PushT(GymAdapter):
 
     def step(self, action):
         """One step, with info["contact"]: whether the block moved (the pusher touched it: the interactions a
-        world model of Push-T must see in its data)."""
+        world model of Push-T must see in its data). The episode ends when this env's success rule holds, against
+        the offline goal where there is one (gym-pusht's own termination knows only its drawn region)."""
         before = self.goal_state()
-        obs, reward, terminated, truncated, info = super().step(action)
+        obs, reward, _, truncated, info = super().step(action)
         moved = self.goal_state() - before
         info["contact"] = bool(np.hypot(*moved[:2]) > self.CONTACT_PIXELS or abs(moved[2]) > self.CONTACT_RADIANS)
-        return obs, reward, terminated, truncated, info
+        return obs, reward, info["success"], truncated, info
 
     def render(self) -> np.ndarray:
         return np.ascontiguousarray(self.env._render(visualize=False))
 
+    def target(self) -> np.ndarray:
+        """The goal block pose (x, y, angle) in table pixels: the offline goal's, else the env's drawn region."""
+        return np.asarray(self.env.goal_pose if self.goal_pose is None else self.goal_pose, np.float64)
+
     def goal_observation(self) -> np.ndarray:
-        """The block on the goal pose, the pusher where it is now (rendered in a second env). The block is turned
-        before it is placed: gym-pusht's own reset_to_state places it first, and turning it then about its centre of
+        """The frame of the goal state, rendered in a second env: the block on the goal pose and the pusher on the
+        goal's pusher (where it is now when the goal has none, as the env's own goal). The block is turned before
+        it is placed: gym-pusht's own reset_to_state places it first, and turning it then about its centre of
         gravity leaves it off the goal (30 % coverage instead of 100 %)."""
-        goal = self.goal_env
-        goal.reset(options={"reset_to_state": [*self.env.agent.position, *self.env.goal_pose]})
-        goal.block.angle = float(self.env.goal_pose[2])
-        goal.block.position = [float(v) for v in self.env.goal_pose[:2]]
+        goal, block = self.goal_env, self.target()
+        pusher = self.env.agent.position if self.goal_pusher is None else self.goal_pusher
+        goal.reset(options={"reset_to_state": [*pusher, *block]})
+        goal.goal_pose = np.asarray(self.env.goal_pose, np.float64).copy()  # the drawn region, as in every frame
+        goal.block.angle = float(block[2])
+        goal.block.position = [float(v) for v in block[:2]]
         goal.space.step(goal.dt)
         return np.ascontiguousarray(goal._render(visualize=False))
 
     def reset(self, seed: int | None = None, options: dict | None = None):
-        self.goal_pusher = None  # the env's own goal is a block pose only
+        self.goal_pose, self.goal_pusher = None, None  # the env's own goal is its drawn block pose
         return super().reset(seed, options)
 
     def goal_state(self) -> np.ndarray:
@@ -319,20 +332,29 @@ class PushT(GymAdapter):
         return np.array([*block.position, block.angle, *pusher.position], np.float64)
 
     def set_goal(self, state: np.ndarray) -> dict:
-        """The block pose becomes the goal region (drawn in every frame, and what coverage is measured on); the
-        pusher's position, where the state has one, is what the pose rule compares the pusher with."""
+        """The block pose becomes the goal that coverage and the pose rule judge, and the pusher's position, where
+        the state has one, what the pose rule compares the pusher with. Neither is drawn (the class says why)."""
         state = np.asarray(state, np.float64)
-        self.env.goal_pose = state[:3].copy()
+        self.goal_pose = state[:3].copy()
         self.goal_pusher = state[3:5].copy() if len(state) >= 5 else None
         return self.info()
 
+    def coverage(self) -> float:
+        """The fraction of the goal region the block covers (gym-pusht's measure, on the goal block pose)."""
+        drawn = self.env.goal_pose
+        self.env.goal_pose = self.target()
+        try:
+            return float(self.env._get_coverage())
+        finally:
+            self.env.goal_pose = drawn
+
     def measure(self):
-        pos = np.asarray(self.env.agent.position, np.float64) / 512
-        goal = np.asarray(self.env.goal_pose[:2], np.float64) / 512
+        target = self.target()
+        pos, goal = np.asarray(self.env.agent.position, np.float64) / 512, target[:2] / 512
         if self.success == "coverage":
-            coverage = float(self.env._get_coverage())
+            coverage = self.coverage()
             return pos, goal, 1.0 - coverage, coverage > 0.95
-        now, target = self.goal_state(), np.asarray(self.env.goal_pose, np.float64)
+        now = self.goal_state()
         offsets = [now[:2] - target[:2]] + ([now[3:5] - self.goal_pusher] if self.goal_pusher is not None else [])
         off = float(np.linalg.norm(np.concatenate(offsets)))
         turn = abs(now[2] - target[2]) % (2 * np.pi)

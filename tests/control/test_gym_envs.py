@@ -114,6 +114,30 @@ def test_push_t_goal_image_is_the_block_on_the_goal():
     env.close()
 
 
+def test_push_t_offline_goal_image_is_the_goal_states_frame_and_the_drawn_region_stays():
+    """Under the offline-goal protocol the goal image is what the env shows at the goal state (block and pusher
+    there), and every frame keeps gym-pusht's own drawn region, as the collected frames do; coverage and the pose
+    rule judge the offline goal."""
+    pytest.importorskip("gym_pusht")
+    from jepa_control.protocols import make_protocol
+
+    for success in ("pose", "coverage"):
+        env = make_env("push_t", img_size=64, success=success)
+        try:
+            start, info = make_protocol("offline_goal", 25, "push").start(env, 4)
+            drawn = np.array(env.env.goal_pose, np.float64)
+            goal = env.goal_observation()
+            assert not info["success"]
+            for action in info["trajectory_actions"]:
+                last, _, terminated, _, info = env.step(action)
+            assert info["success"] and terminated
+            # the replay ends on the goal image's state: its last frame is the goal image, the first one is not
+            assert np.abs(goal.astype(int) - last).mean() < 0.3 * np.abs(goal.astype(int) - start).mean()
+            assert np.array_equal(env.env.goal_pose, drawn) and not np.allclose(drawn, env.goal_pose)
+        finally:
+            env.close()
+
+
 def test_collect_and_plan_one_step(env, tmp_path):
     from jepa.export import export_encoder
     from jepa.vit import VisionTransformer
