@@ -8,6 +8,9 @@
 - `replay_success` / `held_replay_success`: the env's own verdict after replaying the exact / held actions (then
   holding still for the rest of the budget): can held actions reach the goals at all?
 
+`--imagine env` ranks by the encoder's latents of the frames the env itself shows after each sequence (a perfect
+predictor): whether the latent goal distance can rank the reaching actions first at all, apart from the predictor.
+
     python benchmarks/goal_ranking.py runs/push_t/pixel_world_model/checkpoints/last.ckpt --env push_t \
         --env_options '{max_steps: 50, success: pose}' --goal_policy push
 """
@@ -56,14 +59,40 @@ def rank_episode(model, cost, env, protocol, seed: int, repeat: int, samples: in
             "held_replay_success": replay(env, protocol, seed, np.repeat(held, repeat, 0), budget)}
 
 
+class TrueFrames:
+    """Imagination by the env itself: each action sequence is run from the episode's start and the frames it shows
+    every frameskip env steps are encoded by the world model's encoder (the cost a perfect predictor would give)."""
+
+    def __init__(self, model, env, protocol) -> None:
+        self.model, self.env, self.protocol, self.seed = model, env, protocol, None
+        self.frameskip = model.frameskip
+
+    def observe(self, obs, info):
+        return self.model.observe(obs, info)
+
+    def goal(self, goal_obs, info):
+        return self.model.goal(goal_obs, info)
+
+    def rollout(self, states, actions_between, actions: torch.Tensor) -> torch.Tensor:
+        out = []
+        for sequence in actions.numpy():
+            self.protocol.start(self.env, self.seed)
+            frames = [self.env.step(a)[0] for a in sequence][self.frameskip - 1 :: self.frameskip]
+            out.append(self.model.wm.encode(torch.as_tensor(np.stack(frames))[None])[0])
+        return torch.stack(out)
+
+
 def goal_ranking(model, cost, env, protocol, seed: int, episodes: int, repeat: int, samples: int,
                  budget: int = 50) -> dict:
     """Mean of rank_episode over `episodes` episodes of evaluation seed `seed` (jepa plan's episode seeds)."""
     from jepa_control.evaluate import episode_seed
 
     g = torch.Generator().manual_seed(0)
-    rows = [rank_episode(model, cost, env, protocol, episode_seed(seed, i), repeat, samples, g, budget)
-            for i in range(episodes)]
+    rows = []
+    for i in range(episodes):
+        if isinstance(model, TrueFrames):
+            model.seed = episode_seed(seed, i)  # the episode its sequences are replayed from
+        rows.append(rank_episode(model, cost, env, protocol, episode_seed(seed, i), repeat, samples, g, budget))
     return {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]} | {"episodes": episodes}
 
 
@@ -88,6 +117,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=100, help="evaluation seed (validation: not the test seeds 0-2)")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--samples", type=int, default=256, help="random action sequences per episode")
+    p.add_argument("--imagine", choices=("model", "env"), default="model",
+                   help="rank by the world model's rollouts, or by the encoded frames the env shows (no predictor)")
     args = p.parse_args()
     if args.goal_offset % args.action_repeat:
         sys.exit(f"--goal_offset {args.goal_offset} is not a multiple of --action_repeat {args.action_repeat}")
@@ -97,6 +128,8 @@ def main() -> None:
         sys.exit(f"--action_repeat {args.action_repeat} is not a multiple of {args.ckpt}'s frameskip {model.frameskip}")
     env = make_env(args.env, eval_layouts=True, **yaml.safe_load(args.env_options))
     protocol = make_protocol("offline_goal", args.goal_offset, args.goal_policy)
+    if args.imagine == "env":
+        model = TrueFrames(model, env, protocol)
     result = goal_ranking(model, GoalCost(args.distance, args.cost_mode), env, protocol, args.seed, args.episodes,
                           args.action_repeat, args.samples)
     print(json.dumps({"ckpt": args.ckpt, **result}))

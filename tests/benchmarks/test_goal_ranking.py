@@ -26,3 +26,43 @@ def test_the_true_simulator_ranks_the_reaching_actions_first_and_a_blind_model_d
     blind = goal_ranking(Blind(env.sim), GoalCost("euclid", "last"), env, protocol, seed=100, episodes=4, repeat=5,
                          samples=64, budget=20)
     assert 0.2 < blind["true_rank"] < 0.8
+
+
+def test_true_frames_rank_by_what_the_env_shows_after_each_sequence():
+    """`--imagine env`: each sequence is replayed in the env from the episode's start and its frames encoded; with
+    the pixels themselves as the encoding, the exact actions end on the goal image (rank 0), and the frames are
+    taken every frameskip env steps."""
+    from benchmarks.goal_ranking import TrueFrames, goal_ranking
+    from jepa_control.cost import GoalCost
+    from jepa_control.protocols import make_protocol
+    from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
+
+    class Pixels:  # "encodes" frames as their pixels: [1, T, 1, H * W * C]
+        frameskip = 1
+
+        def __init__(self):
+            self.wm = self
+
+        def encode(self, frames):
+            return frames.float().flatten(-3)[..., None, :]
+
+        def observe(self, obs, info):
+            return self.encode(torch.as_tensor(obs)[None, None])[0, 0]
+
+        goal = observe
+
+    env = TwoRooms(TwoRoomsConfig(img_size=16), eval_layouts=True)
+    protocol = make_protocol("offline_goal", 10, "noisy")
+    true = goal_ranking(TrueFrames(Pixels(), env, protocol), GoalCost("mse", "last"), env, protocol, seed=100,
+                        episodes=3, repeat=5, samples=16, budget=20)
+    assert true["true_rank"] == 0.0 and true["replay_success"] == 1.0
+
+    model = Pixels()
+    model.frameskip = 5
+    frames = TrueFrames(model, env, protocol)
+    frames.seed = 7
+    actions = torch.rand(2, 10, 2) * 2 - 1
+    states = frames.rollout(None, None, actions)
+    protocol.start(env, 7)
+    shown = [env.step(a)[0] for a in actions[1].numpy()]
+    assert states.shape[:2] == (2, 2) and torch.equal(states[1, 1, 0], torch.as_tensor(shown[9]).float().flatten())
