@@ -77,8 +77,10 @@ class TrueFrames:
         out = []
         for sequence in actions.numpy():
             self.protocol.start(self.env, self.seed)
-            frames = [self.env.step(a)[0] for a in sequence][self.frameskip - 1 :: self.frameskip]
-            out.append(self.model.wm.encode(torch.as_tensor(np.stack(frames))[None])[0])
+            shown = [self.env.step(a) for a in sequence][self.frameskip - 1 :: self.frameskip]
+            frames = torch.as_tensor(np.stack([obs for obs, *_ in shown]))
+            positions = torch.as_tensor(np.stack([info["pos"] for *_, info in shown]), dtype=torch.float32)
+            out.append(self.model.wm.encode(frames[None], positions[None])[0])
         return torch.stack(out)
 
 

@@ -52,13 +52,14 @@ def one_step_errors(world_model, latents: torch.Tensor, actions: torch.Tensor) -
 
 def check(world_model, train: dict, val: dict, episodes: int) -> dict:
     with torch.no_grad():
-        latents = world_model.encode(val["frames"][:episodes])
+        latents = world_model.encode(val["frames"][:episodes], val["proprio"][:episodes].float())
     out = {"action_r2": round(action_r2(train, val), 3)}
     if train["proprio"].shape[-1] == 2:  # an agent's (x, y) recorded: the position gate's read-out, on every frame
-        with torch.no_grad():
-            train_latents = world_model.encode(train["frames"][:episodes])
+        with torch.no_grad():  # of the frame's own tokens (a proprioception token would hand it the answer)
+            train_latents = world_model.frozen_encoder(train["frames"][:episodes])
         rows = train_latents.shape[0] * train_latents.shape[1], latents.shape[0] * latents.shape[1]
-        fit = held_out_r2(train_latents, train["proprio"][:episodes], latents, val["proprio"][:episodes], *rows,
+        frame_tokens = latents[:, :, : world_model.frozen_encoder.num_tokens]
+        fit = held_out_r2(train_latents, train["proprio"][:episodes], frame_tokens, val["proprio"][:episodes], *rows,
                           torch.Generator().manual_seed(0))
         out["position_r2"] = round(fit["r2"], 3)
     f = world_model.frameskip

@@ -97,6 +97,8 @@ class ActorModule(OnWorldModel, L.LightningModule):
                               f"{cost_weight} and {distill_weight}")
         self.save_hyperparameters(ignore=["world_model"])
         self.wm = world_model.requires_grad_(False)
+        if self.wm.num_tokens != self.wm.frozen_encoder.num_tokens:
+            raise ConfigError("the world model reads proprioception (model.proprio_scale): not supported here yet")
         enc = self.wm.frozen_encoder
         self.actor = GoalActor(enc.dim, enc.num_tokens, self.wm.hparams.action_dim, hidden, depth)
         self.cost = GoalCost(distance, "sum", action_weight)

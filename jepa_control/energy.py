@@ -89,6 +89,8 @@ class EnergyModule(OnWorldModel, L.LightningModule):
         self.save_hyperparameters(ignore=["world_model"])
         self.wm = world_model
         self.wm.predictor.requires_grad_(train_predictor)
+        if self.wm.num_tokens != self.wm.frozen_encoder.num_tokens:
+            raise ConfigError("the world model reads proprioception (model.proprio_scale): not supported here yet")
         enc = self.wm.frozen_encoder
         self.energy = Energy(enc.dim, enc.num_tokens, hidden, depth)
 

@@ -331,6 +331,12 @@ class PushT(GymAdapter):
         block, pusher = self.env.block, self.env.agent
         return np.array([*block.position, block.angle, *pusher.position], np.float64)
 
+    def info(self) -> dict:
+        """The adapter's info and "goal_proprio", where the goal puts the pusher (table units; where it is now when
+        the goal has no pusher, as in the goal image)."""
+        pusher = self.env.agent.position if self.goal_pusher is None else self.goal_pusher
+        return {**super().info(), "goal_proprio": np.asarray(pusher, np.float64) / 512}
+
     def set_goal(self, state: np.ndarray) -> dict:
         """The block pose becomes the goal that coverage and the pose rule judge, and the pusher's position, where
         the state has one, what the pose rule compares the pusher with. Neither is drawn (the class says why)."""

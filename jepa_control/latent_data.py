@@ -132,5 +132,5 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
         self.train_set = EpisodeWindows("latents", train["latents"].float(), train["actions"], self.window,
                                         train["positions"], self.frameskip)
         self.val_set = (EpisodeWindows("latents", val["latents"].float(), val["actions"], self.window,
-                                       frameskip=self.frameskip)
+                                       val["positions"], self.frameskip)
                         if val is not None else None)

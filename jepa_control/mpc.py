@@ -29,10 +29,16 @@ class LatentModel:
         self.frameskip = world_model.frameskip
 
     def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
-        return self.wm.encode(torch.as_tensor(obs)[None, None])[0, 0]
+        return self.state(obs, info["pos"])
 
     def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
-        return self.observe(goal_obs, info)
+        """The goal image's state; a model with proprioception also reads where the goal puts the agent
+        (info["goal_proprio"] where the env's goal is not the agent's own position, as Push-T's block)."""
+        return self.state(goal_obs, info.get("goal_proprio", info["goal"]))
+
+    def state(self, frame: np.ndarray, position) -> torch.Tensor:
+        proprio = torch.as_tensor(np.asarray(position, np.float32))[None, None]
+        return self.wm.encode(torch.as_tensor(frame)[None, None], proprio)[0, 0]
 
     @torch.no_grad()
     def actor_plan(self, actor, states: torch.Tensor, actions_between: torch.Tensor, goal: torch.Tensor,

@@ -37,8 +37,8 @@ class PixelTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
         same_length(parts)
         self.train_set = EpisodeWindows("frames", torch.cat([p["frames"] for p in parts]),
                                         torch.cat([p["actions"] for p in parts]), self.window,
-                                        frameskip=self.frameskip)
+                                        torch.cat([p["proprio"] for p in parts]), self.frameskip)
         if self.val_dir:
             val = read_trajectories(self.val_dir)
-            self.val_set = EpisodeWindows("frames", val["frames"], val["actions"], self.window,
-                                          frameskip=self.frameskip)
+            self.val_set = EpisodeWindows("frames", val["frames"], val["actions"], self.window, val["proprio"],
+                                          self.frameskip)

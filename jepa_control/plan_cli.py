@@ -124,15 +124,15 @@ def rollout_errors(world_model, path: str, horizon: int,
     f = world_model.frameskip  # env steps per model step: frames that far apart
     frames, actions = model_steps(data["frames"][:max_episodes], data["actions"][:max_episodes].float(), f)
     horizon = min(horizon, actions.shape[1])
+    positions = model_steps(data["proprio"][:max_episodes], data["actions"][:max_episodes], f)[0]
+    positions = positions[:, : horizon + 1].float()
     with torch.no_grad():
-        latents = world_model.encode(frames[:, : horizon + 1])
+        latents = world_model.encode(frames[:, : horizon + 1], positions)
         preds = world_model.predictor.rollout(latents[:, :1], actions[:, :0], actions[:, :horizon],
                                               world_model.hparams.context)
         per_step = lambda pred: [float(v) for v in (pred - latents[:, 1:]).abs().mean((0, 2, 3))]  # noqa: E731
         errors = {"latent_l1": {"world_model": per_step(preds),
                                 "no_change": per_step(latents[:, :1].expand_as(preds))}}
-        positions = model_steps(data["proprio"][:max_episodes], data["actions"][:max_episodes], f)[0]
-        positions = positions[:, : horizon + 1].float()
         if world_model.hparams.get("position_readout") and positions.shape[-1] == 2:
             off = lambda pos: [float(v) for v in (pos - positions[:, 1:]).norm(dim=-1).mean(0)]  # noqa: E731
             errors["position"] = {"world_model": off(world_model.read_position(preds)),

@@ -16,7 +16,8 @@ class EpisodeWindows(Dataset):
     With frameskip f > 1 a window's frames are f env steps apart and each of its actions is the f env actions
     between two of them, concatenated in order ([W-1, f * A]): a model step covers f env steps (DINO-WM's frameskip,
     inside the model). `positions` (the agent's recorded (x, y) per frame, [E, T, 2]) is kept for models that fit a
-    read-out on the whole set."""
+    read-out on the whole set, and each item carries its window's as "proprio" [W, 2] (what a model with
+    proprioception reads beside the frames)."""
 
     def __init__(self, key: str, values: torch.Tensor, actions: torch.Tensor, window: int,
                  positions: torch.Tensor | None = None, frameskip: int = 1) -> None:
@@ -39,7 +40,10 @@ class EpisodeWindows(Dataset):
         e, s = divmod(i, self.per_episode)
         values, actions = model_steps(self.values[e, None, s : s + self.span],
                                       self.actions[e, None, s : s + self.span - 1], self.frameskip)
-        return {self.key: values[0], "actions": actions[0]}
+        item = {self.key: values[0], "actions": actions[0]}
+        if self.positions is not None:
+            item["proprio"] = self.positions[e, s : s + self.span : self.frameskip].float()
+        return item
 
 
 def model_steps(values: torch.Tensor, actions: torch.Tensor, frameskip: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -89,6 +89,12 @@ class WorldModel(L.LightningModule):
         frameskip: env steps one model step covers (the training windows' frameskip): its action is the frameskip
             env actions between two frames, concatenated, so action_dim is frameskip x the env's. Planning holds
             each planned action for a multiple of frameskip env steps and feeds the model the held copies.
+        proprio_scale: > 0 adds the agent's own position (the trajectories' proprio, info["pos"] when planning)
+            to every state as one more token, its (x, y) through a fixed random projection to the token width
+            times this scale (DINO-WM's proprioception): the predictor predicts it with the frame tokens, and the
+            goal distance compares it with the goal's (info["goal_proprio"], else info["goal"]). Where the agent
+            is a few pixels (Push-T's pusher) its position then weighs in the cost as one whole token; the scale
+            sets how much (about 1 / the positions' std puts it on the latents' scale). 0: frames only.
         training_latents: the training set's latents and positions (latent_data.TrainingLatents), read when fitting
             starts by motion / whiten / position_readout; handed over from the datamodule (`jepa fit` wires it), never
             saved with the checkpoint.
@@ -100,7 +106,7 @@ class WorldModel(L.LightningModule):
                  whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False,
                  position_weight: float = 0.0, loss: str = "l1",
                  lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100, frameskip: int = 1,
-                 training_latents: object | None = None) -> None:
+                 proprio_scale: float = 0.0, training_latents: object | None = None) -> None:
         super().__init__()
         if loss not in LATENT_LOSSES:
             raise ConfigError(f"model.loss = {loss!r}: choose one of {sorted(LATENT_LOSSES)}")
@@ -109,6 +115,9 @@ class WorldModel(L.LightningModule):
             raise ConfigError(f"model.rollout_history = {rollout_history}: must be between 1 and context ({context})")
         if frameskip < 1 or action_dim % frameskip:
             raise ConfigError(f"model.frameskip = {frameskip}: must be >= 1 and divide model.action_dim ({action_dim})")
+        if proprio_scale < 0 or (proprio_scale and position_readout):
+            raise ConfigError(f"model.proprio_scale = {proprio_scale}: must be >= 0, and is not read with "
+                              "model.position_readout (the state then carries the position itself)")
         if position_weight and not position_readout:
             raise ConfigError("model.position_weight needs model.position_readout true (it weighs the read-out's "
                               "error)")
@@ -117,7 +126,10 @@ class WorldModel(L.LightningModule):
         self.save_hyperparameters(ignore=["training_latents", "frozen_encoder"])
         self.training_latents = training_latents
         self.frozen_encoder = frozen_encoder
-        self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.frozen_encoder.num_tokens,
+        if proprio_scale:  # fixed, saved with the weights: the same projection for training and planning
+            projection = torch.randn(2, self.frozen_encoder.dim, generator=torch.Generator().manual_seed(0))
+            self.register_buffer("proprio_projection", projection / 2**0.5)
+        self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context,
                                                     motion=motion, whiten=whiten, whiten_dims=whiten_dims)
         if position_readout:
@@ -134,7 +146,7 @@ class WorldModel(L.LightningModule):
             raise ConfigError("model.motion / model.whiten / model.position_readout need the training latents: "
                               "data jepa_control.LatentTrajectoryDataModule hands them over under `jepa fit` (in "
                               "Python: WorldModel(..., training_latents=datamodule.training_latents))")
-        latents = self.training_latents.latents
+        latents = self.with_proprio(self.training_latents.latents, self.training_latents.positions)
         if self.hparams.position_readout:
             self.fit_position_readout(latents, self.training_latents.positions)
         p = self.predictor
@@ -172,6 +184,22 @@ class WorldModel(L.LightningModule):
             raise ConfigError("this world model has no position read-out: fit it with model.position_readout true")
         return latents.flatten(-2) @ self.readout_weight + self.readout_bias
 
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per state: the frame's, and the proprioception's where the model reads it."""
+        return self.frozen_encoder.num_tokens + bool(self.hparams.get("proprio_scale"))
+
+    def with_proprio(self, latents: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
+        """Frame latents [..., N, D] -> the model's states: with the proprioception token appended (positions
+        [..., 2]) where the model reads it, else unchanged."""
+        if not self.hparams.get("proprio_scale"):
+            return latents
+        if proprio is None:
+            raise ConfigError("this world model reads the agent's position beside its frames (model.proprio_scale): "
+                              "hand it the trajectories' proprio / the env's info['pos']")
+        token = self.hparams.proprio_scale * proprio.to(latents) @ self.proprio_projection
+        return torch.cat([latents, token.unsqueeze(-2)], -2)
+
     def teacher_forced(self, latents: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every frame of the window predicts the next one from the true frames so far: (predictions, targets)."""
         c = self.hparams.context
@@ -186,7 +214,7 @@ class WorldModel(L.LightningModule):
         return preds, latents[:, k : k + r]
 
     def losses(self, batch) -> dict[str, torch.Tensor]:
-        latents, actions = batch["latents"], batch["actions"]
+        latents, actions = self.with_proprio(batch["latents"], batch.get("proprio")), batch["actions"]
         need = max(self.hparams.context + 1, self.hparams.rollout_steps + self.hparams.rollout_history)
         if latents.shape[1] < need:
             raise ConfigError(f"windows of {latents.shape[1]} frames are too short: context / rollout_history + "
@@ -223,9 +251,10 @@ class WorldModel(L.LightningModule):
         return self.hparams.get("frameskip", 1)
 
     @torch.no_grad()
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames [B, T, H, W, C] -> layer-normed latents [B, T, N, D] (what the predictor models)."""
-        return self.frozen_encoder(frames)
+    def encode(self, frames: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 frames [B, T, H, W, C] (and the agent's positions [B, T, 2], read by a model with proprioception)
+        -> the states the predictor models [B, T, N, D] (N counts the proprioception token)."""
+        return self.with_proprio(self.frozen_encoder(frames), proprio)
 
     @classmethod
     def from_checkpoint(cls, path: str, encoder_ckpt: str | None = None) -> "WorldModel":

@@ -43,7 +43,7 @@ def test_true_frames_rank_by_what_the_env_shows_after_each_sequence():
         def __init__(self):
             self.wm = self
 
-        def encode(self, frames):
+        def encode(self, frames, proprio=None):
             return frames.float().flatten(-3)[..., None, :]
 
         def observe(self, obs, info):

@@ -127,7 +127,7 @@ def test_push_t_offline_goal_image_is_the_goal_states_frame_and_the_drawn_region
             start, info = make_protocol("offline_goal", 25, "push").start(env, 4)
             drawn = np.array(env.env.goal_pose, np.float64)
             goal = env.goal_observation()
-            assert not info["success"]
+            assert not info["success"] and np.allclose(info["goal_proprio"], env.goal_pusher / 512)
             for action in info["trajectory_actions"]:
                 last, _, terminated, _, info = env.step(action)
             assert info["success"] and terminated

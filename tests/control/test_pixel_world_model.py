@@ -129,3 +129,43 @@ def test_a_frameskip_world_model_trains_on_frames_that_far_apart_and_plans_holdi
     assert record["protocol"]["sub_actions"] and record["results"]["cem (world model)"]["plans"] == 3
     assert main(plan + ["--action_repeat", "3", "--overwrite", "true"]) != 0
     assert "action_repeat 3 is not a multiple of the world model's frameskip 2" in capsys.readouterr().err
+
+
+def test_a_world_model_with_proprioception_reads_the_agents_position_as_one_more_token(tiny_control):
+    """model.proprio_scale: windows carry the agent's recorded positions at the model's stride, every state gets
+    one more token (the position through the saved projection), training and planning read it, and the goal's
+    token comes from the goal's position (info["goal_proprio"] where the env's goal is not the agent's)."""
+    import pytest
+
+    from jepa.errors import ConfigError
+    from jepa_control.collect import read_trajectories
+    from jepa_control.mpc import LatentModel
+    from jepa_control.pixel_data import PixelTrajectoryDataModule
+    from jepa_control.world_model import WorldModel
+
+    path = tiny_control[0]
+    data = PixelTrajectoryDataModule(str(path / "train"), str(path / "val"), window=3, batch_size=8, frameskip=2)
+    data.setup()
+    episodes = read_trajectories(str(path / "train"))
+    assert torch.equal(data.train_set[1]["proprio"], episodes["proprio"][0, [1, 3, 5]].float())
+    model = tiny_pixel_model(action_dim=4, frameskip=2, proprio_scale=3.0)
+    assert model.num_tokens == model.frozen_encoder.num_tokens + 1 == model.predictor.num_tokens
+    trainer = tiny_trainer(path, max_steps=2)
+    trainer.fit(model, data)
+    trainer.save_checkpoint(path / "proprio.ckpt")
+    loaded = WorldModel.from_checkpoint(str(path / "proprio.ckpt"))
+    frames, positions = data.val_set[0]["frames"][None], data.val_set[0]["proprio"][None]
+    states = loaded.encode(frames, positions)
+    assert states.shape[2] == loaded.frozen_encoder.num_tokens + 1
+    assert torch.allclose(states[..., -1, :], 3.0 * positions @ loaded.proprio_projection)
+    assert torch.allclose(states, model.eval().encode(frames, positions), atol=1e-6)
+    with pytest.raises(ConfigError, match="proprio"):
+        loaded.encode(frames)
+
+    agent = LatentModel(loaded)
+    frame = frames[0, 0].numpy()
+    here, there = agent.observe(frame, {"pos": [0.2, 0.3]}), agent.goal(frame, {"goal": [0.9, 0.9],
+                                                                               "goal_proprio": [0.2, 0.3]})
+    assert torch.equal(here, there) and not torch.equal(agent.goal(frame, {"goal": [0.9, 0.9]}), here)
+    plain = tiny_pixel_model(action_dim=4, frameskip=2)
+    assert plain.encode(frames, positions).shape[2] == plain.frozen_encoder.num_tokens  # positions ignored
