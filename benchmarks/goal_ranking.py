@@ -8,6 +8,12 @@
 - `replay_success` / `held_replay_success`: the env's own verdict after replaying the exact / held actions (then
   holding still for the rest of the budget): can held actions reach the goals at all?
 
+With `--planner_options` (e.g. '{samples: 128, iterations: 3, elites: 12}') CEM also searches the model's cost over
+free env actions (horizon: the offset in held stretches): `plan_below_true` is the fraction of episodes where it finds
+a sequence the model scores below the trajectory's own actions, `plan_final_distance` the env's goal distance after
+that sequence (then holding still): a planner that beats the true actions in the model but not in the env is
+exploiting the model's errors.
+
 `--imagine env` ranks by the encoder's latents of the frames the env itself shows after each sequence (a perfect
 predictor): whether the latent goal distance can rank the reaching actions first at all, apart from the predictor.
 
@@ -28,19 +34,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def replay(env, protocol, seed: int, actions: np.ndarray, budget: int) -> bool:
-    """The env's success after `actions` from the episode's start, then zero actions to the end of the budget."""
+def replay(env, protocol, seed: int, actions: np.ndarray, budget: int) -> dict:
+    """The env's info after `actions` from the episode's start, then zero actions to the end of the budget."""
     protocol.start(env, seed)
     info = {}
     for t in range(budget):
         _, _, _, _, info = env.step(actions[t] if t < len(actions) else np.zeros(actions.shape[1], np.float32))
-    return bool(info["success"])
+    return info
 
 
 @torch.no_grad()
 def rank_episode(model, cost, env, protocol, seed: int, repeat: int, samples: int, generator: torch.Generator,
-                 budget: int = 50) -> dict:
-    """One episode's ranks and replays (model: jepa_control.mpc.LatentModel or SimModel; cost: a GoalCost)."""
+                 budget: int = 50, planner=None) -> dict:
+    """One episode's ranks and replays (model: jepa_control.mpc.LatentModel or SimModel; cost: a GoalCost;
+    planner: one over the offset's held stretches of `repeat` free env actions each, or None)."""
     obs, info = protocol.start(env, seed)
     exact = np.asarray(info["trajectory_actions"], np.float32)  # [T, A], T a multiple of repeat
     goal, state = model.goal(env.goal_observation(), info), model.observe(obs, info)
@@ -51,12 +58,23 @@ def rank_episode(model, cost, env, protocol, seed: int, repeat: int, samples: in
     env_actions = planned.repeat_interleave(repeat, 1)
     env_actions[0] = torch.as_tensor(exact)  # row 0: the exact actions; row 1: held; the rest random, held
     per_action = repeat // model.frameskip  # imagined states per planned action
-    states = model.rollout(state[None], torch.zeros(0, dim * model.frameskip), env_actions)
-    costs = cost(states[:, per_action - 1 :: per_action], goal, planned)
-    return {"true_rank": float((costs[2:] < costs[0]).float().mean()),
-            "held_true_rank": float((costs[2:] < costs[1]).float().mean()),
-            "replay_success": replay(env, protocol, seed, exact, budget),
-            "held_replay_success": replay(env, protocol, seed, np.repeat(held, repeat, 0), budget)}
+    between = torch.zeros(0, dim * model.frameskip)
+
+    def cost_of(planned: torch.Tensor, env_actions: torch.Tensor) -> torch.Tensor:
+        states = model.rollout(state[None], between, env_actions)
+        return cost(states[:, per_action - 1 :: per_action], goal, planned)
+
+    costs = cost_of(planned, env_actions)
+    out = {"true_rank": float((costs[2:] < costs[0]).float().mean()),
+           "held_true_rank": float((costs[2:] < costs[1]).float().mean()),
+           "replay_success": bool(replay(env, protocol, seed, exact, budget)["success"]),
+           "held_replay_success": bool(replay(env, protocol, seed, np.repeat(held, repeat, 0), budget)["success"])}
+    if planner is not None:  # each planned action: `repeat` free env actions, concatenated
+        plan = planner.plan(lambda free: cost_of(free, free.reshape(len(free), steps, dim)))
+        out["plan_below_true"] = float(plan.cost < float(costs[0]))
+        found = plan.actions.reshape(steps, dim).numpy()
+        out["plan_final_distance"] = float(replay(env, protocol, seed, found, budget)["distance"])
+    return out
 
 
 class TrueFrames:
@@ -85,7 +103,7 @@ class TrueFrames:
 
 
 def goal_ranking(model, cost, env, protocol, seed: int, episodes: int, repeat: int, samples: int,
-                 budget: int = 50) -> dict:
+                 budget: int = 50, planner=None) -> dict:
     """Mean of rank_episode over `episodes` episodes of evaluation seed `seed` (jepa plan's episode seeds)."""
     from jepa_control.evaluate import episode_seed
 
@@ -94,7 +112,8 @@ def goal_ranking(model, cost, env, protocol, seed: int, episodes: int, repeat: i
     for i in range(episodes):
         if isinstance(model, TrueFrames):
             model.seed = episode_seed(seed, i)  # the episode its sequences are replayed from
-        rows.append(rank_episode(model, cost, env, protocol, episode_seed(seed, i), repeat, samples, g, budget))
+        rows.append(rank_episode(model, cost, env, protocol, episode_seed(seed, i), repeat, samples, g, budget,
+                                 planner))
     return {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]} | {"episodes": episodes}
 
 
@@ -104,6 +123,7 @@ def main() -> None:
     from jepa_control.cost import GoalCost
     from jepa_control.envs import make_env
     from jepa_control.mpc import LatentModel
+    from jepa_control.planners import make_planner
     from jepa_control.protocols import make_protocol
     from jepa_control.world_model import WorldModel
 
@@ -119,6 +139,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=100, help="evaluation seed (validation: not the test seeds 0-2)")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--samples", type=int, default=256, help="random action sequences per episode")
+    p.add_argument("--planner_options", default="",
+                   help="CEM settings (YAML) to also search the model's cost (plan_below_true, plan_final_distance)")
     p.add_argument("--imagine", choices=("model", "env"), default="model",
                    help="rank by the world model's rollouts, or by the encoded frames the env shows (no predictor)")
     args = p.parse_args()
@@ -132,8 +154,13 @@ def main() -> None:
     protocol = make_protocol("offline_goal", args.goal_offset, args.goal_policy)
     if args.imagine == "env":
         model = TrueFrames(model, env, protocol)
+    planner = None
+    if args.planner_options:
+        held = args.goal_offset // args.action_repeat
+        planner = make_planner("cem", held, args.action_repeat * len(env.action_low), seed=0,
+                               **yaml.safe_load(args.planner_options))
     result = goal_ranking(model, GoalCost(args.distance, args.cost_mode), env, protocol, args.seed, args.episodes,
-                          args.action_repeat, args.samples)
+                          args.action_repeat, args.samples, planner=planner)
     print(json.dumps({"ckpt": args.ckpt, **result}))
 
 

@@ -28,6 +28,32 @@ def test_the_true_simulator_ranks_the_reaching_actions_first_and_a_blind_model_d
     assert 0.2 < blind["true_rank"] < 0.8
 
 
+def test_a_planner_beats_the_true_actions_only_in_a_model_that_is_wrong():
+    """plan_below_true: on the true simulator nothing scores below the actions that reach the goal exactly; a blind
+    model's cost is beaten by the planner, which then ends far from the goal in the env."""
+    from benchmarks.goal_ranking import goal_ranking
+    from jepa_control.cost import GoalCost
+    from jepa_control.mpc import SimModel
+    from jepa_control.planners import make_planner
+    from jepa_control.protocols import make_protocol
+    from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
+
+    class Blind(SimModel):
+        def rollout(self, states, actions_between, actions):
+            return torch.rand(len(actions), actions.shape[1], 2)
+
+    env = TwoRooms(TwoRoomsConfig(img_size=16), eval_layouts=True)
+    protocol = make_protocol("offline_goal", 10, "noisy")
+    results = {}
+    for name, model in (("true", SimModel(env.sim)), ("blind", Blind(env.sim))):
+        torch.manual_seed(0)
+        planner = make_planner("cem", 2, 10, seed=0, samples=32, iterations=2, elites=4)
+        results[name] = goal_ranking(model, GoalCost("euclid", "last"), env, protocol, seed=100, episodes=4,
+                                     repeat=5, samples=16, budget=20, planner=planner)
+    assert results["true"]["plan_below_true"] == 0.0 and results["blind"]["plan_below_true"] >= 0.75
+    assert results["blind"]["plan_final_distance"] > results["true"]["plan_final_distance"] >= 0.0
+
+
 def test_true_frames_rank_by_what_the_env_shows_after_each_sequence():
     """`--imagine env`: each sequence is replayed in the env from the episode's start and its frames encoded; with
     the pixels themselves as the encoding, the exact actions end on the goal image (rank 0), and the frames are
