@@ -169,3 +169,10 @@ def test_a_world_model_with_proprioception_reads_the_agents_position_as_one_more
     assert torch.equal(here, there) and not torch.equal(agent.goal(frame, {"goal": [0.9, 0.9]}), here)
     plain = tiny_pixel_model(action_dim=4, frameskip=2)
     assert plain.encode(frames, positions).shape[2] == plain.frozen_encoder.num_tokens  # positions ignored
+
+    from jepa_control.actor import ActorModule
+    from jepa_control.energy import EnergyModule
+
+    for module in (ActorModule, EnergyModule):  # their states have no proprioception token yet: refused
+        with pytest.raises(ConfigError, match="proprioception"):
+            module(loaded)
