@@ -24,7 +24,7 @@ from torch import nn
 from jepa.errors import ConfigError
 from jepa_control.cost import GoalCost
 from jepa_control.mlp import mlp
-from jepa_control.on_world_model import OnWorldModel
+from jepa_control.on_world_model import OnWorldModel, frame_states_only
 from jepa_control.optim import adamw_cosine
 from jepa_control.world_model import WorldModel
 
@@ -97,8 +97,7 @@ class ActorModule(OnWorldModel, L.LightningModule):
                               f"{cost_weight} and {distill_weight}")
         self.save_hyperparameters(ignore=["world_model"])
         self.wm = world_model.requires_grad_(False)
-        if self.wm.num_tokens != self.wm.frozen_encoder.num_tokens:
-            raise ConfigError("the world model reads proprioception (model.proprio_scale): not supported here yet")
+        frame_states_only(self.wm, "the actor")
         enc = self.wm.frozen_encoder
         self.actor = GoalActor(enc.dim, enc.num_tokens, self.wm.hparams.action_dim, hidden, depth)
         self.cost = GoalCost(distance, "sum", action_weight)

@@ -20,7 +20,7 @@ from torch import nn
 
 from jepa.errors import ConfigError
 from jepa_control.mlp import mlp
-from jepa_control.on_world_model import OnWorldModel
+from jepa_control.on_world_model import OnWorldModel, frame_states_only
 from jepa_control.optim import adamw_cosine
 from jepa_control.world_model import WorldModel
 
@@ -89,8 +89,7 @@ class EnergyModule(OnWorldModel, L.LightningModule):
         self.save_hyperparameters(ignore=["world_model"])
         self.wm = world_model
         self.wm.predictor.requires_grad_(train_predictor)
-        if self.wm.num_tokens != self.wm.frozen_encoder.num_tokens:
-            raise ConfigError("the world model reads proprioception (model.proprio_scale): not supported here yet")
+        frame_states_only(self.wm, "the energy")
         enc = self.wm.frozen_encoder
         self.energy = Energy(enc.dim, enc.num_tokens, hidden, depth)
 

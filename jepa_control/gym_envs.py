@@ -312,8 +312,7 @@ class PushT(GymAdapter):
         goal's pusher (where it is now when the goal has none, as the env's own goal). The block is turned before
         it is placed: gym-pusht's own reset_to_state places it first, and turning it then about its centre of
         gravity leaves it off the goal (30 % coverage instead of 100 %)."""
-        goal, block = self.goal_env, self.target()
-        pusher = self.env.agent.position if self.goal_pusher is None else self.goal_pusher
+        goal, block, pusher = self.goal_env, self.target(), self.goal_pusher_position()
         goal.reset(options={"reset_to_state": [*pusher, *block]})
         goal.goal_pose = np.asarray(self.env.goal_pose, np.float64).copy()  # the drawn region, as in every frame
         goal.block.angle = float(block[2])
@@ -331,11 +330,15 @@ class PushT(GymAdapter):
         block, pusher = self.env.block, self.env.agent
         return np.array([*block.position, block.angle, *pusher.position], np.float64)
 
+    def goal_pusher_position(self) -> np.ndarray:
+        """Where the goal puts the pusher (table pixels): the goal state's, or where it is now when the goal has
+        none (the env's own goal, a block pose only)."""
+        return np.asarray(self.env.agent.position if self.goal_pusher is None else self.goal_pusher, np.float64)
+
     def info(self) -> dict:
-        """The adapter's info and "goal_proprio", where the goal puts the pusher (table units; where it is now when
-        the goal has no pusher, as in the goal image)."""
-        pusher = self.env.agent.position if self.goal_pusher is None else self.goal_pusher
-        return {**super().info(), "goal_proprio": np.asarray(pusher, np.float64) / 512}
+        """The adapter's info and "goal_proprio", where the goal puts the pusher (table units), as the goal image
+        shows it."""
+        return {**super().info(), "goal_proprio": self.goal_pusher_position() / 512}
 
     def set_goal(self, state: np.ndarray) -> dict:
         """The block pose becomes the goal that coverage and the pose rule judge, and the pusher's position, where

@@ -34,6 +34,13 @@ def saved_world_model(ckpt: dict, path: str, what: str) -> WorldModel:
     raise ConfigError(f"{path} is not {what} checkpoint of this project (no {WORLD_MODEL_KEY})")
 
 
+def frame_states_only(world_model: WorldModel, what: str) -> None:
+    """An actor's or energy's states are the frame tokens alone: a world model that adds a proprioception token
+    (model.proprio_scale) is refused until they read it."""
+    if world_model.num_tokens != world_model.frozen_encoder.num_tokens:
+        raise ConfigError(f"the world model reads proprioception (model.proprio_scale): not supported by {what} yet")
+
+
 class OnWorldModel:
     """Mixin for a LightningModule that holds its world model as `self.wm`; subclasses name their checkpoint kind
     (`checkpoint_kind`, for errors) and the hyperparameters that tell their checkpoints apart (`checkpoint_keys`)."""
