@@ -2,7 +2,7 @@
 
 Each shard sample is one episode: frames.npy uint8 [T+1, H, W, 3], actions.npy float32 [T, A] (action t leads from
 frame t to t+1, after clamping to the bounds) and proprio.npy float32 [T+1, 2] = the agent's true position, which
-only the position probe (the gate) and the metrics read, never the world model.
+the position probe (the gate), the metrics and only world models with proprioception (proprio_scale) read.
 """
 from __future__ import annotations
 
@@ -107,10 +107,16 @@ class PushPolicy:
 class PlanPolicy:
     """The current planner (any agent with reset(goal_obs, info) / act(obs, info), e.g. MPCAgent on a world model)
     driving to each episode's goal: the "act" of the seed's act-store-retrain loop. `noise` adds Gaussian
-    exploration noise (std, in action units) to every action."""
+    exploration noise (std, in action units) to every action. `goals`, a protocol of jepa_control.protocols, starts
+    each episode and sets its goal (None: the env's own reset and goal); the offline-goal protocol gives the planner
+    the goals it is evaluated on, so the data hold the sequences it picks for them and what they really do."""
 
-    def __init__(self, agent, low, high, rng: np.random.Generator, noise: float = 0.0) -> None:
+    def __init__(self, agent, low, high, rng: np.random.Generator, noise: float = 0.0, goals=None) -> None:
         self.agent, self.low, self.high, self.rng, self.noise = agent, np.asarray(low), np.asarray(high), rng, noise
+        self.goals = goals
+
+    def start(self, env, seed: int) -> tuple[np.ndarray, dict]:
+        return env.reset(seed=seed) if self.goals is None else self.goals.start(env, seed)
 
     def reset(self, env, info: dict) -> None:
         self.agent.reset(env.goal_observation(), info)
@@ -122,7 +128,7 @@ class PlanPolicy:
         return np.clip(action, self.low, self.high)
 
 
-def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: float = 0.0):
+def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: float = 0.0, goals=None):
     if name == "random":
         return RandomPolicy(env.action_low, env.action_high, rng)
     if name == "noisy":
@@ -134,14 +140,15 @@ def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: flo
     if name == "plan":
         if agent is None:
             raise ConfigError("the plan policy needs a planning agent (jepa collect --policy plan --world_model CKPT)")
-        return PlanPolicy(agent, env.action_low, env.action_high, rng, noise)
+        return PlanPolicy(agent, env.action_low, env.action_high, rng, noise, goals)
     raise ConfigError(f"unknown policy {name!r}: use one of {', '.join(POLICIES)}")
 
 
 def rollout(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
     """One episode of `steps` actions (the env's own step budget is ignored: collection wants fixed lengths);
-    "contacts" counts the steps whose info said "contact" (Push-T: the block moved)."""
-    obs, info = env.reset(seed=seed)
+    "contacts" counts the steps whose info said "contact" (Push-T: the block moved). A policy with its own start
+    (the plan policy) resets the env and sets the goal itself."""
+    obs, info = policy.start(env, seed) if hasattr(policy, "start") else env.reset(seed=seed)
     policy.reset(env, info)
     frames, actions, positions, contacts = [obs], [], [info["pos"]], 0
     for _ in range(steps):
@@ -155,18 +162,20 @@ def rollout(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
             "proprio": np.stack(positions).astype(np.float32), "contacts": contacts}
 
 
-def collect_episode(env, policy_name: str, steps: int, seed: int, i: int, agent=None, noise: float = 0.0) -> dict:
+def collect_episode(env, policy_name: str, steps: int, seed: int, i: int, agent=None, noise: float = 0.0,
+                    goals=None) -> dict:
     """Episode i under `seed`: its reset seed and its policy's randomness depend on (seed, i) only, so episodes
     can be collected in any order and by any process and come out the same."""
-    policy = make_policy(policy_name, env, np.random.default_rng([seed, i, 1]), agent, noise)
+    policy = make_policy(policy_name, env, np.random.default_rng([seed, i, 1]), agent, noise, goals)
     return rollout(env, policy, steps, seed=int(np.random.default_rng([seed, i]).integers(2**31)))
 
 
-def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0, agent=None, noise: float = 0.0):
+def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0, agent=None, noise: float = 0.0,
+            goals=None):
     """Yield (episode index, trajectory) for `episodes` rollouts (collect_episode).
-    agent / noise: the planning agent of the "plan" policy and its exploration noise."""
+    agent / noise / goals: the planning agent of the "plan" policy, its exploration noise and its goals' protocol."""
     for i in range(episodes):
-        yield i, collect_episode(env, policy_name, steps, seed, i, agent, noise)
+        yield i, collect_episode(env, policy_name, steps, seed, i, agent, noise, goals)
 
 
 def trajectory_shards(path: str | Path) -> list[Path]:

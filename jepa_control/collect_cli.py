@@ -13,6 +13,7 @@ from data.shard_writer import INDEX_NAME, AtomicShardWriter, prepare_shard_folde
 from jepa.errors import ConfigError
 from jepa_control.collect import POLICIES, collect, collect_episode
 from jepa_control.envs import ENVS, make_env
+from jepa_control.protocols import make_protocol
 
 _WORKER_ENV = None  # each collection process's own environment
 
@@ -32,6 +33,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--execute", type=int, default=4, help="plan: planned actions executed before replanning (default 4)")
     p.add_argument("--action_repeat", type=int, default=1, help="plan: env steps each planned action is held (default 1)")
     p.add_argument("--noise", type=float, default=0.0, help="plan: Gaussian exploration noise std (default 0)")
+    p.add_argument("--goal_policy", default=None, choices=[x for x in POLICIES if x != "plan"],
+                   help="plan: goals by the offline-goal protocol, the state --goal_offset steps along this "
+                        "policy's rollout from the episode's start (default: the env's own goal)")
+    p.add_argument("--goal_offset", type=int, default=25, help="plan: env steps from start to goal (default 25)")
     p.add_argument("--episodes", type=int, default=600, help="episodes to collect (default 600)")
     p.add_argument("--steps", type=int, default=32, help="actions per episode (default 32)")
     p.add_argument("--eval_layouts", action="store_true", help="use the held-out evaluation layouts")
@@ -101,6 +106,8 @@ def main(argv: list[str]) -> int:
         parser().error("--episodes and --steps must be >= 1")
     if args.workers < 1 or (args.workers > 1 and args.policy == "plan"):
         parser().error("--workers must be >= 1, and 1 with --policy plan (one planner)")
+    if args.goal_policy is not None and args.policy != "plan":
+        parser().error("--goal_policy sets the plan policy's goals: use it with --policy plan")
     prepare_shard_folder(args.out, args.name, args.overwrite)
     options = json_option(args.env_options, "--env_options")
     env = make_env(args.env, eval_layouts=args.eval_layouts, **options)
@@ -110,9 +117,10 @@ def main(argv: list[str]) -> int:
         agent = planning_agent(args, env)
         extra.update(world_model=args.world_model, planner=args.planner, planner_options=args.planner_options,
                      horizon=args.horizon, execute=args.execute, action_repeat=args.action_repeat,
-                     noise=args.noise)
+                     noise=args.noise, goal_policy=args.goal_policy, goal_offset=args.goal_offset)
+    goals = None if args.goal_policy is None else make_protocol("offline_goal", args.goal_offset, args.goal_policy)
     episodes = (parallel_collect(args, options) if args.workers > 1 else
-                collect(env, args.policy, args.episodes, args.steps, args.seed, agent, args.noise))
+                collect(env, args.policy, args.episodes, args.steps, args.seed, agent, args.noise, goals))
     writer, counts = AtomicShardWriter(args.out, args.name, args.max_count, 1 << 31), []
     for i, traj in tqdm(episodes, total=args.episodes, desc="collecting", unit="episode", disable=args.quiet):
         counts.append(traj["contacts"])

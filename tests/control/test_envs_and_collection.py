@@ -133,3 +133,29 @@ def test_parallel_collection_writes_the_same_episodes_as_one_process(tmp_path):
     assert not torch.equal(one["actions"][0], one["actions"][1])  # episodes differ from each other
     index = json.loads((tmp_path / "two" / "index.json").read_text())
     assert index["contacts"] == {"per_episode": 0.0, "episodes_with_contact": 0.0}  # two-rooms reports none
+
+
+def test_plan_policy_with_offline_goals_starts_where_the_goal_trajectory_starts():
+    """`jepa collect --policy plan --goal_policy P`: each episode's planner meets the offline-goal protocol's start
+    and goal (the state goal_offset steps along P's rollout), so the data hold what it does on such goals."""
+    from jepa.cli import main
+    from jepa_control.collect import collect_episode
+    from jepa_control.protocols import OfflineGoal
+
+    class Recorder:  # the planning agent's interface; records the goal it was given, then holds still
+        def reset(self, goal_obs, info):
+            self.goal_obs, self.goal = goal_obs, np.asarray(info["goal"])
+
+        def act(self, obs, info):
+            return np.zeros(2, np.float32)
+
+    env, agent, protocol = TwoRooms(TwoRoomsConfig()), Recorder(), OfflineGoal(goal_offset=5, policy="noisy")
+    episode = collect_episode(env, "plan", 3, seed=0, i=1, agent=agent, goals=protocol)
+    reset_seed = int(np.random.default_rng([0, 1]).integers(2**31))
+    start, start_info = protocol.start(env, reset_seed)
+    assert np.array_equal(episode["frames"][0], start) and np.allclose(episode["proprio"][0], start_info["pos"])
+    assert np.allclose(agent.goal, start_info["goal"]) and np.array_equal(agent.goal_obs, env.goal_observation())
+    assert not np.allclose(agent.goal, env.reset(seed=reset_seed)[1]["goal"])  # not the env's own goal
+    assert np.allclose(episode["proprio"][-1], episode["proprio"][0])  # it held still: the planner's actions ran
+    with pytest.raises(SystemExit):  # goals are the plan policy's only
+        main(["collect", "--goal_policy", "noisy", "--episodes", "1", "--out", "unused"])
