@@ -19,31 +19,34 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_episodes(shown: list[dict], path: str | Path, title: str) -> Path:
-    """Each episode: its first frame with the path drawn over it (start o, goal *), then its last frame."""
+    """Each episode: its first frame with the path drawn over it (start o, goal *), its last frame, and the goal
+    image the agent was given (where the goal is more than a point: Push-T's block pose, Reacher's arm)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = max(1, len(shown))
-    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4), squeeze=False)
+    fig, axes = plt.subplots(3, n, figsize=(2.6 * n, 8.1), squeeze=False)
     for i, ep in enumerate(shown):
         size = ep["frames"].shape[1]
-        top, bottom = axes[0, i], axes[1, i]
+        top, middle, bottom = axes[:, i]
         extent = ep["extent"]  # the frame in position units, so the path lies over it
         top.imshow(ep["frames"][0], extent=extent)
         p = np.asarray(ep["path"])
         top.plot(p[:, 0], p[:, 1], "-", color="yellow", lw=1.2)
         top.plot(p[0, 0], p[0, 1], "o", color="cyan", ms=5)
-        top.plot(ep["goal"][0], ep["goal"][1], "*", color="lime", ms=10)
         top.set_title(("success" if ep["success"] else "failure") + f" ({len(p) - 1} steps)", fontsize=9)
-        bottom.imshow(ep["frames"][-1], extent=extent)
-        bottom.plot(ep["goal"][0], ep["goal"][1], "*", color="lime", ms=10)
-        bottom.set_title(f"final frame ({size}x{size})", fontsize=9)
-        for ax in (top, bottom):
+        middle.imshow(ep["frames"][-1], extent=extent)
+        middle.set_title(f"final frame ({size}x{size})", fontsize=9)
+        bottom.imshow(ep["goal_obs"], extent=extent)
+        bottom.set_title("goal image", fontsize=9)
+        for ax in (top, middle, bottom):
+            ax.plot(ep["goal"][0], ep["goal"][1], "*", color="lime", ms=10)
             ax.set_xticks([]), ax.set_yticks([])
     for j in range(len(shown), n):
-        axes[0, j].axis("off"), axes[1, j].axis("off")
+        for ax in axes[:, j]:
+            ax.axis("off")
     fig.suptitle(title, fontsize=10)
     return _save(fig, Path(path))
 
