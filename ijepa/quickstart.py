@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from data.fashion_mnist import find_root, load_split
 from eval.collapse import spread, summary
@@ -28,7 +29,7 @@ from ijepa.mask_plot import plot_masks
 from jepa.cli import build_cli
 from jepa.io import write_json, write_text
 from jepa.outputs import check_writable, refuse_clobber
-from jepa.preflight import clear_checkpoints
+from jepa.preflight import clear_checkpoints, resolve_auto_checkpoint
 from jepa.provenance import provenance
 from jepa.run_record import RunRecord
 from jepa.seeding import fit_seed_args
@@ -54,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probe_test_limit", type=int, default=0, help="score N test images (0: all 10k)")
     p.add_argument("--no_progress", action="store_true", help="hide the training progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest intact checkpoint (one stopped midway: same "
+                        "arguments); its pretraining seconds add up across the runs")
     return p
 
 
@@ -77,8 +81,10 @@ def main(argv: list[str]) -> int:
     """pretrain I-JEPA on Fashion-MNIST, probe it, print the results table"""
     args = parser().parse_args(argv)
     out = Path(args.out)
-    if not args.overwrite:
-        refuse_clobber("--out", out, "pass --overwrite to replace it")
+    if args.resume and args.overwrite:
+        parser().error("--resume continues the run in --out, --overwrite replaces it: pass one")
+    if not (args.overwrite or args.resume):
+        refuse_clobber("--out", out, "pass --overwrite to replace it, or --resume to continue it")
     check_writable("--out", out)
     find_root(args.data_root)  # fail now, with the install hint, not after building a model
     started = time.time()
@@ -86,8 +92,13 @@ def main(argv: list[str]) -> int:
 
     cli = build_cli(fit_args(args, out), run=False)
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
-    clear_checkpoints(trainer)  # an earlier run's, when told to overwrite it
-    random_init = frozen_copy(model.target_encoder)  # the very weights pretraining starts from
+    # the seeded start, before any checkpoint is loaded: the very weights pretraining starts from, resumed or not
+    random_init = frozen_copy(model.target_encoder)
+    resume_from = resolve_auto_checkpoint(trainer) if args.resume else None
+    if not args.resume:
+        clear_checkpoints(trainer)  # an earlier run's, when told to overwrite it
+    timer = Timer()  # Lightning saves its elapsed time in every checkpoint: a resumed run's seconds add up
+    trainer.callbacks.append(timer)
 
     # A picture of the masks the recipe samples, on real training images.
     images = load_split(args.data_root, "train")[0][:6].float() / 255
@@ -96,8 +107,9 @@ def main(argv: list[str]) -> int:
     plot_masks(images, masks, model.encoder.grid, out / "masks.png")
 
     t0 = time.time()
-    trainer.fit(model, datamodule=datamodule)
-    seconds["pretrain"] = round(time.time() - t0, 1)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    seconds["pretrain"] = round(timer.time_elapsed("train"), 1)
+    earlier = max(0.0, timer.time_elapsed("train") - (time.time() - t0))  # the earlier runs' training seconds
     record = next(cb for cb in trainer.callbacks if isinstance(cb, RunRecord))
     fit_record = json.loads(record.path.read_text()) if record.path else {}
 
@@ -113,7 +125,7 @@ def main(argv: list[str]) -> int:
     # how spread out the features are (near collapse or not), on 2,000 training images: never the test split
     collapse = spread({"I-JEPA": model.target_encoder, "random init": random_init}, data.train_x[-2000:], data.mean,
                       data.std)
-    seconds["total"] = round(time.time() - started, 1)
+    seconds["total"] = round(time.time() - started + earlier, 1)
 
     table = markdown_table(rows, protocols, knn)
     checkpoint = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else None
@@ -121,6 +133,7 @@ def main(argv: list[str]) -> int:
         "command": "jepa quickstart " + shlex.join(argv),
         "date": time.strftime("%Y-%m-%d"),
         "seed": args.seed,
+        "resumed_from": resume_from,
         "rows": rows,
         "protocols": protocols,
         "seconds": seconds,

@@ -41,6 +41,20 @@ def test_tiny_quickstart_writes_results_and_plots(tmp_path, fmnist_root):
     assert set(spread) == {"I-JEPA", "random init"} and all(r["width"] == 128 and r["rankme"] >= 1 for r in spread.values())
     assert "feature spread (I-JEPA): RankMe" in out.stdout
 
+    # --resume continues that run from its checkpoint (2 more steps, not 5 anew); the random-init row is the same
+    # seeded start, and the pretraining seconds add up
+    resumed = subprocess.run(
+        [sys.executable, "-m", "jepa.cli", "quickstart", "--out", str(run), "--data_root", fmnist_root,
+         "--max_steps", "5", "--limit_train", "512", "--probe_train_limit", "1000", "--probe_test_limit", "300",
+         "--protocols", "avg", "--no_progress", "--resume"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = json.loads((run / "results.json").read_text())
+    assert again["pretrain"]["optimizer_steps"] == 5 and again["resumed_from"].endswith(".ckpt")
+    assert "resuming from" in resumed.stdout
+    assert again["rows"]["random init"]["knn"] == results["rows"]["random init"]["knn"]
+    assert again["seconds"]["pretrain"] > results["seconds"]["pretrain"] > 0
+
     # `jepa probe` on the checkpoint the quickstart wrote: the same probe path from the command line
     probe_dir = tmp_path / "probe"
     out = subprocess.run(
