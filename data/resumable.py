@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from data.workers import ignore_termination
 from jepa.seeding import key_seed, seeded_cpu_rng
 
 
@@ -89,13 +90,14 @@ class ResumableDataModule(L.LightningDataModule):
         return StatefulLoader(
             KeyedDataset(base, transform, self.seed), batch_size=batch_size, sampler=sampler, drop_last=True,
             num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
-            generator=torch.Generator().manual_seed(self.seed),  # worker seeds drawn here, not from the global RNG
+            worker_init_fn=ignore_termination, generator=torch.Generator().manual_seed(self.seed),  # worker seeds drawn here, not from the global RNG
         )
 
     @staticmethod
     def eval_loader(dataset: Dataset, batch_size: int, num_workers: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                          persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available())
+                          persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          worker_init_fn=ignore_termination)
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         trainer = self.trainer

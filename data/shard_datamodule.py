@@ -28,6 +28,7 @@ from data.resumable import PositionInDataModule
 from data.shard_stream import ShardStream, expand_urls
 from data.shard_writer import INDEX_NAME
 from data.skip_report import SkipReport
+from data.workers import ignore_termination
 from data.transforms import eval_transform, train_transform, view_transform
 from jepa.errors import ConfigError
 
@@ -184,7 +185,8 @@ class ShardDataModule(L.LightningDataModule):
     def _loader(self, dataset: ShardStream, batches: int | None, prepare=None) -> FixedLengthLoader:
         loader = DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
                             pin_memory=torch.cuda.is_available(), persistent_workers=False,
-                            prefetch_factor=self.prefetch_factor if self.num_workers else None)
+                            prefetch_factor=self.prefetch_factor if self.num_workers else None,
+                            worker_init_fn=ignore_termination)
         return FixedLengthLoader(loader, batches, prepare)
 
     def train_dataloader(self) -> FixedLengthLoader:

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from data.workers import ignore_termination
 from jepa.errors import ConfigError
 from jepa_control.collect import check_trajectory_dir
 
@@ -82,9 +83,11 @@ class WindowLoaders:
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(0))
+                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(0),
+                          worker_init_fn=ignore_termination)
 
     def val_dataloader(self):
         if self.val_set is None:
             return []
-        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers,
+                          worker_init_fn=ignore_termination)

@@ -68,6 +68,32 @@ def test_killed_or_preempted_run_resumes_to_identical_weights(tmp_path, straight
     assert names == ["last.ckpt", "step000000012.ckpt", "step000000014.ckpt"]  # keep_last=2, no last-v1.ckpt
 
 
+def test_sigterm_to_the_whole_process_group_still_saves_the_preemption_checkpoint(tmp_path, fmnist_root):
+    """A scheduler's cancel (or `kill -- -PGID`) signals the dataloader workers too; dying of it first, they made
+    the trainer fail on their death in mid-step (a traceback, no checkpoint)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.run_jepa import ROOT
+
+    argv = [sys.executable, "-m", "jepa.cli", "fit", "--config", str(CONFIG), *TINY_ARGS, "--data.num_workers=1",
+            f"--data.root={fmnist_root}", "--trainer.max_steps=100000", f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.logger=false"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                           start_new_session=True)  # its own group: the signal below reaches it, not pytest
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("checkpoints/step*.ckpt")) and run.poll() is None and time.time() < deadline:
+        time.sleep(0.2)  # training is under way: a periodic checkpoint was written
+    os.killpg(run.pid, signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err[-3000:]
+    assert "preempted: saved step" in out and "Traceback" not in err
+
+
 def test_truncated_newest_checkpoint_is_passed_over(tmp_path, fmnist_root):
     first = fit(tmp_path, hook("KillAt", step=8), fmnist_root=fmnist_root)
     assert first.returncode == -9
