@@ -90,7 +90,8 @@ class ResumableDataModule(L.LightningDataModule):
         return StatefulLoader(
             KeyedDataset(base, transform, self.seed), batch_size=batch_size, sampler=sampler, drop_last=True,
             num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
-            worker_init_fn=ignore_termination, generator=torch.Generator().manual_seed(self.seed),  # worker seeds drawn here, not from the global RNG
+            worker_init_fn=ignore_termination,
+            generator=torch.Generator().manual_seed(self.seed),  # worker seeds drawn here, not from the global RNG
         )
 
     @staticmethod

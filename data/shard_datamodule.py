@@ -28,8 +28,8 @@ from data.resumable import PositionInDataModule
 from data.shard_stream import ShardStream, expand_urls
 from data.shard_writer import INDEX_NAME
 from data.skip_report import SkipReport
-from data.workers import ignore_termination
 from data.transforms import eval_transform, train_transform, view_transform
+from data.workers import ignore_termination
 from jepa.errors import ConfigError
 
 log = logging.getLogger(__name__)

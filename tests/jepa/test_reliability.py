@@ -3,6 +3,11 @@ clean stop, a corrupt newest checkpoint passed over, and bad configs or environm
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from jepa.module import NonFiniteTrainingError
 from tests.conftest import TinyData, tiny_model, tiny_trainer
 from tests.helpers.fault_hooks import InfGradientAt
 from tests.helpers.fault_injection import hook
-from tests.helpers.run_jepa import CONFIG, TINY_ARGS, jepa
+from tests.helpers.run_jepa import CONFIG, ROOT, TINY_ARGS, jepa
 
 STEPS = 14
 
@@ -71,14 +76,6 @@ def test_killed_or_preempted_run_resumes_to_identical_weights(tmp_path, straight
 def test_sigterm_to_the_whole_process_group_still_saves_the_preemption_checkpoint(tmp_path, fmnist_root):
     """A scheduler's cancel (or `kill -- -PGID`) signals the dataloader workers too; dying of it first, they made
     the trainer fail on their death in mid-step (a traceback, no checkpoint)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.helpers.run_jepa import ROOT
-
     argv = [sys.executable, "-m", "jepa.cli", "fit", "--config", str(CONFIG), *TINY_ARGS, "--data.num_workers=1",
             f"--data.root={fmnist_root}", "--trainer.max_steps=100000", f"--trainer.default_root_dir={tmp_path}",
             "--trainer.logger=false"]
@@ -88,6 +85,7 @@ def test_sigterm_to_the_whole_process_group_still_saves_the_preemption_checkpoin
     deadline = time.time() + 120
     while not list(tmp_path.glob("checkpoints/step*.ckpt")) and run.poll() is None and time.time() < deadline:
         time.sleep(0.2)  # training is under way: a periodic checkpoint was written
+    assert run.poll() is None, run.communicate()[1][-3000:]
     os.killpg(run.pid, signal.SIGTERM)
     out, err = run.communicate(timeout=120)
     assert run.returncode == 143, err[-3000:]
