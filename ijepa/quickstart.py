@@ -29,6 +29,7 @@ from ijepa.mask_plot import plot_masks
 from jepa.cli import build_cli
 from jepa.io import write_json, write_text
 from jepa.outputs import check_writable, refuse_clobber
+from jepa.periodic_checkpoint import set_resume_hint
 from jepa.preflight import clear_checkpoints, resolve_auto_checkpoint
 from jepa.provenance import provenance
 from jepa.run_record import RunRecord
@@ -95,6 +96,7 @@ def main(argv: list[str]) -> int:
     # the seeded start, before any checkpoint is loaded: the very weights pretraining starts from, resumed or not
     random_init = frozen_copy(model.target_encoder)
     resume_from = resolve_auto_checkpoint(trainer) if args.resume else None
+    set_resume_hint(trainer, "--resume")
     if not args.resume:
         clear_checkpoints(trainer)  # an earlier run's, when told to overwrite it
     timer = Timer()  # Lightning saves its elapsed time in every checkpoint: a resumed run's seconds add up

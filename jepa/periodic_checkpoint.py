@@ -39,6 +39,7 @@ class PeriodicCheckpoint(ModelCheckpoint):
                          save_last=save_last, save_on_train_epoch_end=False,
                          enable_version_counter=False)  # a resumed run overwrites last.ckpt, never adds last-v1
         self.keep_last = keep_last
+        self.resume_hint = "--ckpt_path auto"  # what the preemption line tells the user to add to resume
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.dirpath = str(periodic_dir(trainer))  # fixed before Lightning would derive it from a logger version
@@ -93,7 +94,7 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def _announce(self, trainer) -> None:
         if trainer.is_global_zero:
             print(f"preempted: saved step {trainer.global_step} in {self.dirpath}; run the same command with "
-                  "--ckpt_path auto to resume", flush=True)
+                  f"{self.resume_hint} to resume", flush=True)
 
 
 def periodic_dir(trainer) -> Path | None:
@@ -103,3 +104,10 @@ def periodic_dir(trainer) -> Path | None:
             return Path(cb.dirpath) if cb.dirpath else Path(trainer.default_root_dir) / "checkpoints"
 
     return None
+
+
+def set_resume_hint(trainer, hint: str) -> None:
+    """Commands that resume by another flag than `--ckpt_path auto` (the quickstart's `--resume`) say so here."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, PeriodicCheckpoint):
+            cb.resume_hint = hint

@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from jepa.checkpoint_io import (
 )
 from jepa.errors import ConfigError
 from jepa.module import NonFiniteTrainingError
+from jepa.periodic_checkpoint import PeriodicCheckpoint, set_resume_hint
 from tests.conftest import TinyData, tiny_model, tiny_trainer
 from tests.helpers.fault_hooks import InfGradientAt
 from tests.helpers.fault_injection import hook
@@ -90,6 +92,16 @@ def test_sigterm_to_the_whole_process_group_still_saves_the_preemption_checkpoin
     out, err = run.communicate(timeout=120)
     assert run.returncode == 143, err[-3000:]
     assert "preempted: saved step" in out and "Traceback" not in err
+
+
+def test_preemption_line_names_the_flag_that_resumes_the_command(tmp_path, capsys):
+    trainer = SimpleNamespace(callbacks=[PeriodicCheckpoint(dirpath=str(tmp_path))], is_global_zero=True, global_step=7)
+    trainer.callbacks[0]._announce(trainer)
+    assert capsys.readouterr().out.strip().endswith("run the same command with --ckpt_path auto to resume")
+    set_resume_hint(trainer, "--resume")  # the quickstart resumes by its own flag
+    trainer.callbacks[0]._announce(trainer)
+    line = capsys.readouterr().out.strip()
+    assert line == f"preempted: saved step 7 in {tmp_path}; run the same command with --resume to resume"
 
 
 def test_truncated_newest_checkpoint_is_passed_over(tmp_path, fmnist_root):
