@@ -107,16 +107,10 @@ class PushPolicy:
 class PlanPolicy:
     """The current planner (any agent with reset(goal_obs, info) / act(obs, info), e.g. MPCAgent on a world model)
     driving to each episode's goal: the "act" of the seed's act-store-retrain loop. `noise` adds Gaussian
-    exploration noise (std, in action units) to every action. `goals`, a protocol of jepa_control.protocols, starts
-    each episode and sets its goal (None: the env's own reset and goal); the offline-goal protocol gives the planner
-    the goals it is evaluated on, so the data hold the sequences it picks for them and what they really do."""
+    exploration noise (std, in action units) to every action."""
 
-    def __init__(self, agent, low, high, rng: np.random.Generator, noise: float = 0.0, goals=None) -> None:
+    def __init__(self, agent, low, high, rng: np.random.Generator, noise: float = 0.0) -> None:
         self.agent, self.low, self.high, self.rng, self.noise = agent, np.asarray(low), np.asarray(high), rng, noise
-        self.goals = goals
-
-    def start(self, env, seed: int) -> tuple[np.ndarray, dict]:
-        return env.reset(seed=seed) if self.goals is None else self.goals.start(env, seed)
 
     def reset(self, env, info: dict) -> None:
         self.agent.reset(env.goal_observation(), info)
@@ -128,7 +122,7 @@ class PlanPolicy:
         return np.clip(action, self.low, self.high)
 
 
-def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: float = 0.0, goals=None):
+def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: float = 0.0):
     if name == "random":
         return RandomPolicy(env.action_low, env.action_high, rng)
     if name == "noisy":
@@ -140,15 +134,17 @@ def make_policy(name: str, env, rng: np.random.Generator, agent=None, noise: flo
     if name == "plan":
         if agent is None:
             raise ConfigError("the plan policy needs a planning agent (jepa collect --policy plan --world_model CKPT)")
-        return PlanPolicy(agent, env.action_low, env.action_high, rng, noise, goals)
+        return PlanPolicy(agent, env.action_low, env.action_high, rng, noise)
     raise ConfigError(f"unknown policy {name!r}: use one of {', '.join(POLICIES)}")
 
 
-def rollout(env, policy, steps: int, seed: int) -> dict[str, np.ndarray]:
+def rollout(env, policy, steps: int, seed: int, goals=None) -> dict[str, np.ndarray]:
     """One episode of `steps` actions (the env's own step budget is ignored: collection wants fixed lengths);
-    "contacts" counts the steps whose info said "contact" (Push-T: the block moved). A policy with its own start
-    (the plan policy) resets the env and sets the goal itself."""
-    obs, info = policy.start(env, seed) if hasattr(policy, "start") else env.reset(seed=seed)
+    "contacts" counts the steps whose info said "contact" (Push-T: the block moved). `goals`, a protocol of
+    jepa_control.protocols, starts the episode and sets its goal (None: the env's own reset and goal); the
+    offline-goal protocol gives a planning policy the goals it is evaluated on, so the data hold the sequences it
+    picks for them and what they really do."""
+    obs, info = env.reset(seed=seed) if goals is None else goals.start(env, seed)
     policy.reset(env, info)
     frames, actions, positions, contacts = [obs], [], [info["pos"]], 0
     for _ in range(steps):
@@ -166,8 +162,8 @@ def collect_episode(env, policy_name: str, steps: int, seed: int, i: int, agent=
                     goals=None) -> dict:
     """Episode i under `seed`: its reset seed and its policy's randomness depend on (seed, i) only, so episodes
     can be collected in any order and by any process and come out the same."""
-    policy = make_policy(policy_name, env, np.random.default_rng([seed, i, 1]), agent, noise, goals)
-    return rollout(env, policy, steps, seed=int(np.random.default_rng([seed, i]).integers(2**31)))
+    policy = make_policy(policy_name, env, np.random.default_rng([seed, i, 1]), agent, noise)
+    return rollout(env, policy, steps, seed=int(np.random.default_rng([seed, i]).integers(2**31)), goals=goals)
 
 
 def collect(env, policy_name: str, episodes: int, steps: int, seed: int = 0, agent=None, noise: float = 0.0,
