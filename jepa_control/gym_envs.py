@@ -67,12 +67,18 @@ class GymAdapter:
         self.clamped += int(not np.array_equal(clipped, action))
         reward, terminated = 0.0, False
         for _ in range(self.action_repeat):
-            _, r, terminated, _, _ = self.env.step(self.env_action(clipped))
+            _, r, wrapped_terminated, _, _ = self.env.step(self.env_action(clipped))
             reward += float(r)
+            terminated = self.ends_episode(wrapped_terminated)
             if terminated:
                 break
         self.t += 1
         return self.render(), reward, bool(terminated), self.t >= self.max_steps, self.info()
+
+    def ends_episode(self, wrapped_terminated: bool) -> bool:
+        """Whether the episode ends after one step of the wrapped env (it then stops repeating the action): the
+        wrapped env's own termination, unless a subclass judges it by its own rule."""
+        return bool(wrapped_terminated)
 
     def info(self) -> dict:
         pos, goal, distance, success = self.measure()
@@ -292,13 +298,17 @@ class PushT(GymAdapter):
 
     def step(self, action):
         """One step, with info["contact"]: whether the block moved (the pusher touched it: the interactions a
-        world model of Push-T must see in its data). The episode ends when this env's success rule holds, against
-        the offline goal where there is one (gym-pusht's own termination knows only its drawn region)."""
+        world model of Push-T must see in its data)."""
         before = self.goal_state()
-        obs, reward, _, truncated, info = super().step(action)
+        obs, reward, terminated, truncated, info = super().step(action)
         moved = self.goal_state() - before
         info["contact"] = bool(np.hypot(*moved[:2]) > self.CONTACT_PIXELS or abs(moved[2]) > self.CONTACT_RADIANS)
-        return obs, reward, info["success"], truncated, info
+        return obs, reward, terminated, truncated, info
+
+    def ends_episode(self, wrapped_terminated: bool) -> bool:
+        """This env's success rule, against the offline goal where there is one: gym-pusht's own termination
+        knows only its drawn region."""
+        return bool(self.measure()[3])
 
     def render(self) -> np.ndarray:
         return np.ascontiguousarray(self.env._render(visualize=False))

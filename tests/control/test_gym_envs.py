@@ -114,6 +114,29 @@ def test_push_t_goal_image_is_the_block_on_the_goal():
     env.close()
 
 
+def test_push_t_repeats_its_action_while_only_the_drawn_region_is_reached():
+    """gym-pusht's own termination (the block on its drawn region) neither ends an episode judged against an
+    offline goal nor cuts an action's repeats short; reaching that goal does."""
+    pytest.importorskip("gym_pusht")
+    moved = {}
+    for repeat in (1, 4):
+        env = make_env("push_t", img_size=SIZE, action_repeat=repeat)
+        try:
+            env.reset(seed=0)
+            env.env.block.angle = float(env.env.goal_pose[2])  # the block on the drawn region: gym-pusht terminates
+            env.env.block.position = [float(v) for v in env.env.goal_pose[:2]]
+            env.set_goal(np.array([100.0, 100.0, 0.0]))  # an offline goal elsewhere
+            start = env.goal_state()[3:5]
+            _, _, terminated, _, _ = env.step(np.array([0.0, 1.0], np.float32))
+            assert env.env._get_coverage() > 0.95 and not terminated
+            moved[repeat] = np.linalg.norm(env.goal_state()[3:5] - start)
+            env.set_goal(env.goal_state())  # now the offline goal holds: the episode ends
+            assert env.step(np.zeros(2, np.float32))[2]
+        finally:
+            env.close()
+    assert moved[4] > 2 * moved[1] > 0  # all four repeats ran
+
+
 def test_push_t_offline_goal_image_is_the_goal_states_frame_and_the_drawn_region_stays():
     """Under the offline-goal protocol the goal image is what the env shows at the goal state (block and pusher
     there), and every frame keeps gym-pusht's own drawn region, as the collected frames do; coverage and the pose
