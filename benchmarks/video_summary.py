@@ -8,9 +8,12 @@ Results of several clip datasets (motion clips, the control environments' episod
         runs/vjepa_motion_fmnist_s1/probe/results.json runs/vjepa_motion_fmnist_s2/probe/results.json
 
 Row names of `jepa probe` map to the summary's encoders: the checkpoint's row (`jepa`) is `vjepa`, `random init` is
-`random_init`, references keep their names (`ijepa_framewise`). `--plan ENV ENCODER RESULTS` (repeatable) adds a
-`jepa plan` run's headline planner as planning -> ENV -> ENCODER -> success; runs of one environment must share the
-protocol, seeds, episodes and planner settings (only the world model may differ), or the summary refuses them.
+`random_init`, references keep their names (`ijepa_framewise`). A control environment's episodes are the dataset
+`<env>_episodes` and its labels `<env>/<label>` (clips that predate the env's record: `trajectory_clips`, unprefixed
+labels). `--plan ENV ENCODER RESULTS` (repeatable) adds a `jepa plan` run's headline planner as planning -> ENV ->
+ENCODER -> success; runs of one environment must share the protocol, seeds, episodes and planner settings (only the
+world model may differ), or the summary refuses them. The summary already at --out keeps the datasets and the
+planning rows this call does not measure again: one dataset or environment is re-measured at a time.
 """
 from __future__ import annotations
 
@@ -59,6 +62,15 @@ def planning(runs: list[tuple[str, str, str]]) -> dict:
     return out
 
 
+def dataset_name(clips: dict) -> str:
+    return f"{clips['env']}_episodes" if clips.get("env") else clips["dataset"]
+
+
+def label_key(clips: dict, label: str) -> str:
+    """The summary's name of a probe label: prefixed with the env whose episodes the clips are."""
+    return f"{clips['env']}/{label}" if clips.get("env") else label
+
+
 def gather(records: list[dict]) -> dict:
     """labels -> label -> probe -> encoder -> [accuracy of each record, in order]."""
     labels: dict = {}
@@ -68,8 +80,8 @@ def gather(records: list[dict]) -> dict:
             for label in record["labels"]:
                 for probe, result in row[label].items():
                     if probe.split("/")[0] in PROBES:  # linear/avg+2x2: the linear probe on another time pooling
-                        labels.setdefault(label, {}).setdefault(probe, {}).setdefault(encoder, []).append(
-                            result["test_acc"])
+                        labels.setdefault(label_key(record["clips"], label), {}).setdefault(probe, {}).setdefault(
+                            encoder, []).append(result["test_acc"])
     return labels
 
 
@@ -119,7 +131,7 @@ def mean_std(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", nargs="+", help="jepa probe results.json of a clip dataset, one per seed (several "
+    p.add_argument("results", nargs="*", help="jepa probe results.json of a clip dataset, one per seed (several "
                                               "datasets may be given: each gathers its own seeds)")
     p.add_argument("--out", default="benchmarks/results/video/summary.json")
     p.add_argument("--plan", nargs=3, action="append", default=[], metavar=("ENV", "ENCODER", "RESULTS"),
@@ -134,23 +146,27 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{path}: not a readable jepa probe results.json ({err})") from err
         if "clips" not in record:
             raise ConfigError(f"{path}: not a clip probe's results (no 'clips' key): run jepa probe --data <clips>")
-        by_dataset.setdefault(record["clips"]["dataset"], []).append((path, record))
-    labels: dict = {}
-    datasets: dict = {}
+        by_dataset.setdefault(dataset_name(record["clips"]), []).append((path, record))
+    out = Path(args.out)
+    earlier = json.loads(out.read_text()) if out.is_file() else {}
+    # the datasets this call does not measure again keep their labels and runs
+    datasets = {name: d for name, d in earlier.get("datasets", {}).items() if name not in by_dataset}
+    labels = {label: earlier["labels"][label] for d in datasets.values() for label in d["labels"]}
     for name, runs in by_dataset.items():
         gathered = gather([r for _, r in runs])
         shared = set(gathered) & set(labels)
         if shared:
             raise ConfigError(f"label {sorted(shared)[0]!r} comes from two clip datasets; summarise them apart")
         labels.update(gathered)
-        datasets[name] = {"seeds": len(runs), "clips": runs[0][1]["clips"], "labels": runs[0][1]["labels"],
+        clips = runs[0][1]["clips"]
+        datasets[name] = {"seeds": len(runs), "clips": clips,
+                          "labels": [label_key(clips, label) for label in runs[0][1]["labels"]],
                           "runs": [{"results": path, "checkpoint": r["checkpoint"], "wall_time_s": r["wall_time_s"],
                                     "hardware": r["provenance"]["hardware"], "date": r.get("date"),
                                     "command": r.get("command")} for path, r in runs]}
-    out = Path(args.out)
-    plans = planning(args.plan)
-    if not args.plan and out.is_file():
-        plans = json.loads(out.read_text()).get("planning") or {}
+    plans = earlier.get("planning") or {}
+    for env, rows in planning(args.plan).items():  # an environment given is measured again as a whole
+        plans[env] = rows
     summary = {"labels": labels, "planning": plans, "datasets": datasets}
     write_json(out, summary)
     sections = []

@@ -15,11 +15,13 @@ seeded subset is kept where there are more than the limit.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import torch
 
+from data.shard_writer import INDEX_NAME
 from eval.clip_probe import ClipProbeData
 from jepa.errors import ConfigError
 from jepa_control.collect import read_trajectories
@@ -59,6 +61,12 @@ def episode_clips(path: Path, num_frames: int, size: int, limit: int, seed: int)
     return clips, {"action": middle, "displacement": last}
 
 
+def collected_env(path: Path) -> str | None:
+    """The env `jepa collect` recorded in the shards' index (None for shards written without one)."""
+    index = path / INDEX_NAME
+    return json.loads(index.read_text()).get("env") if index.is_file() else None
+
+
 def trajectory_clips(root: str | None = None, train_limit: int = 0, test_limit: int = 0, num_frames: int = 8,
                      size: int = 64, seed: int = 0, garment: int | None = None) -> ClipProbeData:
     """The labelled clips of an environment's collected episodes (`root`: the folder holding `train` and `val`
@@ -73,8 +81,8 @@ def trajectory_clips(root: str | None = None, train_limit: int = 0, test_limit: 
         moved = raw["displacement"]
         fast = (moved.norm(dim=1) > median).long()
         labels[split] = {"action": heading(raw["action"]), "velocity": heading(moved) * 2 + fast}
-    source = {"dataset": "trajectory_clips", "root": str(root), "num_frames": num_frames, "size": size, "seed": seed,
-              "stride": STRIDE, "median_speed": median}
+    source = {"dataset": "trajectory_clips", "root": str(root), "env": collected_env(Path(root) / "train"),
+              "num_frames": num_frames, "size": size, "seed": seed, "stride": STRIDE, "median_speed": median}
     # normalised as the control encoders are pretrained (the frame and clip datamodules' default)
     return ClipProbeData("trajectory_clips", parts["train"][0], labels["train"], parts["test"][0], labels["test"],
                          TWO_ROOMS_MEAN, TWO_ROOMS_STD, source)

@@ -302,6 +302,21 @@ def test_video_summary_gathers_per_seed_accuracies_by_label_probe_and_encoder(tm
     assert summary["labels"]["action"]["linear"]["vjepa"] == [0.7]
     assert summary["datasets"]["trajectory_clips"]["seeds"] == 1 and summary["datasets"]["motion_fmnist"]["seeds"] == 2
     assert summary["planning"]["two_rooms"]["vjepa"]["success"] == 0.8
+    # an environment's episodes: their own dataset and env-named labels, added beside what the summary holds
+    maze = json.loads(paths[-1].read_text())
+    maze["clips"]["env"] = "point_maze"
+    paths.append(tmp_path / "maze.json")
+    paths[-1].write_text(json.dumps(maze))
+    subprocess.run([sys.executable, str(SCRIPT.parent / "video_summary.py"), str(paths[-1]), "--out", str(out),
+                    "--plan", "point_maze", "vjepa", plan("d", 0.6)], check=True, capture_output=True, timeout=120)
+    summary = json.loads(out.read_text())
+    assert summary["labels"]["point_maze/action"]["linear"]["vjepa"] == [0.7]
+    assert summary["datasets"]["point_maze_episodes"]["labels"] == ["point_maze/action"]
+    assert summary["labels"]["motion"]["linear"]["vjepa"] == [0.5, 0.6]  # the datasets not given are kept
+    assert set(summary["datasets"]) == {"motion_fmnist", "trajectory_clips", "point_maze_episodes"}
+    assert summary["planning"]["two_rooms"]["vjepa"]["success"] == 0.8 and summary["planning"]["point_maze"][
+        "vjepa"]["success"] == 0.6
+    assert "| point_maze/action | linear |" in out.with_suffix(".md").read_text()
 
 
 def test_recipe_summary_means_seeds_pairs_margins_and_keeps_other_sections(tmp_path):

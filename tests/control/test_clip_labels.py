@@ -48,6 +48,10 @@ def test_clip_labels_are_the_middle_action_and_the_last_step_of_the_recorded_epi
         assert data.test_labels["velocity"][i] == heading(moved[None])[0] * 2 + fast
     assert set(data.train_labels) == {"action", "velocity"} and len(data.train_x) == 8 * 4
     assert len(trajectory_clips(str(tmp_path), train_limit=5, num_frames=4, size=16).train_x) == 5  # seeded subset
+    assert data.source["env"] is None  # shards written without an env name
+    index = tmp_path / "train" / "index.json"
+    index.write_text(json.dumps({**json.loads(index.read_text()), "env": "two_rooms"}))  # as jepa collect records it
+    assert trajectory_clips(str(tmp_path), num_frames=4, size=16).source["env"] == "two_rooms"
     with pytest.raises(ConfigError, match="shorter than the encoder's 16-frame clips"):
         trajectory_clips(str(tmp_path), num_frames=16, size=16)
     with pytest.raises(ConfigError, match="the encoder takes 64x64"):
