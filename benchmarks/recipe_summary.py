@@ -8,11 +8,16 @@ run it read.
 
 `--full` takes the full recipe's runs the same way. A section not given keeps what the summary file already holds,
 so a better measurement replaces only its own section; a section never measured is written with null figures.
+`--add` adds the runs given to the seeds their section already holds (seeds run on other days or machines; a seed
+given again replaces its earlier figures), refusing runs of another recipe; each seed keeps its own command,
+hardware and date.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -64,8 +69,14 @@ def mean(values):
     return round(statistics.mean(values), 4) if values else None
 
 
-def section(paths: list[str]) -> dict:
-    """The runs of one recipe (one per seed) -> mean figures, per-seed figures and where they came from."""
+def config_flag(command: str) -> str | None:
+    words = shlex.split(command)
+    return words[words.index("--config") + 1] if "--config" in words[:-1] else None
+
+
+def section(paths: list[str], earlier: dict | None = None) -> dict:
+    """The runs of one recipe (one per seed) -> mean figures, per-seed figures and where they came from; with
+    `earlier` (a section of the summary), its seeds not given again are kept beside the new ones."""
     records = []
     for path in paths:
         try:
@@ -77,14 +88,31 @@ def section(paths: list[str]) -> dict:
     seeds = [r["seed"] for r in records]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"the runs repeat a seed ({seeds}): give one run per seed")
-    if len({recipe_of(r) for r in records}) != 1:
+    recipes = {recipe_of(r) for r in records}
+    if len(recipes) != 1:
         raise ConfigError(f"the runs were trained with different configs ({', '.join(paths)}): one recipe per section")
-    per_seed = [seed_figures(r) for r in records]
+    recipe = hashlib.sha256(recipes.pop().encode()).hexdigest()[:16]
+    per_seed = [{**seed_figures(r), "seed": r["seed"], "command": r["command"], "date": r["date"], "results": path,
+                 "hardware": r["provenance"]["hardware"]} for path, r in zip(paths, records)]
+    if earlier:
+        # sections written before the recipe was recorded: the same recipe when their commands name the same config
+        same = (earlier["recipe"] == recipe if earlier.get("recipe") else
+                {config_flag(c) for c in earlier["command"]} == {config_flag(r["command"]) for r in records})
+        if not same:
+            raise ConfigError(f"{', '.join(paths)}: another recipe than the seeds the summary holds "
+                              f"({earlier['seeds']}); replace the section without --add")
+        kept = [{**f, "seed": seed, "command": command, "date": f.get("date", earlier["date"]),
+                 "results": f.get("results", result), "hardware": f.get("hardware", earlier["hardware"])}
+                for seed, f, command, result in zip(earlier["seeds"], earlier["per_seed"], earlier["command"],
+                                                    earlier["results"]) if seed not in seeds]
+        per_seed = sorted(kept + per_seed, key=lambda f: f["seed"])
     out = {key: mean(f[key] for f in per_seed) for key in (*FIGURES, "train_seconds", "total_seconds", "rankme")}
     out["margin_avg_per_seed"] = [round(f["avg"] - f["random_init_avg"], 4) for f in per_seed]
     out["margin_knn_per_seed"] = [round(f["knn"] - f["random_init_knn"], 4) for f in per_seed]
-    out.update(seeds=seeds, per_seed=per_seed, command=[r["command"] for r in records],
-               hardware=records[0]["provenance"]["hardware"], date=max(r["date"] for r in records), results=paths)
+    machines = [f["hardware"] for f in per_seed]
+    out.update(seeds=[f["seed"] for f in per_seed], per_seed=per_seed, command=[f["command"] for f in per_seed],
+               hardware=machines[0] if all(m == machines[0] for m in machines) else machines,
+               date=max(f["date"] for f in per_seed), results=[f["results"] for f in per_seed], recipe=recipe)
     return out
 
 
@@ -126,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quickstart", nargs="+", default=None, help="quickstart results.json files, one per seed")
     p.add_argument("--full", nargs="+", default=None, help="the full recipe's results.json files, one per seed")
     p.add_argument("--out", default=str(RESULTS), help="folder of summary.json and summary.md")
+    p.add_argument("--add", action="store_true", help="add the runs to the seeds their section already holds")
     args = p.parse_args(argv)
     out = Path(args.out)
     path = out / "summary.json"
@@ -133,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, paths in (("quickstart", args.quickstart), ("full", args.full)):
             if paths:
-                summary[name] = section(paths)
+                summary[name] = section(paths, summary.get(name) if args.add and summary.get(name, {}).get("seeds")
+                                        else None)
             summary.setdefault(name, unmeasured())
     except ConfigError as err:
         raise SystemExit(f"recipe_summary: error: {err}") from None

@@ -358,3 +358,15 @@ def test_recipe_summary_means_seeds_pairs_margins_and_keeps_other_sections(tmp_p
                         str(out)])
     with pytest.raises(SystemExit, match="repeat a seed"):
         recipe_summary(["--quickstart", quickstart(1, 0.8, 0.7), quickstart(1, 0.8, 0.7), "--out", str(out)])
+    # --add: seeds run apart join the seeds the section holds (a seed given again replaces its figures); each seed
+    # keeps its own provenance; a run of another recipe is refused
+    assert recipe_summary(["--full", quickstart(2, 0.92, 0.79), "--add", "--out", str(out)]) == 0
+    full = json.loads((out / "summary.json").read_text())["full"]
+    assert full["seeds"] == [0, 2] and full["avg"] == 0.91 and full["margin_avg_per_seed"] == [0.12, 0.13]
+    assert [f["command"] for f in full["per_seed"]] == full["command"] == ["jepa quickstart --seed 0",
+                                                                          "jepa quickstart --seed 2"]
+    assert recipe_summary(["--full", quickstart(0, 0.94, 0.78), "--add", "--out", str(out)]) == 0
+    full = json.loads((out / "summary.json").read_text())["full"]
+    assert full["seeds"] == [0, 2] and full["avg"] == 0.93
+    with pytest.raises(SystemExit, match="another recipe"):
+        recipe_summary(["--full", quickstart(1, 0.9, 0.7, config="xyz"), "--add", "--out", str(out)])
