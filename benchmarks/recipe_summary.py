@@ -10,7 +10,7 @@ run it read.
 so a better measurement replaces only its own section; a section never measured is written with null figures.
 `--add` adds the runs given to the seeds their section already holds (seeds run on other days or machines; a seed
 given again replaces its earlier figures), refusing runs of another recipe; each seed keeps its own command,
-hardware and date.
+hardware and date, and the section's `hardware` lists one machine per seed where they differ.
 """
 from __future__ import annotations
 
