@@ -3,6 +3,8 @@
 (optional) and r a position read-out. Lower is better."""
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from jepa.errors import ConfigError
@@ -21,10 +23,16 @@ class GoalCost:
         rest_weight: rho, the weight of the read-out distance moved in the plan's last imagined step (needs a
             readout): a plan must end at rest, against agents that momentum carries round the goal. Off by
             default: on PointMaze (rho 3) it did not raise success (55.0 % vs 58.3 %).
+        proprio_weight: for a world model with proprioception (its states' last token is the agent's recorded
+            position), that token's weight in an mse / l1 distance against 1 for each frame token; 1 (the default)
+            is the plain mean over tokens. Below 1 the goal's frame (the block, the arm) counts for more than where
+            the agent itself stands.
+        proprio_token: whether the states carry that token (the world model's proprio_scale > 0).
     """
 
     def __init__(self, distance: str = "mse", mode: str = "sum", action_weight: float = 0.0, energy=None,
-                 energy_weight: float = 0.0, readout=None, geodesic=None, rest_weight: float = 0.0) -> None:
+                 energy_weight: float = 0.0, readout=None, geodesic=None, rest_weight: float = 0.0,
+                 proprio_weight: float = 1.0, proprio_token: bool = False) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"unknown distance {distance!r}: use one of {', '.join(DISTANCES)}")
         if distance in ("position", "geodesic") and readout is None:
@@ -36,11 +44,23 @@ class GoalCost:
                               "or geodesic)")
         if rest_weight < 0:
             raise ConfigError(f"rest_weight must be >= 0, got {rest_weight}")
+        if proprio_weight < 0:
+            raise ConfigError(f"proprio_weight must be >= 0, got {proprio_weight}")
+        if proprio_weight != 1 and not (proprio_token and distance in ("mse", "l1")):
+            raise ConfigError(f"proprio_weight {proprio_weight} weighs the proprioception token of an mse / l1 "
+                              "distance: this world model has no such token (proprio_scale 0) or the distance is "
+                              f"{distance!r}")
         if mode not in ("sum", "last"):
             raise ConfigError(f"cost mode must be 'sum' or 'last', got {mode!r}")
         self.distance, self.mode, self.action_weight = distance, mode, action_weight
         self.energy, self.energy_weight, self.readout, self.geodesic = energy, energy_weight, readout, geodesic
-        self.rest_weight = rest_weight
+        self.rest_weight, self.proprio_weight = rest_weight, proprio_weight
+
+    def with_energy(self, energy, energy_weight: float) -> "GoalCost":
+        """This cost plus lambda * E."""
+        cost = copy.copy(self)
+        cost.energy, cost.energy_weight = energy, energy_weight
+        return cost
 
     def distances(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """states [S, H, ...], goal [...] -> [S, H]."""
@@ -48,6 +68,12 @@ class GoalCost:
             return (self.readout(states) - self.readout(goal)).norm(dim=-1)
         if self.distance == "geodesic":
             return self.geodesic(self.readout(states), self.readout(goal))
+        if self.proprio_weight != 1:  # per-token distances [S, H, N], the last token weighed apart
+            per_token = (states - goal).pow(2) if self.distance == "mse" else (states - goal).abs()
+            per_token = per_token.flatten(3).mean(-1)
+            weights = torch.ones(per_token.shape[-1], dtype=per_token.dtype, device=per_token.device)
+            weights[-1] = self.proprio_weight
+            return (per_token * weights).sum(-1) / weights.sum()
         diff = (states - goal).flatten(2)
         if self.distance == "mse":
             return diff.pow(2).mean(-1)

@@ -84,6 +84,9 @@ def parser():
     p.add_argument("--rest_weight", type=float, default=0.0,
                    help="weight of the read-out distance moved in a plan's last step (position / geodesic "
                         "distances): plans end at rest")
+    p.add_argument("--proprio_weight", type=float, default=1.0,
+                   help="a world model with proprioception: weight of the agent's position token in the mse / l1 "
+                        "goal distance, against 1 per frame token (below 1: the frame's goal counts for more)")
     p.add_argument("--energy", type=str | None, default=None,
                    help="learned-energy checkpoint (jepa fit of jepa_control.energy.EnergyModule): adds lambda * E to the cost")
     p.add_argument("--energy_weights", type=list[float], default=[0.0],
@@ -193,7 +196,8 @@ def main(argv: list[str]) -> int:
         graph = load_graph(cfg.graph_data, cfg.graph_cell)
         print(f"transition graph of {cfg.graph_data}: {graph.summary()}", file=sys.stderr)
     cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout, geodesic=graph,
-                    rest_weight=cfg.rest_weight)
+                    rest_weight=cfg.rest_weight, proprio_weight=cfg.proprio_weight,
+                    proprio_token=bool(wm.hparams.get("proprio_scale")))
     protocol = make_protocol(cfg.protocol, cfg.goal_offset, cfg.goal_policy)
     budget = cfg.budget or (OFFLINE_GOAL_BUDGET if cfg.protocol == "offline_goal" else env.max_steps)
     setup = PlanSetup(env, wm, cost, horizon=cfg.horizon, execute=cfg.execute, action_repeat=cfg.action_repeat,
@@ -216,7 +220,7 @@ def main(argv: list[str]) -> int:
     if cfg.oracle and not hasattr(env, "sim"):
         record["protocol"]["oracle"] = f"none: {cfg.env} has no batched true simulator to plan on"
         print(f"no oracle row: {cfg.env} has no batched true simulator to plan on", file=sys.stderr)
-    rows = agent_rows(cfg, setup, graph, readout)
+    rows = agent_rows(cfg, setup)
     results = {}
     for label, make_agent in rows:
         results[label] = run_episodes(env, make_agent, cfg.episodes, cfg.seeds, budget, keep_frames=cfg.show,
@@ -279,7 +283,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def agent_rows(cfg, setup: PlanSetup, graph, readout) -> list[tuple[str, object]]:
+def agent_rows(cfg, setup: PlanSetup) -> list[tuple[str, object]]:
     """(label, make_agent) for every row this evaluation runs, built through the agent registry
     (jepa_control/agents.py): baselines first, then each planner on the world model (cold, actor-warmed and with
     each energy weight) and on the true simulator."""
@@ -313,8 +317,7 @@ def agent_rows(cfg, setup: PlanSetup, graph, readout) -> list[tuple[str, object]
             rows.append((f"{name} + actor warm start (world model)",
                          build_agent("actor_warm_start", setup, actor=actor, planner=name)))
         for weight in [w for w in cfg.energy_weights if w] if setup.energy is not None else []:
-            cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, setup.energy.energy, weight,
-                            readout=readout, geodesic=graph, rest_weight=cfg.rest_weight)
+            cost = setup.cost.with_energy(setup.energy.energy, weight)
             rows.append((f"{name}, lambda {weight:g} * E (world model)",
                          build_agent("world_model", setup, planner=name, cost=cost, world_model=setup.energy_wm)))
         if cfg.oracle and hasattr(setup.env, "sim"):  # a batched true simulator: two_rooms only so far

@@ -61,6 +61,9 @@ def test_energy_term_enters_the_cost():
     energy = lambda s: s.flatten(2).sum(-1) + torch.arange(3.0)[:, None]  # noqa: E731  [S, H]
     assert torch.equal(GoalCost(energy=energy, energy_weight=0.5)(states, goal, actions), 0.5 * 5 * torch.arange(3.0))
     assert torch.equal(GoalCost(energy=energy, energy_weight=0.0)(states, goal, actions), torch.zeros(3))
+    plain = GoalCost()
+    assert torch.equal(plain.with_energy(energy, 0.5)(states, goal, actions), 0.5 * 5 * torch.arange(3.0))
+    assert torch.equal(plain(states, goal, actions), torch.zeros(3))  # the plain cost is left as it was
 
 
 @pytest.mark.parametrize("joint,negative_actions", [(False, "uniform"), (True, "shuffled")])

@@ -76,6 +76,26 @@ def test_rest_weight_prefers_plans_that_end_at_rest():
         GoalCost("position", readout=readout, rest_weight=-1.0)
 
 
+def test_proprio_weight_weighs_the_last_token_against_the_frame_tokens():
+    """States of 2 frame tokens and the proprioception token: plan 0 is off only in the frame, plan 1 only in the
+    agent's position. Weight 1 is the plain mean (they tie); weight 0 sees the frame alone, weight 3 the position
+    three times as much."""
+    goal, actions = torch.zeros(3, 2), torch.zeros(2, 1, 2)
+    states = torch.zeros(2, 1, 3, 2)
+    states[0, 0, 0] = 3.0   # a frame token off by 3 in both channels
+    states[1, 0, 2] = 3.0   # the proprioception token off by 3
+    plain = GoalCost("mse")(states, goal, actions)
+    assert torch.allclose(GoalCost("mse", proprio_weight=1.0, proprio_token=True)(states, goal, actions), plain)
+    assert GoalCost("mse", proprio_weight=0.0, proprio_token=True)(states, goal, actions).tolist() == \
+        pytest.approx([9.0 / 2, 0.0])
+    assert GoalCost("l1", proprio_weight=3.0, proprio_token=True)(states, goal, actions).tolist() == \
+        pytest.approx([3.0 / 5, 9.0 / 5])
+    with pytest.raises(ConfigError, match="proprio_weight"):
+        GoalCost("mse", proprio_weight=0.5)               # the model's states have no such token
+    with pytest.raises(ConfigError, match="proprio_weight"):
+        GoalCost("mse", proprio_weight=-1.0, proprio_token=True)
+
+
 class _SpyPlanner(CEM):
     def __init__(self):
         super().__init__(horizon=4, action_dim=2, samples=8, iterations=1, elites=2)
