@@ -164,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                           "runs": [{"results": path, "checkpoint": r["checkpoint"], "wall_time_s": r["wall_time_s"],
                                     "hardware": r["provenance"]["hardware"], "date": r.get("date"),
                                     "command": r.get("command")} for path, r in runs]}
-    plans = earlier.get("planning") or {}
-    for env, rows in planning(args.plan).items():  # an environment given is measured again as a whole
-        plans[env] = rows
+    plans = {**(earlier.get("planning") or {}), **planning(args.plan)}  # an env given again replaces its rows
     summary = {"labels": labels, "planning": plans, "datasets": datasets}
     write_json(out, summary)
     sections = []
