@@ -5,13 +5,13 @@
   samples them) whose imagined cost is below that of the trajectory's own actions, which reach the goal: 0 when the
   model ranks the reaching actions first, ~0.5 when it cannot tell them from chance;
 - `held_true_rank`: the same for those actions averaged over each held stretch (what a held-action planner can say);
-- `replay_success` / `held_replay_success`: the env's own verdict after replaying the exact / held actions (then
+- `replay_success` / `held_replay_success`: the env's own verdict after replaying the exact / held actions (after
   holding still for the rest of the budget): can held actions reach the goals at all?
 
 With `--planner_options` (e.g. '{samples: 128, iterations: 3, elites: 12}') CEM also searches the model's cost over
 free env actions (horizon: the offset in held stretches): `plan_below_true` is the fraction of episodes where it finds
 a sequence the model scores below the trajectory's own actions, `plan_final_distance` the env's goal distance after
-that sequence (then holding still): a planner that beats the true actions in the model but not in the env is
+that sequence (played after holding still): a planner that beats the true actions in the model but not in the env is
 exploiting the model's errors.
 
 `--imagine env` ranks by the encoder's latents of the frames the env itself shows after each sequence (a perfect
@@ -35,11 +35,14 @@ import torch  # noqa: E402
 
 
 def replay(env, protocol, seed: int, actions: np.ndarray, budget: int) -> dict:
-    """The env's info after `actions` from the episode's start, then zero actions to the end of the budget."""
+    """The env's info after zero actions for the rest of the budget from the episode's start, then `actions`: they
+    end on the budget's last step, as jepa plan's trajectory replay (an arm moving at the goal state would swing on
+    past it if the zero actions came after)."""
     protocol.start(env, seed)
     info = {}
-    for t in range(budget):
-        _, _, _, _, info = env.step(actions[t] if t < len(actions) else np.zeros(actions.shape[1], np.float32))
+    rest = np.zeros((max(0, budget - len(actions)), actions.shape[1]), np.float32)
+    for action in np.concatenate([rest, actions]):
+        _, _, _, _, info = env.step(action)
     return info
 
 

@@ -92,3 +92,27 @@ def test_true_frames_rank_by_what_the_env_shows_after_each_sequence():
     protocol.start(env, 7)
     shown = [env.step(a)[0] for a in actions[1].numpy()]
     assert states.shape[:2] == (2, 2) and torch.equal(states[1, 1, 0], torch.as_tensor(shown[9]).float().flatten())
+
+
+def test_the_replay_ends_on_the_budgets_last_step_so_an_agent_in_motion_is_judged_where_the_actions_leave_it():
+    """A 1-D point that keeps its velocity under zero actions: one push of 1 puts it on the goal (position 1) and
+    moving. Played last, after holding still, the push ends on the goal; played first, the point drifts past."""
+    import numpy as np
+
+    from benchmarks.goal_ranking import replay
+
+    class Drift:
+        def reset(self):
+            self.pos = self.vel = 0.0
+
+        def step(self, action):
+            self.vel += float(action[0])
+            self.pos += self.vel
+            return None, 0.0, False, False, {"success": self.pos == 1.0, "distance": abs(self.pos - 1.0)}
+
+    class Start:
+        def start(self, env, seed):
+            env.reset()
+
+    info = replay(Drift(), Start(), 0, np.ones((1, 1), np.float32), budget=3)
+    assert info["success"] and info["distance"] == 0.0
