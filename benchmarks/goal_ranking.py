@@ -35,13 +35,13 @@ import torch  # noqa: E402
 
 
 def replay(env, protocol, seed: int, actions: np.ndarray, budget: int) -> dict:
-    """The env's info after zero actions for the rest of the budget from the episode's start, then `actions`: they
-    end on the budget's last step, as jepa plan's trajectory replay (an arm moving at the goal state would swing on
-    past it if the zero actions came after)."""
+    """The env's info after `actions` played from the episode's start after holding still, as jepa plan's
+    trajectory replay (jepa_control.protocols.after_holding_still)."""
+    from jepa_control.protocols import after_holding_still
+
     protocol.start(env, seed)
     info = {}
-    rest = np.zeros((max(0, budget - len(actions)), actions.shape[1]), np.float32)
-    for action in np.concatenate([rest, actions]):
+    for action in after_holding_still(actions, budget):
         _, _, _, _, info = env.step(action)
     return info
 

@@ -64,6 +64,15 @@ def make_protocol(name: str, goal_offset: int = 25, policy: str = "noisy"):
     raise ConfigError(f"--protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
 
 
+def after_holding_still(actions, budget: int) -> np.ndarray:
+    """Zero actions for the rest of the budget, then `actions` [T, A]: the sequence ends on the budget's last step,
+    so an agent still moving when the actions leave it on the goal (Reacher's mid-swing goal states) is judged
+    there, not after drifting on."""
+    actions = np.asarray(actions, np.float32)
+    rest = np.zeros((max(0, budget - len(actions)), actions.shape[1]), np.float32)
+    return np.concatenate([rest, actions])
+
+
 class ReplayAgent:
     """Holds still (zero action) for budget - goal_offset steps, then replays the offline-goal trajectory's own
     actions (info["trajectory_actions"]), so its final state is the goal's when the env is deterministic and
@@ -78,8 +87,7 @@ class ReplayAgent:
         actions = info.get("trajectory_actions")
         if actions is None:
             raise ConfigError("the trajectory replay needs --protocol offline_goal")
-        wait = max(0, self.budget - len(actions))
-        self.queue = [np.zeros(self.action_dim, np.float32)] * wait + list(actions)
+        self.queue = list(after_holding_still(actions, self.budget))
 
     def act(self, obs, info) -> np.ndarray:
         return self.queue.pop(0) if self.queue else np.zeros(self.action_dim, np.float32)
