@@ -72,9 +72,9 @@ def parser():
                         "steps")
     p.add_argument("--warm_start", type=bool, default=True, help="start each plan from the shifted previous one")
     p.add_argument("--distance", type=str, default="mse",
-                   help="goal distance: mse or l1 between latents, position (between the world model's read-outs of "
-                   "the agent's position: model.position_readout) or geodesic (the read-outs' shortest path over the "
-                   "steps recorded in --graph_data: round the walls)")
+                   help="goal distance: mse or l1 between latents, position (between the agent's positions the world "
+                   "model reads: its model.position_readout or its proprioception token) or geodesic (the read-outs' "
+                   "shortest path over the steps recorded in --graph_data: round the walls)")
     p.add_argument("--graph_data", type=str | None, default=None,
                    help="trajectory shards whose recorded positions make the graph of --distance geodesic")
     p.add_argument("--graph_cell", type=float, default=0.15,
@@ -118,8 +118,9 @@ def rollout_errors(world_model, path: str, horizon: int,
     """Rollout error against horizon on the episodes of `path`, from the first frame of each (teacher forcing
     nowhere: the model's own predictions are fed back), each beside predicting no change (the first frame held):
     "latent_l1", the mean L1 between imagined and encoded latents after 1..horizon steps; and, for a world model
-    with a position read-out and trajectories that recorded (x, y), "position", the mean distance between the
-    read-out of the imagined latents and the recorded positions (what a position cost plans on)."""
+    that reads positions (a read-out, or the proprioception token) and trajectories that recorded (x, y),
+    "position", the mean distance between the imagined positions and the recorded ones (what a position cost plans
+    on)."""
     from jepa_control.collect import read_trajectories
     from jepa_control.windows import model_steps
 
@@ -136,7 +137,7 @@ def rollout_errors(world_model, path: str, horizon: int,
         per_step = lambda pred: [float(v) for v in (pred - latents[:, 1:]).abs().mean((0, 2, 3))]  # noqa: E731
         errors = {"latent_l1": {"world_model": per_step(preds),
                                 "no_change": per_step(latents[:, :1].expand_as(preds))}}
-        if world_model.hparams.get("position_readout") and positions.shape[-1] == 2:
+        if world_model.reads_position and positions.shape[-1] == 2:
             off = lambda pos: [float(v) for v in (pos - positions[:, 1:]).norm(dim=-1).mean(0)]  # noqa: E731
             errors["position"] = {"world_model": off(world_model.read_position(preds)),
                                   "no_change": off(positions[:, :1].expand(-1, horizon, -1))}
@@ -184,9 +185,9 @@ def main(argv: list[str]) -> int:
                           "plans one")
     started = time.time()
     readout = wm.read_position if cfg.distance in ("position", "geodesic") else None
-    if readout is not None and not wm.hparams.get("position_readout"):
-        raise ConfigError(f"--distance {cfg.distance}: {cfg.world_model} has no position read-out (fit it with "
-                          "--model.init_args.position_readout true)")
+    if readout is not None and not wm.reads_position:
+        raise ConfigError(f"--distance {cfg.distance}: {cfg.world_model} reads no position (fit it with "
+                          "--model.init_args.position_readout true or a proprio_scale)")
     graph = None
     if cfg.distance == "geodesic":
         from jepa_control.geodesic import load_graph
@@ -262,7 +263,7 @@ def main(argv: list[str]) -> int:
         if "position" in errors:
             record["rollout_position_error_by_horizon"] = errors["position"]
             record["plots"]["rollout_position_error"] = str(plot_rollout_error(
-                errors["position"], out / "rollout_position_error.png", "position read-out error"))
+                errors["position"], out / "rollout_position_error.png", "imagined position error"))
         for kind, values in errors.items():
             print(f"{kind.replace('_', ' ')} error by horizon: " + ", ".join(
                 f"{a:.4f} (no change {b:.4f})" for a, b in zip(values["world_model"], values["no_change"])),

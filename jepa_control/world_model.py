@@ -178,10 +178,21 @@ class WorldModel(L.LightningModule):
         self.readout_bias.copy_(bias.float())
         return r2
 
+    @property
+    def reads_position(self) -> bool:
+        """Whether read_position works: a fitted read-out, or the proprioception token the states carry."""
+        return bool(self.hparams.get("position_readout") or self.hparams.get("proprio_scale"))
+
     def read_position(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents [..., N, D] -> the read-out's (x, y) [..., 2] (model.position_readout)."""
+        """latents [..., N, D] -> the agent's (x, y) [..., 2]: the read-out's (model.position_readout), or the
+        proprioception token mapped back through its fixed projection (model.proprio_scale; exact on encoded
+        states, on imagined ones where the predictor put the agent)."""
+        if self.hparams.get("proprio_scale"):
+            back = torch.linalg.pinv(self.proprio_projection.double()).to(latents)
+            return latents[..., -1, :] @ back / self.hparams.proprio_scale
         if not self.hparams.get("position_readout"):
-            raise ConfigError("this world model has no position read-out: fit it with model.position_readout true")
+            raise ConfigError("this world model reads no position: fit it with model.position_readout true or "
+                              "model.proprio_scale > 0")
         return latents.flatten(-2) @ self.readout_weight + self.readout_bias
 
     @property

@@ -158,6 +158,16 @@ def test_a_world_model_with_proprioception_reads_the_agents_position_as_one_more
     states = loaded.encode(frames, positions)
     assert states.shape[2] == loaded.frozen_encoder.num_tokens + 1
     assert torch.allclose(states[..., -1, :], 3.0 * positions @ loaded.proprio_projection)
+    # the state carries the position itself: read back exactly, so a position cost and jepa plan's rollout error
+    # see where an imagined state puts the agent
+    assert loaded.reads_position and torch.allclose(loaded.read_position(states), positions, atol=1e-5)
+    from jepa_control.plan_cli import rollout_errors
+
+    errors = rollout_errors(loaded, str(path / "val"), horizon=2)
+    recorded = read_trajectories(str(path / "val"))["proprio"].float()[:, ::2]  # at the model's frameskip 2
+    held = (recorded[:, 1:3] - recorded[:, :1]).norm(dim=-1).mean(0)
+    assert torch.allclose(torch.tensor(errors["position"]["no_change"]), held, atol=1e-5)
+    assert len(errors["position"]["world_model"]) == 2
     assert torch.allclose(states, model.eval().encode(frames, positions), atol=1e-6)
     with pytest.raises(ConfigError, match="proprio"):
         loaded.encode(frames)
