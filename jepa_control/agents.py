@@ -32,6 +32,7 @@ class PlanSetup:
     warm_start: bool = True
     planner_options: dict = field(default_factory=dict)
     budget: int = 50
+    plan_to_budget: bool = False  # MPC scores no imagined state past the budget's end (MPCAgent)
     energy: object = None  # a learned energy module (its rows are built with a cost of their own)
     energy_wm: object = None  # the world model planned on with the energy (the joint step trains its own)
 
@@ -45,7 +46,8 @@ class PlanSetup:
         width = self.action_dim * (model.frameskip if self.sub_actions else 1)
         planner = make_planner(planner, self.horizon, width, seed=seed, **(self.planner_options.get(planner) or {}))
         return MPCAgent(model, planner, cost, self.execute, warm_start=self.warm_start, actor=actor,
-                        action_repeat=self.action_repeat, sub_actions=self.sub_actions)
+                        action_repeat=self.action_repeat, sub_actions=self.sub_actions,
+                        budget=self.budget if self.plan_to_budget else None)
 
 
 AgentFactory = Callable[[int], object]

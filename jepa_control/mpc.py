@@ -132,10 +132,14 @@ class MPCAgent:
     needs r to be a multiple of f: it observes a state every f env steps and imagines r / f steps per action.
     With `sub_actions` (r = f) a planned action is instead the f env actions of one model step, each free (DINO-WM's
     planning: the planner's action is f times as wide). A horizon long enough to go round the two-rooms wall is
-    what takes the summed goal distance out of its local minimum there (docs/control.md)."""
+    what takes the summed goal distance out of its local minimum there (docs/control.md). Given the episode's
+    `budget` (env steps), imagined states past its end are not scored: near the end the horizon shrinks, so the
+    plan is judged on where the agent is when the budget runs out (the success rule reads only that state), not
+    on where a motion it cannot stop in time would carry it."""
 
     def __init__(self, model, planner: Planner, cost: GoalCost, execute: int = 4, history: int | None = None,
-                 warm_start: bool = True, actor=None, action_repeat: int = 1, sub_actions: bool = False) -> None:
+                 warm_start: bool = True, actor=None, action_repeat: int = 1, sub_actions: bool = False,
+                 budget: int | None = None) -> None:
         if action_repeat < 1:
             raise ConfigError(f"action_repeat must be >= 1, got {action_repeat}")
         if action_repeat % model.frameskip:
@@ -147,6 +151,7 @@ class MPCAgent:
         self.model, self.planner, self.cost, self.execute = model, planner, cost, execute
         self.history = history or model.context
         self.warm, self.actor, self.repeat, self.sub_actions = warm_start, actor, action_repeat, sub_actions
+        self.budget = budget
         # the env's action size: a planned action holds model.frameskip of them with sub_actions
         self.env_action_dim = planner.action_dim // (model.frameskip if sub_actions else 1)
         self.plan_seconds: list[float] = []
@@ -165,11 +170,19 @@ class MPCAgent:
             return actions.reshape(*actions.shape[:-2], -1, self.env_action_dim)
         return actions.repeat_interleave(self.repeat, -2)
 
+    def scored_actions(self) -> int | None:
+        """How many planned actions end within the budget (the last one may run past its end; None: all)."""
+        if self.budget is None:
+            return None
+        left = self.budget - (self.steps - 1)  # env steps left, this one included
+        return max(1, -(-left // self.repeat))
+
     def cost_fn(self, states: torch.Tensor, actions_between: torch.Tensor):
         per_action = self.repeat // self.model.frameskip  # imagined states per planned action
+        scored = self.scored_actions()
         return lambda actions: self.cost(
-            self.model.rollout(states, actions_between, self.held(actions))[:, per_action - 1::per_action],
-            self.goal, actions)
+            self.model.rollout(states, actions_between, self.held(actions))[:, per_action - 1::per_action][:, :scored],
+            self.goal, actions[:, :scored])
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         if self.steps % self.model.frameskip == 0:

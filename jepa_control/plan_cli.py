@@ -96,6 +96,9 @@ def parser():
     p.add_argument("--budget", type=int | None, default=None,
                    help=f"env steps per episode (default: {OFFLINE_GOAL_BUDGET} under offline_goal, the env's own "
                         "under random_goal)")
+    p.add_argument("--plan_to_budget", type=bool, default=False,
+                   help="score no imagined state past the budget's end: the horizon shrinks as the budget runs out, "
+                        "so plans are judged on the state the success rule reads")
     p.add_argument("--actor", type=str | None, default=None,
                    help="Mode-1 actor checkpoint (jepa fit of jepa_control.actor.ActorModule): adds the actor alone "
                         "(reactive) and each planner warm-started by the actor's imagined plan")
@@ -203,7 +206,7 @@ def main(argv: list[str]) -> int:
     budget = cfg.budget or (OFFLINE_GOAL_BUDGET if cfg.protocol == "offline_goal" else env.max_steps)
     setup = PlanSetup(env, wm, cost, horizon=cfg.horizon, execute=cfg.execute, action_repeat=cfg.action_repeat,
                       sub_actions=cfg.sub_actions, warm_start=cfg.warm_start, planner_options=cfg.planner_options,
-                      budget=budget)
+                      budget=budget, plan_to_budget=cfg.plan_to_budget)
     record = {"command": "jepa plan " + shlex.join(argv), "date": time.strftime("%Y-%m-%d"),
               "world_model": cfg.world_model, "encoder": str(wm.frozen_encoder.source), "env": cfg.env,
               "settings": {k: v for k, v in vars(cfg).items() if k != "config"},
@@ -211,7 +214,7 @@ def main(argv: list[str]) -> int:
                            "held_out_layouts": env.held_out_layouts, "budget": budget,
                            "frameskip": cfg.action_repeat, "model_frameskip": frameskip,
                            "sub_actions": cfg.sub_actions, "horizon": cfg.horizon,
-                           "receding_horizon": cfg.execute,
+                           "receding_horizon": cfg.execute, "plan_to_budget": cfg.plan_to_budget,
                            "success": env.success_rule, "interval": "Wilson 95 %"}}
     if cfg.protocol == "offline_goal":
         record["protocol"]["goal"] = (f"the state {cfg.goal_offset} env steps along a held-out trajectory of the "

@@ -363,7 +363,8 @@ def test_latent_windows_at_a_frameskip_and_the_statistics_the_model_measures_on_
 
 
 @pytest.mark.parametrize("name", ["plan_two_rooms", "plan_point_maze", "plan_reacher", "plan_push_t",
-                                  "seed_mode1_refine", "plan_two_rooms_offline", "plan_point_maze_offline"])
+                                  "seed_mode1_refine", "plan_two_rooms_offline", "plan_point_maze_offline",
+                                  "plan_reacher_offline", "plan_push_t_offline"])
 def test_plan_configs_parse_with_the_plan_command(name):
     from pathlib import Path
 

@@ -284,6 +284,27 @@ def test_with_sub_actions_a_planned_action_is_the_env_actions_of_one_model_step_
         MPCAgent(model, CEM(3, 2), cost, action_repeat=4, sub_actions=True)
 
 
+def test_planning_to_the_budget_scores_no_imagined_state_past_its_end():
+    """budget: near the end of the episode the horizon shrinks, so the cost reads the states up to the budget's
+    last step and the planned actions that lead to them (8 env steps, 2 per planned action, horizon 3)."""
+    scored = {}
+
+    def cost(states, goal, actions):
+        scored.setdefault(agent.steps, (states.shape[1], actions.shape[1]))
+        return (states - goal).pow(2).sum((1, 2))
+
+    for budget in (8, None):
+        scored.clear()
+        agent = MPCAgent(FrameskipModel(), CEM(3, 1, samples=8, iterations=1, elites=2, seed=0), cost, execute=1,
+                         action_repeat=2, budget=budget)
+        agent.reset(None, {})
+        for step in range(8):
+            agent.act(np.float32(step), {})
+        # planned before env steps 0, 2, 4, 6 (agent.steps counts the step being taken)
+        assert scored == ({1: (3, 3), 3: (3, 3), 5: (2, 2), 7: (1, 1)} if budget else
+                          {1: (3, 3), 3: (3, 3), 5: (3, 3), 7: (3, 3)})
+
+
 def test_oracle_planner_succeeds_on_two_rooms_and_random_does_not():
     env = TwoRooms(eval_layouts=True)
     oracle = run_episodes(env, lambda s: MPCAgent(SimModel(env.sim), CEM(12, 2, seed=s), GoalCost("euclid")),
