@@ -179,9 +179,9 @@ class MPCAgent:
 
     def cost_fn(self, states: torch.Tensor, actions_between: torch.Tensor):
         per_action = self.repeat // self.model.frameskip  # imagined states per planned action
-        scored = self.scored_actions()
+        scored = self.scored_actions()  # the actions after them lead past the budget: not imagined at all
         return lambda actions: self.cost(
-            self.model.rollout(states, actions_between, self.held(actions))[:, per_action - 1::per_action][:, :scored],
+            self.model.rollout(states, actions_between, self.held(actions[:, :scored]))[:, per_action - 1::per_action],
             self.goal, actions[:, :scored])
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
