@@ -36,7 +36,9 @@ def row(r: dict) -> dict:
     """One agent's figures, as the results file keeps them."""
     return {"success": r["success"], "ci95": r["wilson95"], "per_seed": r["success_per_seed"],
             "seconds_per_plan": r["seconds_per_plan"], "seconds_per_env_step": r.get("seconds_per_env_step"),
-            "mean_final_distance": r["mean_final_distance"]}
+            "mean_final_distance": r["mean_final_distance"],
+            # the world model's error on the planner's own actions (None: the agent imagines nothing)
+            "closed_loop_position_error": r.get("closed_loop_position_error")}
 
 
 def summarise(run: dict) -> dict:
@@ -57,6 +59,8 @@ def summarise(run: dict) -> dict:
         "encoder": run.get("encoder"), "world_model": run["world_model"],
         "planner": {k: settings[k] for k in ("planners", "planner_options", "horizon", "action_repeat", "execute",
                                              "distance", "cost_mode")},
+        # imagined position error after 1..horizon model steps along held-out data, beside "nothing moves"
+        "rollout_position_error_by_horizon": run.get("rollout_position_error_by_horizon"),
         "protocol_settings": run["protocol"], "rows": rows, "references": REFERENCES.get(run["env"], {}),
         "command": run.get("command"),
         # runs recorded before the CPU's model name was: summarised on the machine that made them
@@ -98,6 +102,14 @@ def markdown(s: dict) -> str:
     if s["references"]:
         lines += ["", "Published (their protocol and hardware, not measured here): " + ", ".join(
             f"{k} {v:.0%}" for k, v in s["references"].items()) + "."]
+    errors = s.get("rollout_position_error_by_horizon")
+    executed = s["rows"][s["agent"]].get("closed_loop_position_error")
+    if errors and executed is not None:
+        along = ", ".join(f"{a:.3f}" for a in errors["world_model"])
+        still = ", ".join(f"{b:.3f}" for b in errors["no_change"])
+        lines += ["", f"Imagined position error of the world model: {along} after 1, 2, ... model steps along held-out "
+                  f"trajectories (nothing moves: {still}); {executed:.3f} on the actions the planner "
+                  "executed."]
     hw = s["hardware"]
     lines += ["", f"Command: `{s['command']}`", ""]
     if "random_init_command" in s:

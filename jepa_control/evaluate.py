@@ -47,7 +47,7 @@ def run_episodes(env, make_agent, episodes: int, seeds: list[int], budget: int |
     budget = budget or env.max_steps
     protocol = protocol or RandomGoal()
     records, shown = [], []
-    seconds, rollouts = [], []
+    seconds, rollouts, position_errors = [], [], []
     acting = 0.0  # seconds inside agent.act, plans included: what one env step of control costs
     start = time.perf_counter()
     for seed in seeds:
@@ -73,6 +73,7 @@ def run_episodes(env, make_agent, episodes: int, seeds: list[int], budget: int |
                               "extent": env.frame_extent})
         seconds += agent.plan_seconds
         rollouts += agent.rollouts
+        position_errors += getattr(agent, "position_errors", [])  # agents that imagine where they will be
         agent.plan_seconds, agent.rollouts = [], []
     wins = sum(r["success"] for r in records)
     per_seed = [float(np.mean([r["success"] for r in records if r["seed"] == s])) for s in seeds]
@@ -85,5 +86,6 @@ def run_episodes(env, make_agent, episodes: int, seeds: list[int], budget: int |
         "plans": len(seconds), "rollouts_per_plan": float(np.mean(rollouts)) if rollouts else 0.0,
         "mean_final_distance": float(np.mean([r["final_distance"] for r in records])),
         "clamped_actions": int(sum(r["clamped"] for r in records)),
+        "closed_loop_position_error": float(np.mean(position_errors)) if position_errors else None,
         "wall_seconds": time.perf_counter() - start, "records": records, "shown": shown,
     }

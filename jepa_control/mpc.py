@@ -36,6 +36,10 @@ class LatentModel:
         (info["goal_proprio"] where the env's goal is not the agent's own position, as Push-T's block)."""
         return self.state(goal_obs, info.get("goal_proprio", info["goal"]))
 
+    def position(self, states: torch.Tensor) -> torch.Tensor | None:
+        """Where states [..., N, D] put the agent (x, y), for a world model that reads it (else None)."""
+        return self.wm.read_position(states) if self.wm.reads_position else None
+
     def state(self, frame: np.ndarray, position) -> torch.Tensor:
         proprio = torch.as_tensor(np.asarray(position, np.float32))[None, None]
         return self.wm.encode(torch.as_tensor(frame)[None, None], proprio)[0, 0]
@@ -76,6 +80,9 @@ class SimModel:
     def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
         return torch.as_tensor(info["goal"], dtype=torch.float32)
 
+    def position(self, states: torch.Tensor) -> torch.Tensor:
+        return states
+
     def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         pos = states[-1].expand(len(actions), 2)
         out = []
@@ -97,14 +104,17 @@ class WorkingMemory:
         self.expected: list[torch.Tensor] = []  # predicted states for the actions queued for execution
         self.error: float | None = None  # running mean |predicted - observed| over executed steps
 
-    def observe(self, state: torch.Tensor) -> None:
-        if self.expected:
-            err = float((self.expected.pop(0) - state).abs().mean())
+    def observe(self, state: torch.Tensor) -> torch.Tensor | None:
+        """Store the state; return what the model had predicted for it (None when nothing was queued)."""
+        expected = self.expected.pop(0) if self.expected else None
+        if expected is not None:
+            err = float((expected - state).abs().mean())
             self.error = err if self.error is None else 0.9 * self.error + 0.1 * err
         if self.pending and self.actions.maxlen:
             self.actions.append(torch.cat(self.pending))
         self.pending = []
         self.states.append(state)
+        return expected
 
     def did(self, action: torch.Tensor) -> None:
         self.pending.append(action)
@@ -156,6 +166,10 @@ class MPCAgent:
         self.env_action_dim = planner.action_dim // (model.frameskip if sub_actions else 1)
         self.plan_seconds: list[float] = []
         self.rollouts: list[int] = []
+        # how far the imagined agent was from the true one at each state observed while executing a plan (imagined
+        # from the plan's start: one model step ahead when one action is executed per plan): the world model's error
+        # on the planner's own actions, beside its error along the data's (jepa plan prints both)
+        self.position_errors: list[float] = []
 
     def reset(self, goal_obs: np.ndarray, info: dict) -> None:
         self.goal = self.model.goal(goal_obs, info)
@@ -186,7 +200,12 @@ class MPCAgent:
 
     def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
         if self.steps % self.model.frameskip == 0:
-            self.memory.observe(self.model.observe(obs, info))
+            expected = self.memory.observe(self.model.observe(obs, info))
+            reader = getattr(self.model, "position", None)  # models that say where a state puts the agent
+            imagined = None if expected is None or reader is None else reader(expected)
+            if imagined is not None:
+                truth = torch.as_tensor(np.asarray(info["pos"], np.float32))
+                self.position_errors.append(float((imagined - truth).norm()))
         self.steps += 1
         if not self.queue:
             states, between = self.memory.history(self.env_action_dim * self.model.frameskip)

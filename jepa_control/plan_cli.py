@@ -118,32 +118,33 @@ def parser():
 
 def rollout_errors(world_model, path: str, horizon: int,
                    max_episodes: int = 200) -> dict[str, dict[str, list[float]]]:
-    """Rollout error against horizon on the episodes of `path`, from the first frame of each (teacher forcing
-    nowhere: the model's own predictions are fed back), each beside predicting no change (the first frame held):
-    "latent_l1", the mean L1 between imagined and encoded latents after 1..horizon steps; and, for a world model
-    that reads positions (a read-out, or the proprioception token) and trajectories that recorded (x, y),
-    "position", the mean distance between the imagined positions and the recorded ones (what a position cost plans
-    on)."""
+    """Rollout error against horizon on the episodes of `path`, from the model's first `context` true frames of
+    each (what a plan starts from once the agent has seen that many; teacher forcing nowhere: the model's own
+    predictions are fed back), each beside predicting no change (the last true frame held): "latent_l1", the mean
+    L1 between imagined and encoded latents after 1..horizon steps; and, for a world model that reads positions (a
+    read-out, or the proprioception token) and trajectories that recorded (x, y), "position", the mean distance
+    between the imagined positions and the recorded ones (what a position cost plans on)."""
     from jepa_control.collect import read_trajectories
     from jepa_control.windows import model_steps
 
     data = read_trajectories(path)
     f = world_model.frameskip  # env steps per model step: frames that far apart
     frames, actions = model_steps(data["frames"][:max_episodes], data["actions"][:max_episodes].float(), f)
-    horizon = min(horizon, actions.shape[1])
+    k = min(world_model.hparams.context, actions.shape[1])  # true frames the rollout starts from
+    horizon = min(horizon, actions.shape[1] - k + 1)
     positions = model_steps(data["proprio"][:max_episodes], data["actions"][:max_episodes], f)[0]
-    positions = positions[:, : horizon + 1].float()
+    positions = positions[:, : k + horizon].float()
     with torch.no_grad():
-        latents = world_model.encode(frames[:, : horizon + 1], positions)
-        preds = world_model.predictor.rollout(latents[:, :1], actions[:, :0], actions[:, :horizon],
+        latents = world_model.encode(frames[:, : k + horizon], positions)
+        preds = world_model.predictor.rollout(latents[:, :k], actions[:, : k - 1], actions[:, k - 1 : k - 1 + horizon],
                                               world_model.hparams.context)
-        per_step = lambda pred: [float(v) for v in (pred - latents[:, 1:]).abs().mean((0, 2, 3))]  # noqa: E731
+        per_step = lambda pred: [float(v) for v in (pred - latents[:, k:]).abs().mean((0, 2, 3))]  # noqa: E731
         errors = {"latent_l1": {"world_model": per_step(preds),
-                                "no_change": per_step(latents[:, :1].expand_as(preds))}}
+                                "no_change": per_step(latents[:, k - 1 : k].expand_as(preds))}}
         if world_model.reads_position and positions.shape[-1] == 2:
-            off = lambda pos: [float(v) for v in (pos - positions[:, 1:]).norm(dim=-1).mean(0)]  # noqa: E731
+            off = lambda pos: [float(v) for v in (pos - positions[:, k:]).norm(dim=-1).mean(0)]  # noqa: E731
             errors["position"] = {"world_model": off(world_model.read_position(preds)),
-                                  "no_change": off(positions[:, :1].expand(-1, horizon, -1))}
+                                  "no_change": off(positions[:, k - 1 : k].expand(-1, horizon, -1))}
     return errors
 
 
@@ -332,7 +333,8 @@ def agent_rows(cfg, setup: PlanSetup) -> list[tuple[str, object]]:
 def _line(name: str, r: dict) -> str:
     lo, hi = r["wilson95"]
     return (f"{name}: success {r['success']:.1%} [{lo:.1%}, {hi:.1%}] over {r['episodes']} episodes, "
-            f"{r['seconds_per_plan']:.3f} s per plan")
+            f"{r['seconds_per_plan']:.3f} s per plan" + ("" if r.get("closed_loop_position_error") is None else
+            f"; imagined position off by {r['closed_loop_position_error']:.4f} on the executed actions"))
 
 
 def markdown(results: dict) -> str:

@@ -169,7 +169,8 @@ def test_position_weight_adds_the_read_out_error_of_the_predictions(tiny_control
     errors = rollout_errors(model, str(path / "val"), horizon=3)
     recorded = read_trajectories(path / "val")["proprio"].float()
     assert len(errors["position"]["world_model"]) == len(errors["latent_l1"]["world_model"]) == 3
-    held = (recorded[:, 1:4] - recorded[:, :1]).norm(dim=-1).mean(0)
+    k = model.hparams.context  # the rollout starts from as many true frames as a plan does
+    held = (recorded[:, k : k + 3] - recorded[:, k - 1 : k]).norm(dim=-1).mean(0)
     assert torch.allclose(torch.tensor(errors["position"]["no_change"]), held, atol=1e-5)
 
 
@@ -290,6 +291,9 @@ def test_jepa_plan_end_to_end(tiny_control):
                                       "cem (oracle simulator)", "mppi (world model)", "mppi (oracle simulator)"}
     assert record["protocol"]["name"] == "offline_goal" and record["protocol"]["budget"] == 4
     assert record["results"]["trajectory replay"]["success"] == 1.0  # every goal is 3 steps along its trajectory
+    # the simulator imagines exactly where the agent lands; this world model reads no position, so says nothing
+    assert record["results"]["cem (oracle simulator)"]["closed_loop_position_error"] == pytest.approx(0.0, abs=1e-6)
+    assert record["results"]["cem (world model)"]["closed_loop_position_error"] is None
     # the results file other tools read: the keys, the headline row and its baselines from this run
     import copy
 
@@ -302,6 +306,12 @@ def test_jepa_plan_end_to_end(tiny_control):
     assert summary["success"] == record["results"]["cem (world model)"]["success"] and summary["episodes"] == 2
     assert summary["random_policy_success"] == record["results"]["random policy"]["success"]
     assert summary["command"].startswith("jepa plan --world_model") and "cem (oracle simulator)" in markdown(summary)
+    assert "Imagined position error" not in markdown(summary)  # nothing to say for a model that reads no position
+    reads = copy.deepcopy(summary)
+    reads["rollout_position_error_by_horizon"] = {"world_model": [0.01, 0.02], "no_change": [0.05, 0.1]}
+    reads["rows"]["cem (world model)"]["closed_loop_position_error"] = 0.015
+    text = markdown(reads)
+    assert "0.010, 0.020 after 1, 2, ... model steps" in text and "0.015 on the actions the planner executed" in text
     other = copy.deepcopy(record)  # a random-init run stands beside it only if it planned the same way
     add_random_init(summary, other)
     assert summary["random_init_success"] == other["results"]["cem (world model)"]["success"]

@@ -121,6 +121,21 @@ def test_mpc_replans_after_executing_and_warm_starts_from_the_shifted_plan():
     assert torch.equal(spy.inits[1], first[3:].expand(4, 2))  # the unexecuted rest, its last action repeated
     assert agent.memory.error is not None  # predicted-vs-observed error tracked (the simulator: exactly 0)
     assert agent.memory.error == pytest.approx(0.0, abs=1e-6)
+    assert agent.position_errors == pytest.approx([0.0] * 6, abs=1e-6)  # one per executed step after the first
+
+
+def test_mpc_measures_how_far_the_imagined_agent_lands_from_the_true_one_after_each_executed_step():
+    class OffByOneTenth(SimModel):  # imagines the agent 0.1 to the right of where the simulator puts it
+        def rollout(self, states, between, actions):
+            return super().rollout(states, between, actions) + torch.tensor([0.1, 0.0])
+
+    env = TwoRooms()
+    obs, info = env.reset(seed=0)
+    agent = MPCAgent(OffByOneTenth(env.sim), _SpyPlanner(), GoalCost("euclid"), execute=2)
+    agent.reset(env.goal_observation(), info)
+    for _ in range(5):
+        obs, *_, info = env.step(agent.act(obs, info))
+    assert agent.position_errors == pytest.approx([0.1] * 4, abs=1e-5)
 
 
 def test_mpc_holds_each_planned_action_for_action_repeat_steps():
@@ -313,6 +328,8 @@ def test_oracle_planner_succeeds_on_two_rooms_and_random_does_not():
     rand = run_episodes(env, lambda s: RandomAgent(env, s), episodes=6, seeds=[0])
     assert rand["success"] <= 1 / 6
     assert oracle["seconds_per_plan"] > 0 and oracle["rollouts_per_plan"] == 256 * 4
+    assert oracle["closed_loop_position_error"] == pytest.approx(0.0, abs=1e-6)  # it imagines with the simulator
+    assert rand["closed_loop_position_error"] is None  # imagines nothing
 
 
 def test_wilson_interval():
