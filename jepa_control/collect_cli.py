@@ -32,6 +32,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=12, help="plan: planned steps (default 12)")
     p.add_argument("--execute", type=int, default=4, help="plan: planned actions executed before replanning (default 4)")
     p.add_argument("--action_repeat", type=int, default=1, help="plan: env steps each planned action is held (default 1)")
+    p.add_argument("--plan_config", default=None,
+                   help="plan: a jepa plan config (e.g. configs/control/plan_reacher_offline.yaml) whose first "
+                        "planner, planning settings, goal cost and goals drive the collection instead of "
+                        "--planner ... --action_repeat: the data then hold the plans that config evaluates")
     p.add_argument("--noise", type=float, default=0.0, help="plan: Gaussian exploration noise std (default 0)")
     p.add_argument("--goal_policy", default=None, choices=[x for x in POLICIES if x != "plan"],
                    help="plan: goals by the offline-goal protocol, the state --goal_offset steps along this "
@@ -59,6 +63,26 @@ def json_option(text: str, name: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{name} must be a JSON object, got {text!r}")
     return value
+
+
+def configured_planning_agent(args, env):
+    """MPC as --plan_config plans on the world model (its first planner, cost, horizon, holding and budget), and
+    that config's goals; refused when the config plans in another environment than the one collected from."""
+    from jepa_control.mpc import LatentModel
+    from jepa_control.plan_cli import parser as plan_parser
+    from jepa_control.plan_cli import plan_setup
+    from jepa_control.world_model import WorldModel
+
+    cfg = plan_parser().parse_args(["--config", args.plan_config, "--world_model", args.world_model])
+    options = json_option(args.env_options, "--env_options")
+    if (cfg.env, dict(cfg.env_options)) != (args.env, options):
+        raise ConfigError(f"--plan_config {args.plan_config} plans in {cfg.env} {dict(cfg.env_options)}, not in "
+                          f"--env {args.env} {options}: collect where the plans are evaluated")
+    wm = WorldModel.from_checkpoint(args.world_model)
+    wm.frozen_encoder.check_frames(env.observation_shape)
+    setup, _ = plan_setup(cfg, wm, env)
+    agent = setup.mpc(LatentModel(wm), cfg.planners[0], args.seed, setup.cost)
+    return agent, make_protocol(cfg.protocol, cfg.goal_offset, cfg.goal_policy)
 
 
 def planning_agent(args, env):
@@ -106,19 +130,27 @@ def main(argv: list[str]) -> int:
         parser().error("--episodes and --steps must be >= 1")
     if args.workers < 1 or (args.workers > 1 and args.policy == "plan"):
         parser().error("--workers must be >= 1, and 1 with --policy plan (one planner)")
-    if args.goal_policy is not None and args.policy != "plan":
-        parser().error("--goal_policy sets the plan policy's goals: use it with --policy plan")
+    if (args.goal_policy is not None or args.plan_config) and args.policy != "plan":
+        parser().error("--goal_policy and --plan_config set the plan policy's goals and plans: use them with "
+                       "--policy plan")
+    if args.goal_policy is not None and args.plan_config:
+        parser().error("--plan_config sets the goals (its protocol, goal_policy and goal_offset): drop --goal_policy")
+    if args.plan_config and not args.world_model:
+        parser().error("--plan_config plans on --world_model <checkpoint>: give it")
     prepare_shard_folder(args.out, args.name, args.overwrite)
     options = json_option(args.env_options, "--env_options")
     env = make_env(args.env, eval_layouts=args.eval_layouts, **options)
     agent, extra = None, {"env": args.env, "policy": args.policy, "steps": args.steps, "seed": args.seed,
                           "eval_layouts": args.eval_layouts, "env_options": args.env_options}
-    if args.policy == "plan":
+    goals = None if args.goal_policy is None else make_protocol("offline_goal", args.goal_offset, args.goal_policy)
+    if args.plan_config:
+        agent, goals = configured_planning_agent(args, env)
+        extra.update(world_model=args.world_model, plan_config=args.plan_config, noise=args.noise)
+    elif args.policy == "plan":
         agent = planning_agent(args, env)
         extra.update(world_model=args.world_model, planner=args.planner, planner_options=args.planner_options,
                      horizon=args.horizon, execute=args.execute, action_repeat=args.action_repeat,
                      noise=args.noise, goal_policy=args.goal_policy, goal_offset=args.goal_offset)
-    goals = None if args.goal_policy is None else make_protocol("offline_goal", args.goal_offset, args.goal_policy)
     episodes = (parallel_collect(args, options) if args.workers > 1 else
                 collect(env, args.policy, args.episodes, args.steps, args.seed, agent, args.noise, goals))
     writer, counts = AtomicShardWriter(args.out, args.name, args.max_count, 1 << 31), []

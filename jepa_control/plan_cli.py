@@ -165,6 +165,32 @@ def cost_landscape(env, model, cost, horizon: int, seed: int, points: int = 21):
     return grid, tuple(towards / max(np.abs(towards).max(), 1e-9))
 
 
+def plan_setup(cfg, wm, env) -> tuple[PlanSetup, object]:
+    """What the planning agents of a plan config share on `wm` in `env` (its goal cost, horizon, action holding,
+    budget), and the transition graph of a geodesic cost (else None): `jepa plan`'s, and `jepa collect --policy
+    plan --plan_config`'s, so data collected by the planner come from the plans that are evaluated."""
+    readout = wm.read_position if cfg.distance in ("position", "geodesic") else None
+    if readout is not None and not wm.reads_position:
+        raise ConfigError(f"--distance {cfg.distance}: {cfg.world_model} reads no position (fit it with "
+                          "--model.init_args.position_readout true or a proprio_scale)")
+    graph = None
+    if cfg.distance == "geodesic":
+        from jepa_control.geodesic import load_graph
+
+        if not cfg.graph_data:
+            raise ConfigError("--distance geodesic needs --graph_data: trajectory shards with recorded positions")
+        graph = load_graph(cfg.graph_data, cfg.graph_cell)
+        print(f"transition graph of {cfg.graph_data}: {graph.summary()}", file=sys.stderr)
+    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout, geodesic=graph,
+                    rest_weight=cfg.rest_weight, proprio_weight=cfg.proprio_weight,
+                    proprio_token=bool(wm.hparams.get("proprio_scale")))
+    budget = cfg.budget or (OFFLINE_GOAL_BUDGET if cfg.protocol == "offline_goal" else env.max_steps)
+    setup = PlanSetup(env, wm, cost, horizon=cfg.horizon, execute=cfg.execute, action_repeat=cfg.action_repeat,
+                      sub_actions=cfg.sub_actions, warm_start=cfg.warm_start, planner_options=cfg.planner_options,
+                      budget=budget, plan_to_budget=cfg.plan_to_budget)
+    return setup, graph
+
+
 def main(argv: list[str]) -> int:
     """evaluate planners on an environment: success rate, seconds per step"""
     from jepa_control.world_model import WorldModel
@@ -188,26 +214,9 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--actor: {cfg.world_model} steps {frameskip} env steps at a time; the Mode-1 actor "
                           "plans one")
     started = time.time()
-    readout = wm.read_position if cfg.distance in ("position", "geodesic") else None
-    if readout is not None and not wm.reads_position:
-        raise ConfigError(f"--distance {cfg.distance}: {cfg.world_model} reads no position (fit it with "
-                          "--model.init_args.position_readout true or a proprio_scale)")
-    graph = None
-    if cfg.distance == "geodesic":
-        from jepa_control.geodesic import load_graph
-
-        if not cfg.graph_data:
-            raise ConfigError("--distance geodesic needs --graph_data: trajectory shards with recorded positions")
-        graph = load_graph(cfg.graph_data, cfg.graph_cell)
-        print(f"transition graph of {cfg.graph_data}: {graph.summary()}", file=sys.stderr)
-    cost = GoalCost(cfg.distance, cfg.cost_mode, cfg.action_weight, readout=readout, geodesic=graph,
-                    rest_weight=cfg.rest_weight, proprio_weight=cfg.proprio_weight,
-                    proprio_token=bool(wm.hparams.get("proprio_scale")))
+    setup, graph = plan_setup(cfg, wm, env)
     protocol = make_protocol(cfg.protocol, cfg.goal_offset, cfg.goal_policy)
-    budget = cfg.budget or (OFFLINE_GOAL_BUDGET if cfg.protocol == "offline_goal" else env.max_steps)
-    setup = PlanSetup(env, wm, cost, horizon=cfg.horizon, execute=cfg.execute, action_repeat=cfg.action_repeat,
-                      sub_actions=cfg.sub_actions, warm_start=cfg.warm_start, planner_options=cfg.planner_options,
-                      budget=budget, plan_to_budget=cfg.plan_to_budget)
+    budget = setup.budget
     record = {"command": "jepa plan " + shlex.join(argv), "date": time.strftime("%Y-%m-%d"),
               "world_model": cfg.world_model, "encoder": str(wm.frozen_encoder.source), "env": cfg.env,
               "settings": {k: v for k, v in vars(cfg).items() if k != "config"},

@@ -356,6 +356,44 @@ def test_collect_with_the_planner_then_retrain_on_random_plus_planned_data(tiny_
     assert main(["collect", "--policy", "plan", "--episodes", "1", "--out", str(path / "x")]) == 2  # no world model
 
 
+def test_collect_with_a_plan_config_stores_the_plans_that_config_evaluates(tiny_control, capsys):
+    """`jepa collect --policy plan --plan_config C`: the episodes are those of C's planner, cost, holding and goals
+    (the same actions as the agent C builds, run from the same starts), and C's environment must be the one
+    collected from."""
+    from argparse import Namespace
+
+    import numpy as np
+
+    from jepa.cli import main
+    from jepa_control.collect import collect_episode
+    from jepa_control.collect_cli import configured_planning_agent
+    from jepa_control.envs import make_env
+
+    path, _, _ = tiny_control
+    config = path / "plan_small.yaml"
+    config.write_text("env: two_rooms\nenv_options: {img_size: 16}\nplanners: [cem]\nplanner_options: {cem: "
+                      "{samples: 8, iterations: 1, elites: 2}}\nhorizon: 3\nexecute: 2\naction_repeat: 2\n"
+                      "budget: 6\nprotocol: offline_goal\ngoal_offset: 3\n")
+    wm = str(path / "wm.ckpt")
+    argv = ["collect", "--policy", "plan", "--world_model", wm, "--plan_config", str(config), "--env_options",
+            '{"img_size": 16}', "--episodes", "2", "--steps", "6", "--seed", "3", "--out", str(path / "configured"),
+            "--quiet"]
+    assert main(argv) == 0
+    index = json.loads((path / "configured" / "index.json").read_text())
+    assert index["plan_config"] == str(config) and "horizon" not in index  # C's settings, not the flags' defaults
+    stored = read_trajectories(path / "configured")["actions"]
+    env = make_env("two_rooms", img_size=16)
+    args = Namespace(plan_config=str(config), world_model=wm, env="two_rooms", env_options='{"img_size": 16}', seed=3)
+    agent, goals = configured_planning_agent(args, env)
+    assert agent.repeat == 2 and agent.planner.horizon == 3 and goals.goal_offset == 3
+    replayed = collect_episode(env, "plan", 6, 3, 0, agent, 0.0, goals)["actions"]
+    assert np.allclose(stored[0].numpy(), replayed)
+    capsys.readouterr()
+    argv[argv.index('{"img_size": 16}')] = '{"img_size": 16, "max_steps": 9}'
+    assert main(argv[:-2] + [str(path / "elsewhere"), "--quiet"]) == 2  # planned in another env than collected
+    assert "plans in two_rooms" in capsys.readouterr().err
+
+
 def test_latent_windows_at_a_frameskip_and_the_statistics_the_model_measures_on_them(tiny_control):
     """At frameskip 2 the latent windows hold every second frame with the 2 env actions between them, and the
     training latents a model's statistics read (its change scale) are at that stride too."""
