@@ -169,6 +169,9 @@ def plan_setup(cfg, wm, env) -> tuple[PlanSetup, object]:
     """What the planning agents of a plan config share on `wm` in `env` (its goal cost, horizon, action holding,
     budget), and the transition graph of a geodesic cost (else None): `jepa plan`'s, and `jepa collect --policy
     plan --plan_config`'s, so data collected by the planner come from the plans that are evaluated."""
+    if wm.hparams.action_dim != len(env.action_low) * wm.frameskip:
+        raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions at frameskip "
+                          f"{wm.frameskip}, {cfg.env} has {len(env.action_low)}-D ones")
     readout = wm.read_position if cfg.distance in ("position", "geodesic") else None
     if readout is not None and not wm.reads_position:
         raise ConfigError(f"--distance {cfg.distance}: {cfg.world_model} reads no position (fit it with "
@@ -207,9 +210,6 @@ def main(argv: list[str]) -> int:
     env = make_env(cfg.env, eval_layouts=True, **cfg.env_options)
     wm.frozen_encoder.check_frames(env.observation_shape)
     action_dim, frameskip = len(env.action_low), wm.frameskip
-    if wm.hparams.action_dim != action_dim * frameskip:
-        raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions at frameskip "
-                          f"{frameskip}, {cfg.env} has {action_dim}-D ones")
     if cfg.actor and frameskip > 1:
         raise ConfigError(f"--actor: {cfg.world_model} steps {frameskip} env steps at a time; the Mode-1 actor "
                           "plans one")
@@ -259,7 +259,7 @@ def main(argv: list[str]) -> int:
     record["plots"] = {"episodes": str(plot_episodes(results[main_name]["shown"], out / "episodes.png",
                                                      f"{main_name} on {where}"))}
     record["plots"]["pareto"] = str(plot_pareto(results, out / "pareto.png"))
-    costs = {"cost": cost}
+    costs = {"cost": setup.cost}
     energy = setup.energy
     if energy is not None:
         costs["energy"] = lambda states, goal, actions: energy.energy(states).sum(1)
