@@ -65,21 +65,20 @@ def json_option(text: str, name: str) -> dict:
     return value
 
 
-def configured_planning_agent(args, env):
+def configured_planning_agent(args, env, options: dict):
     """MPC as --plan_config plans on the world model (its first planner, cost, horizon, holding and budget), and
-    that config's goals; refused when the config plans in another environment than the one collected from."""
+    that config's goals; refused when the config plans in another environment than the one collected from
+    (`env`, built with `options`)."""
     from jepa_control.mpc import LatentModel
     from jepa_control.plan_cli import parser as plan_parser
     from jepa_control.plan_cli import plan_setup
     from jepa_control.world_model import WorldModel
 
     cfg = plan_parser().parse_args(["--config", args.plan_config, "--world_model", args.world_model])
-    options = json_option(args.env_options, "--env_options")
     if (cfg.env, dict(cfg.env_options)) != (args.env, options):
         raise ConfigError(f"--plan_config {args.plan_config} plans in {cfg.env} {dict(cfg.env_options)}, not in "
                           f"--env {args.env} {options}: collect where the plans are evaluated")
     wm = WorldModel.from_checkpoint(args.world_model)
-    wm.frozen_encoder.check_frames(env.observation_shape)
     setup, _ = plan_setup(cfg, wm, env)
     agent = setup.mpc(LatentModel(wm), cfg.planners[0], args.seed, setup.cost)
     return agent, make_protocol(cfg.protocol, cfg.goal_offset, cfg.goal_policy)
@@ -144,7 +143,7 @@ def main(argv: list[str]) -> int:
                           "eval_layouts": args.eval_layouts, "env_options": args.env_options}
     goals = None if args.goal_policy is None else make_protocol("offline_goal", args.goal_offset, args.goal_policy)
     if args.plan_config:
-        agent, goals = configured_planning_agent(args, env)
+        agent, goals = configured_planning_agent(args, env, options)
         extra.update(world_model=args.world_model, plan_config=args.plan_config, noise=args.noise)
     elif args.policy == "plan":
         agent = planning_agent(args, env)

@@ -168,7 +168,9 @@ def cost_landscape(env, model, cost, horizon: int, seed: int, points: int = 21):
 def plan_setup(cfg, wm, env) -> tuple[PlanSetup, object]:
     """What the planning agents of a plan config share on `wm` in `env` (its goal cost, horizon, action holding,
     budget), and the transition graph of a geodesic cost (else None): `jepa plan`'s, and `jepa collect --policy
-    plan --plan_config`'s, so data collected by the planner come from the plans that are evaluated."""
+    plan --plan_config`'s, so data collected by the planner come from the plans that are evaluated. Refused in
+    one line when `wm` was trained for other frames or another action size than `env` gives."""
+    wm.frozen_encoder.check_frames(env.observation_shape)
     if wm.hparams.action_dim != len(env.action_low) * wm.frameskip:
         raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions at frameskip "
                           f"{wm.frameskip}, {cfg.env} has {len(env.action_low)}-D ones")
@@ -208,7 +210,6 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--planners {unknown or '[]'}: choose from {', '.join(PLANNERS)}")
     wm = WorldModel.from_checkpoint(cfg.world_model, cfg.encoder_ckpt)
     env = make_env(cfg.env, eval_layouts=True, **cfg.env_options)
-    wm.frozen_encoder.check_frames(env.observation_shape)
     action_dim, frameskip = len(env.action_low), wm.frameskip
     if cfg.actor and frameskip > 1:
         raise ConfigError(f"--actor: {cfg.world_model} steps {frameskip} env steps at a time; the Mode-1 actor "

@@ -62,8 +62,8 @@ def test_collect_with_a_plan_config_stores_the_plans_that_config_evaluates(tiny_
     assert index["plan_config"] == str(config) and "horizon" not in index  # C's settings, not the flags' defaults
     stored = read_trajectories(path / "configured")["actions"]
     env = make_env("two_rooms", img_size=16)
-    args = Namespace(plan_config=str(config), world_model=wm, env="two_rooms", env_options='{"img_size": 16}', seed=3)
-    agent, goals = configured_planning_agent(args, env)
+    args = Namespace(plan_config=str(config), world_model=wm, env="two_rooms", seed=3)
+    agent, goals = configured_planning_agent(args, env, {"img_size": 16})
     assert agent.repeat == 2 and agent.planner.horizon == 3 and goals.goal_offset == 3
     replayed = collect_episode(env, "plan", 6, 3, 0, agent, 0.0, goals)["actions"]
     assert np.allclose(stored[0].numpy(), replayed)
