@@ -37,12 +37,13 @@ def heldout_split(root: str | None, holdout: int) -> ProbeData:
         raise SystemExit(f"--{e}") from None
 
 
-def heldout_probe(ckpt: str | Path, holdout: int = 10000, root: str | None = None, seed: int = 0) -> dict:
-    """{"heldout_avg", "heldout_knn"} (fractions) of the checkpoint's target encoder, and {"heldout_random_avg",
+def heldout_probe(ckpt: str | Path, holdout: int = 10000, root: str | None = None, seed: int = 0,
+                  which: str = "target_encoder") -> dict:
+    """{"heldout_avg", "heldout_knn"} (fractions) of the checkpoint's `which` encoder, and {"heldout_random_avg",
     "heldout_random_knn"} of the same architecture at random init (seeded by `seed`): a wider or deeper encoder
     probes higher before any training, so a variant that changes the architecture is read against its own."""
-    encoder, hparams = load_encoder(ckpt)
-    rows = [checkpoint_row("jepa", ckpt, encoder, "target_encoder"), random_init_row(hparams, seed)]
+    encoder, hparams = load_encoder(ckpt, which)
+    rows = [checkpoint_row("jepa", ckpt, encoder, which), random_init_row(hparams, seed)]
     result = probe_rows(rows, heldout_split(root, holdout), ("avg",), knn=KnnConfig(protocols=("avg",)),
                         log=lambda *_: None)
     return {f"heldout{tag}_{probe}": value for tag, name in (("", "jepa"), ("_random", "random init"))
@@ -55,8 +56,10 @@ def main() -> None:
     p.add_argument("ckpt", help="a `jepa fit` checkpoint")
     p.add_argument("--holdout", type=int, default=10000, help="last N training images to score on")
     p.add_argument("--data_root", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    p.add_argument("--which", default="target_encoder", choices=["target_encoder", "encoder"],
+                   help="the EMA target encoder (what jepa probe reads by default) or the context encoder")
     args = p.parse_args()
-    print(json.dumps(heldout_probe(args.ckpt, args.holdout, args.data_root)))
+    print(json.dumps(heldout_probe(args.ckpt, args.holdout, args.data_root, which=args.which)))
 
 
 if __name__ == "__main__":

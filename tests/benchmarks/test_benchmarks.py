@@ -145,6 +145,34 @@ def test_heldout_probe_scores_on_training_images_it_did_not_fit(fmnist_root):
         heldout_split(fmnist_root, len(y))
 
 
+def test_heldout_probe_scores_the_encoder_it_is_asked_for(tmp_path, monkeypatch):
+    """--which: the EMA target encoder by default, the context encoder on request; the random-init row beside it."""
+    import benchmarks.heldout_probe as heldout
+    from tests.conftest import TinyData, tiny_model, tiny_trainer
+
+    model = tiny_model()
+    trainer = tiny_trainer(tmp_path, max_steps=2)
+    trainer.fit(model, TinyData())
+    trainer.save_checkpoint(tmp_path / "tiny.ckpt")
+    first = lambda encoder: encoder.blocks[0].attn.qkv.weight  # noqa: E731
+    assert not torch.equal(first(model.encoder), first(model.target_encoder))  # the EMA lags the trained weights
+    probed = {}
+
+    def fake_probe_rows(rows, data, protocols, knn, log):
+        probed["rows"] = rows
+        return {row.name: {"linear": {"avg": {"test_acc": 0.5}}, "knn": {"avg": 0.25}} for row in rows}
+
+    monkeypatch.setattr(heldout, "probe_rows", fake_probe_rows)
+    monkeypatch.setattr(heldout, "heldout_split", lambda root, holdout: None)
+    for which, net in (("target_encoder", model.target_encoder), ("encoder", model.encoder)):
+        result = heldout.heldout_probe(tmp_path / "tiny.ckpt", which=which)
+        jepa, random_init = probed["rows"]
+        assert torch.equal(first(jepa.encoder), first(net)) and jepa.identity["which"] == which
+        assert random_init.name == "random init"
+        assert result == {"heldout_avg": 0.5, "heldout_knn": 0.25, "heldout_random_avg": 0.5,
+                          "heldout_random_knn": 0.25}
+
+
 def test_ablation_table_adds_the_heldout_probe_columns_when_every_run_has_them():
     ablations = _ablations_module()
     row = {"variant": "baseline", "seed": 0, "knn_acc": 0.5, "linear_acc": 0.6, "rankme": 2.0, "steps": 850}
