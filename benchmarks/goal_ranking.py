@@ -100,8 +100,8 @@ class TrueFrames:
             self.protocol.start(self.env, self.seed)
             shown = [self.env.step(a) for a in sequence][self.frameskip - 1 :: self.frameskip]
             frames = torch.as_tensor(np.stack([obs for obs, *_ in shown]))
-            positions = torch.as_tensor(np.stack([info["pos"] for *_, info in shown]), dtype=torch.float32)
-            out.append(self.model.wm.encode(frames[None], positions[None])[0])
+            proprio = np.stack([info.get("proprio", info["pos"]) for *_, info in shown])
+            out.append(self.model.wm.encode(frames[None], torch.as_tensor(proprio, dtype=torch.float32)[None])[0])
         return torch.stack(out)
 
 

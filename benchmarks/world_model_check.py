@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from jepa_control.collect import positions, read_trajectories  # noqa: E402
 from jepa_control.gate import held_out_r2, ridge_r2  # noqa: E402
 from jepa_control.windows import model_steps  # noqa: E402
 
@@ -54,14 +55,15 @@ def check(world_model, train: dict, val: dict, episodes: int) -> dict:
     with torch.no_grad():
         latents = world_model.encode(val["frames"][:episodes], val["proprio"][:episodes].float())
     out = {"action_r2": round(action_r2(train, val), 3)}
-    if train["proprio"].shape[-1] == 2:  # an agent's (x, y) recorded: the position gate's read-out, on every frame
-        with torch.no_grad():  # of the frame's own tokens (a proprioception token would hand it the answer)
-            train_latents = world_model.frozen_encoder(train["frames"][:episodes])
-        rows = train_latents.shape[0] * train_latents.shape[1], latents.shape[0] * latents.shape[1]
-        frame_tokens = latents[:, :, : world_model.frozen_encoder.num_tokens]
-        fit = held_out_r2(train_latents, train["proprio"][:episodes], frame_tokens, val["proprio"][:episodes], *rows,
-                          torch.Generator().manual_seed(0))
-        out["position_r2"] = round(fit["r2"], 3)
+    # the position gate's read-out of the agent's (x, y), on every frame's own tokens (a proprioception token would
+    # hand it the answer)
+    with torch.no_grad():
+        train_latents = world_model.frozen_encoder(train["frames"][:episodes])
+    rows = train_latents.shape[0] * train_latents.shape[1], latents.shape[0] * latents.shape[1]
+    frame_tokens = latents[:, :, : world_model.frozen_encoder.num_tokens]
+    fit = held_out_r2(train_latents, positions(train["proprio"][:episodes]), frame_tokens,
+                      positions(val["proprio"][:episodes]), *rows, torch.Generator().manual_seed(0))
+    out["position_r2"] = round(fit["r2"], 3)
     f = world_model.frameskip
     latents, actions = model_steps(latents, val["actions"][:episodes].float(), f)
     model, no_change = one_step_errors(world_model, latents, actions)
@@ -71,7 +73,6 @@ def check(world_model, train: dict, val: dict, episodes: int) -> dict:
 
 
 def main() -> None:
-    from jepa_control.collect import read_trajectories
     from jepa_control.world_model import WorldModel
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -24,7 +24,7 @@ import torch
 from data.shard_writer import INDEX_NAME
 from eval.clip_probe import ClipProbeData
 from jepa.errors import ConfigError
-from jepa_control.collect import read_trajectories
+from jepa_control.collect import positions as xy, read_trajectories
 from jepa_control.frames import TWO_ROOMS_MEAN, TWO_ROOMS_STD
 
 HEADINGS = 8
@@ -43,7 +43,7 @@ def episode_clips(path: Path, num_frames: int, size: int, limit: int, seed: int)
     """uint8 clips [N, T, C, H, W] of the episodes in `path` with their raw labels: the middle action [N, 2] and
     the last step's displacement [N, 2]."""
     data = read_trajectories(path)
-    frames, actions, positions = data["frames"], data["actions"].float(), data["proprio"].float()
+    frames, actions, positions = data["frames"], data["actions"].float(), xy(data["proprio"]).float()
     episodes, steps = frames.shape[:2]
     if frames.shape[2] != size:
         raise ConfigError(f"{path}: frames are {frames.shape[2]}x{frames.shape[3]}, the encoder takes {size}x{size}")

@@ -1,8 +1,10 @@
 """Roll out policies in an environment and store trajectories (frames, actions, true positions) in tar shards.
 
 Each shard sample is one episode: frames.npy uint8 [T+1, H, W, 3], actions.npy float32 [T, A] (action t leads from
-frame t to t+1, after clamping to the bounds) and proprio.npy float32 [T+1, 2] = the agent's true position, which
-the position probe (the gate), the metrics and only world models with proprioception (proprio_scale) read.
+frame t to t+1, after clamping to the bounds) and proprio.npy float32 [T+1, P] = the agent's true position (x, y),
+then whatever else its adapter reports as info["proprio"] (Reacher: the joint velocities). The position probe (the
+gate) and the metrics read the position (`positions`); only world models with proprioception (proprio_scale) read
+the rest.
 """
 from __future__ import annotations
 
@@ -146,16 +148,16 @@ def rollout(env, policy, steps: int, seed: int, goals=None) -> dict[str, np.ndar
     picks for them and what they really do."""
     obs, info = env.reset(seed=seed) if goals is None else goals.start(env, seed)
     policy.reset(env, info)
-    frames, actions, positions, contacts = [obs], [], [info["pos"]], 0
+    frames, actions, proprio, contacts = [obs], [], [info.get("proprio", info["pos"])], 0
     for _ in range(steps):
         action = np.clip(policy.act(obs, info), env.action_low, env.action_high)
         obs, _, _, _, info = env.step(action)
         frames.append(obs)
         actions.append(action)
-        positions.append(info["pos"])
+        proprio.append(info.get("proprio", info["pos"]))
         contacts += bool(info.get("contact", False))
     return {"frames": np.stack(frames).astype(np.uint8), "actions": np.stack(actions).astype(np.float32),
-            "proprio": np.stack(positions).astype(np.float32), "contacts": contacts}
+            "proprio": np.stack(proprio).astype(np.float32), "contacts": contacts}
 
 
 def collect_episode(env, policy_name: str, steps: int, seed: int, i: int, agent=None, noise: float = 0.0,
@@ -196,6 +198,11 @@ def check_trajectory_dir(path: str | Path) -> None:
         except (tarfile.TarError, OSError, EOFError):
             continue
     raise ConfigError(f"{path}: no readable episodes (damaged shards: {', '.join(t.name for t in tars[:3])})")
+
+
+def positions(proprio: torch.Tensor) -> torch.Tensor:
+    """The agent's (x, y) [..., 2] of recorded proprioception [..., P]: its first two values."""
+    return proprio[..., :2]
 
 
 def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:

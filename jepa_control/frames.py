@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch.utils.data import DataLoader
 
-from jepa_control.collect import read_trajectories
+from jepa_control.collect import positions, read_trajectories
 from data.fashion_mnist import TensorImageDataset
 from data.resumable import ResumableDataModule
 from data.transforms import eval_transform, train_transform
@@ -47,7 +47,7 @@ class TrajectoryFramesDataModule(ResumableDataModule):
     def _frames(path: str) -> TensorImageDataset:
         data = read_trajectories(path)
         frames = data["frames"].flatten(0, 1).permute(0, 3, 1, 2).contiguous()  # [E*(T+1), 3, H, W]
-        return TensorImageDataset(frames, data["proprio"].flatten(0, 1))
+        return TensorImageDataset(frames, positions(data["proprio"]).flatten(0, 1))
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:

@@ -127,9 +127,9 @@ class TransitionGraph:
 
 def load_graph(path: str, cell: float) -> TransitionGraph:
     """The transition graph of the recorded positions (the trajectories' proprio) in the shards at `path`."""
-    from jepa_control.collect import read_trajectories
+    from jepa_control.collect import positions as xy, read_trajectories
 
-    positions = read_trajectories(path)["proprio"]
+    positions = xy(read_trajectories(path)["proprio"])
     if positions.shape[-1] != 2:
         raise ConfigError(f"{path}: a geodesic distance needs recorded (x, y) positions as proprio, got "
                           f"{positions.shape[-1]} values per step")

@@ -8,7 +8,9 @@ What every adapter adds to the wrapped env:
 - goal_observation(): the frame the agent would see with the goal reached, rendered on the true state (the
   planner's goal image), leaving the episode's state untouched;
 - info["pos"] (the controlled body's position, for the gate and the plots), info["goal"], info["distance"] and
-  info["success"] (the env's own rule, judged on the final state by the protocol), max_steps (the step budget).
+  info["success"] (the env's own rule, judged on the final state by the protocol), max_steps (the step budget);
+  where the position alone leaves the dynamics open, info["proprio"] (the position, then more: Reacher's joint
+  velocities) and info["goal_proprio"] (the same for the goal).
 There are no layouts to hold out here: evaluation episodes differ from collection by their seeds only.
 """
 from __future__ import annotations
@@ -245,6 +247,15 @@ class Reacher(_MujocoAdapter):
         elbow = np.arccos(np.clip(cos_elbow, -1.0, 1.0))
         shoulder = np.arctan2(target[1], target[0]) - np.arctan2(l2 * np.sin(elbow), l1 + l2 * np.cos(elbow))
         return np.array([shoulder, elbow])
+
+    def info(self) -> dict:
+        """The adapter's info, and the proprioception a model with proprio_dim 4 reads: the fingertip (x, y), then
+        the two joint velocities in radians per Reacher-v5 step (the arm's momentum, which frames 5 steps apart
+        leave open); the goal's are the goal pose at rest, as the goal image shows it."""
+        info = super().info()
+        velocity = self.env.data.qvel[:2] * self.env.dt
+        return {**info, "proprio": np.concatenate([info["pos"], velocity]),
+                "goal_proprio": np.concatenate([info["goal"], np.zeros(2)])}
 
     def measure(self):
         pos = self.env.get_body_com("fingertip")[:2].copy()

@@ -18,7 +18,7 @@ import torch
 
 from jepa.errors import ConfigError
 from jepa.io import write_json
-from jepa_control.collect import read_trajectories, trajectory_shards
+from jepa_control.collect import positions, read_trajectories, trajectory_shards
 from jepa_control.gate import held_out_r2, position_gate
 from jepa_control.windows import EpisodeWindows, WindowLoaders, checked_dirs, same_length
 
@@ -98,7 +98,8 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
                 "data": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
         cache = FeatureCache(self.cache_dir, torch.float32)
         latents = cache.get_or_compute(spec, lambda: encoder(data["frames"]))
-        return {"latents": latents, "actions": data["actions"].float(), "positions": data["proprio"].float()}
+        return {"latents": latents, "actions": data["actions"].float(),
+                "positions": positions(data["proprio"]).float()}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

@@ -29,7 +29,7 @@ class LatentModel:
         self.frameskip = world_model.frameskip
 
     def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
-        return self.state(obs, info["pos"])
+        return self.state(obs, info.get("proprio", info["pos"]))
 
     def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
         """The goal image's state; a model with proprioception also reads where the goal puts the agent
@@ -40,8 +40,8 @@ class LatentModel:
         """Where states [..., N, D] put the agent (x, y), for a world model that reads it (else None)."""
         return self.wm.read_position(states) if self.wm.reads_position else None
 
-    def state(self, frame: np.ndarray, position) -> torch.Tensor:
-        proprio = torch.as_tensor(np.asarray(position, np.float32))[None, None]
+    def state(self, frame: np.ndarray, proprio) -> torch.Tensor:
+        proprio = torch.as_tensor(np.asarray(proprio, np.float32))[None, None]
         return self.wm.encode(torch.as_tensor(frame)[None, None], proprio)[0, 0]
 
     @torch.no_grad()

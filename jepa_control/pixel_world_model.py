@@ -36,9 +36,9 @@ class PixelWorldModel(WorldModel):
             range works).
         sigreg_slices: random 1-D projections SIGReg tests per step.
         action_dim, embed_dim, depth, num_heads, context, rollout_steps, rollout_weight, rollout_history, loss, lr,
-            weight_decay, warmup_steps, frameskip, proprio_scale: as WorldModel's (the encoder trains at the same
-            learning rate). The statistics WorldModel measures on fixed latents (motion, whiten, position_readout)
-            do not apply to latents that move as the encoder trains.
+            weight_decay, warmup_steps, frameskip, proprio_scale, proprio_dim: as WorldModel's (the encoder trains
+            at the same learning rate). The statistics WorldModel measures on fixed latents (motion, whiten,
+            position_readout) do not apply to latents that move as the encoder trains.
     """
 
     def __init__(self, encoder: dict, mean: tuple[float, ...], std: tuple[float, ...], pool_grid: int = 2,
@@ -46,13 +46,14 @@ class PixelWorldModel(WorldModel):
                  embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2, rollout_steps: int = 3,
                  rollout_weight: float = 1.0, rollout_history: int = 1, loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 0.01, warmup_steps: int = 100, frameskip: int = 1,
-                 proprio_scale: float = 0.0) -> None:
+                 proprio_scale: float = 0.0, proprio_dim: int = 2) -> None:
         frames = FrozenEncoder(VisionTransformer(**encoder), mean, std, pool_grid, fold=fold, layer_norm=False,
                                source="trained with the world model")
         frames.encoder.requires_grad_(True)  # frozen only once trained
         super().__init__(frames, action_dim, embed_dim, depth, num_heads, context, rollout_steps, rollout_weight,
                          rollout_history, loss=loss, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-                         frameskip=frameskip, proprio_scale=proprio_scale, **FIXED_LATENT_OPTIONS)
+                         frameskip=frameskip, proprio_scale=proprio_scale, proprio_dim=proprio_dim,
+                         **FIXED_LATENT_OPTIONS)
         # recorded beside this constructor's arguments (under LightningCLI, save_hyperparameters() keeps only those)
         self.hparams.update(FIXED_LATENT_OPTIONS)
 

@@ -124,7 +124,7 @@ def rollout_errors(world_model, path: str, horizon: int,
     L1 between imagined and encoded latents after 1..horizon steps; and, for a world model that reads positions (a
     read-out, or the proprioception token) and trajectories that recorded (x, y), "position", the mean distance
     between the imagined positions and the recorded ones (what a position cost plans on)."""
-    from jepa_control.collect import read_trajectories
+    from jepa_control.collect import positions as xy, read_trajectories
     from jepa_control.windows import model_steps
 
     data = read_trajectories(path)
@@ -132,16 +132,17 @@ def rollout_errors(world_model, path: str, horizon: int,
     frames, actions = model_steps(data["frames"][:max_episodes], data["actions"][:max_episodes].float(), f)
     k = min(world_model.hparams.context, actions.shape[1])  # true frames the rollout starts from
     horizon = min(horizon, actions.shape[1] - k + 1)
-    positions = model_steps(data["proprio"][:max_episodes], data["actions"][:max_episodes], f)[0]
-    positions = positions[:, : k + horizon].float()
+    proprio = model_steps(data["proprio"][:max_episodes], data["actions"][:max_episodes], f)[0]
+    proprio = proprio[:, : k + horizon].float()
+    positions = xy(proprio)
     with torch.no_grad():
-        latents = world_model.encode(frames[:, : k + horizon], positions)
+        latents = world_model.encode(frames[:, : k + horizon], proprio)
         preds = world_model.predictor.rollout(latents[:, :k], actions[:, : k - 1], actions[:, k - 1 : k - 1 + horizon],
                                               world_model.hparams.context)
         per_step = lambda pred: [float(v) for v in (pred - latents[:, k:]).abs().mean((0, 2, 3))]  # noqa: E731
         errors = {"latent_l1": {"world_model": per_step(preds),
                                 "no_change": per_step(latents[:, k - 1 : k].expand_as(preds))}}
-        if world_model.reads_position and positions.shape[-1] == 2:
+        if world_model.reads_position:
             off = lambda pos: [float(v) for v in (pos - positions[:, k:]).norm(dim=-1).mean(0)]  # noqa: E731
             errors["position"] = {"world_model": off(world_model.read_position(preds)),
                                   "no_change": off(positions[:, k - 1 : k].expand(-1, horizon, -1))}

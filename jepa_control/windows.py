@@ -17,8 +17,8 @@ class EpisodeWindows(Dataset):
     With frameskip f > 1 a window's frames are f env steps apart and each of its actions is the f env actions
     between two of them, concatenated in order ([W-1, f * A]): a model step covers f env steps (DINO-WM's frameskip,
     inside the model). `positions` (the agent's recorded (x, y) per frame, [E, T, 2]) is kept for models that fit a
-    read-out on the whole set, and each item carries its window's as "proprio" [W, 2] (what a model with
-    proprioception reads beside the frames)."""
+    read-out on the whole set, and each item carries its window's as "proprio" [W, P] (what a model with
+    proprioception reads beside the frames; a pixel world model is handed the whole recorded proprio)."""
 
     def __init__(self, key: str, values: torch.Tensor, actions: torch.Tensor, window: int,
                  positions: torch.Tensor | None = None, frameskip: int = 1) -> None:

@@ -89,12 +89,16 @@ class WorldModel(L.LightningModule):
         frameskip: env steps one model step covers (the training windows' frameskip): its action is the frameskip
             env actions between two frames, concatenated, so action_dim is frameskip x the env's. Planning holds
             each planned action for a multiple of frameskip env steps and feeds the model the held copies.
-        proprio_scale: > 0 adds the agent's own position (the trajectories' proprio, info["pos"] when planning)
-            to every state as one more token, its (x, y) through a fixed random projection to the token width
-            times this scale (DINO-WM's proprioception): the predictor predicts it with the frame tokens, and the
-            goal distance compares it with the goal's (info["goal_proprio"], else info["goal"]). Where the agent
-            is a few pixels (Push-T's pusher) its position then weighs in the cost as one whole token; the scale
-            sets how much (about 1 / the positions' std puts it on the latents' scale). 0: frames only.
+        proprio_scale: > 0 adds the agent's proprioception (the trajectories' proprio, info["proprio"] or
+            info["pos"] when planning) to every state as one more token, its first proprio_dim values through a
+            fixed random projection to the token width times this scale (DINO-WM's proprioception): the predictor
+            predicts it with the frame tokens, and the goal distance compares it with the goal's
+            (info["goal_proprio"], else info["goal"]). Where the agent is a few pixels (Push-T's pusher) its
+            position then weighs in the cost as one whole token; the scale sets how much (about 1 / the positions'
+            std puts it on the latents' scale). 0: frames only.
+        proprio_dim: how many proprioception values the token carries: 2, the agent's (x, y); 4 adds what an
+            adapter records after them (Reacher: the joint velocities, which two frames a model step apart do not
+            show). The goal's extra values are the goal at rest.
         training_latents: the training set's latents and positions (latent_data.TrainingLatents), read when fitting
             starts by motion / whiten / position_readout; handed over from the datamodule (`jepa fit` wires it), never
             saved with the checkpoint.
@@ -106,7 +110,8 @@ class WorldModel(L.LightningModule):
                  whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False,
                  position_weight: float = 0.0, loss: str = "l1",
                  lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100, frameskip: int = 1,
-                 proprio_scale: float = 0.0, training_latents: object | None = None) -> None:
+                 proprio_scale: float = 0.0, proprio_dim: int = 2,
+                 training_latents: object | None = None) -> None:
         super().__init__()
         if loss not in LATENT_LOSSES:
             raise ConfigError(f"model.loss = {loss!r}: choose one of {sorted(LATENT_LOSSES)}")
@@ -127,7 +132,9 @@ class WorldModel(L.LightningModule):
         self.training_latents = training_latents
         self.frozen_encoder = frozen_encoder
         if proprio_scale:  # fixed, saved with the weights: the same projection for training and planning
-            projection = torch.randn(2, self.frozen_encoder.dim, generator=torch.Generator().manual_seed(0))
+            if proprio_dim < 2:
+                raise ConfigError(f"model.proprio_dim = {proprio_dim}: must be >= 2 (the agent's x, y come first)")
+            projection = torch.randn(proprio_dim, self.frozen_encoder.dim, generator=torch.Generator().manual_seed(0))
             self.register_buffer("proprio_projection", projection / 2**0.5)
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context,
@@ -189,7 +196,7 @@ class WorldModel(L.LightningModule):
         states, on imagined ones where the predictor put the agent)."""
         if self.hparams.get("proprio_scale"):
             back = torch.linalg.pinv(self.proprio_projection.double()).to(latents)
-            return latents[..., -1, :] @ back / self.hparams.proprio_scale
+            return (latents[..., -1, :] @ back / self.hparams.proprio_scale)[..., :2]
         if not self.hparams.get("position_readout"):
             raise ConfigError("this world model reads no position: fit it with model.position_readout true or "
                               "model.proprio_scale > 0")
@@ -201,14 +208,18 @@ class WorldModel(L.LightningModule):
         return self.frozen_encoder.num_tokens + bool(self.hparams.get("proprio_scale"))
 
     def with_proprio(self, latents: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
-        """Frame latents [..., N, D] -> the model's states: with the proprioception token appended (positions
-        [..., 2]) where the model reads it, else unchanged."""
+        """Frame latents [..., N, D] -> the model's states: with the proprioception token appended (the first
+        proprio_dim values of proprio [..., P]) where the model reads it, else unchanged."""
         if not self.hparams.get("proprio_scale"):
             return latents
         if proprio is None:
             raise ConfigError("this world model reads the agent's position beside its frames (model.proprio_scale): "
                               "hand it the trajectories' proprio / the env's info['pos']")
-        token = self.hparams.proprio_scale * proprio.to(latents) @ self.proprio_projection
+        dim = self.proprio_projection.shape[0]
+        if proprio.shape[-1] < dim:
+            raise ConfigError(f"this world model reads {dim} proprioception values (model.proprio_dim), the data or "
+                              f"env give {proprio.shape[-1]}")
+        token = self.hparams.proprio_scale * proprio[..., :dim].to(latents) @ self.proprio_projection
         return torch.cat([latents, token.unsqueeze(-2)], -2)
 
     def teacher_forced(self, latents: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -86,6 +86,28 @@ def test_reacher_torque_scale_scales_the_applied_torque_and_slows_the_arm():
         make_env("reacher", img_size=SIZE, torque_scale=0.0)
 
 
+def test_reacher_proprioception_is_the_fingertip_then_the_joint_velocities_per_step():
+    """info["proprio"]: the fingertip (info["pos"]), then the joints' velocities in radians per Reacher-v5 step,
+    which the joint angles' change over steps bears out; the goal's are the goal at rest; collection records them."""
+    pytest.importorskip("mujoco")
+
+    env = make_env("reacher", img_size=SIZE, action_repeat=1, torque_scale=0.3)
+    _, info = env.reset(seed=0)
+    assert np.allclose(info["proprio"][2:], 0, atol=0.1)  # the env starts the arm nearly at rest
+    for _ in range(4):
+        before, velocity = env.env.data.qpos[:2].copy(), info["proprio"][2:]
+        _, _, _, _, info = env.step(np.array([1.0, -1.0], np.float32))
+        turned = env.env.data.qpos[:2] - before
+        assert np.array_equal(info["proprio"][:2], info["pos"])
+        # a step turns the joints by about the mean of the velocities it starts and ends with
+        assert np.allclose((velocity + info["proprio"][2:]) / 2, turned, rtol=0.2, atol=1e-3)
+    assert np.abs(info["proprio"][2:]).max() > 0.01  # pushed for 4 steps: it moves
+    assert np.array_equal(info["goal_proprio"], [*info["goal"], 0.0, 0.0])
+    episode = next(iter(collect(env, "noisy", 1, 3, seed=0)))[1]
+    assert episode["proprio"].shape == (4, 4) and np.allclose(episode["proprio"][-1], env.info()["proprio"])
+    env.close()
+
+
 def test_point_maze_frames_show_the_ball_where_it_is_and_no_goal_marker():
     pytest.importorskip("gymnasium_robotics")
     env = make_env("point_maze", img_size=64)
@@ -169,7 +191,8 @@ def test_collect_and_plan_one_step(env, tmp_path):
     episodes = list(collect(env, "noisy", 2, 3, seed=0))
     frames, actions, proprio = episodes[0][1]["frames"], episodes[0][1]["actions"], episodes[0][1]["proprio"]
     assert frames.shape == (4, SIZE, SIZE, 3) and frames.dtype == np.uint8
-    assert actions.shape == (3, 2) and np.abs(actions).max() <= 1 and proprio.shape == (4, 2)
+    assert actions.shape == (3, 2) and np.abs(actions).max() <= 1
+    assert proprio.shape == (4, 4 if env.name == "reacher" else 2)  # Reacher records its joint velocities too
     torch.manual_seed(0)
     export_encoder(VisionTransformer(SIZE, 8, 3, 32, 1, 2), tmp_path / "encoder", {"kind": "test"}, None)
     frozen = FrozenEncoder.from_checkpoint(str(tmp_path / "encoder"), pool_grid=2, mean=(0.5,) * 3, std=(0.25,) * 3)

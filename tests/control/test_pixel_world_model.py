@@ -187,3 +187,32 @@ def test_a_world_model_with_proprioception_reads_the_agents_position_as_one_more
     for module in (ActorModule, EnergyModule):  # their states have no proprioception token yet: refused
         with pytest.raises(ConfigError, match="proprioception"):
             module(loaded)
+
+
+def test_proprio_dim_reads_the_values_after_the_position_and_reads_back_the_position(tiny_control):
+    """model.proprio_dim 4: the token carries the position and the two values recorded after it (Reacher's joint
+    velocities), read_position gives back the position alone, and the agent observes info["proprio"]; a model of
+    2 reads only the position of the same proprio; fewer values than the model reads are refused by name."""
+    import pytest
+
+    from jepa.errors import ConfigError
+    from jepa_control.collect import read_trajectories
+    from jepa_control.mpc import LatentModel
+
+    frames = read_trajectories(str(tiny_control[0] / "val"))["frames"][:1, :2]
+    proprio = torch.tensor([[[0.1, -0.2, 0.5, -0.4], [0.1, -0.2, -0.5, 0.4]]])  # same place, other velocities
+    model = tiny_pixel_model(action_dim=2, proprio_scale=3.0, proprio_dim=4).eval()
+    states = model.encode(frames, proprio)
+    assert model.proprio_projection.shape[0] == 4
+    assert torch.allclose(states[..., -1, :], 3.0 * proprio @ model.proprio_projection)
+    assert not torch.allclose(states[0, 0, -1], states[0, 1, -1])  # the velocities reach the token
+    assert torch.allclose(model.read_position(states), proprio[..., :2], atol=1e-5)
+    frame = frames[0, 0].numpy()
+    seen = LatentModel(model).observe(frame, {"pos": [0.1, -0.2], "proprio": proprio[0, 0].tolist()})
+    assert torch.allclose(seen, model.encode(frames[:, :1], proprio[:, :1])[0, 0])
+    with pytest.raises(ConfigError, match="proprio_dim"):
+        model.encode(frames, proprio[..., :2])
+    two = tiny_pixel_model(action_dim=2, proprio_scale=3.0).eval()
+    assert torch.equal(two.encode(frames, proprio), two.encode(frames, proprio[..., :2]))
+    with pytest.raises(ConfigError, match="proprio_dim"):
+        tiny_pixel_model(proprio_scale=3.0, proprio_dim=1)
