@@ -218,7 +218,8 @@ class WorldModel(L.LightningModule):
         dim = self.proprio_projection.shape[0]
         if proprio.shape[-1] < dim:
             raise ConfigError(f"this world model reads {dim} proprioception values (model.proprio_dim), the data or "
-                              f"env give {proprio.shape[-1]}")
+                              f"env give {proprio.shape[-1]}: collect the data again with `jepa collect` (its "
+                              "adapter records them) or set model.proprio_dim 2")
         token = self.hparams.proprio_scale * proprio[..., :dim].to(latents) @ self.proprio_projection
         return torch.cat([latents, token.unsqueeze(-2)], -2)
 
