@@ -40,6 +40,7 @@ class PeriodicCheckpoint(ModelCheckpoint):
                          enable_version_counter=False)  # a resumed run overwrites last.ckpt, never adds last-v1
         self.keep_last = keep_last
         self.resume_hint = "--ckpt_path auto"  # what the preemption line tells the user to add to resume
+        self._announced = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.dirpath = str(periodic_dir(trainer))  # fixed before Lightning would derive it from a logger version
@@ -85,13 +86,15 @@ class PeriodicCheckpoint(ModelCheckpoint):
             self.best_k_models.pop(str(old), None)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # a notice that came after this step's on_train_batch_end: the state is one step later, still consistent
-        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and \
-                self._last_global_step_saved != trainer.global_step:
-            self._save_now(trainer)
+        # a notice that came after this step's on_train_batch_end: the state is one step later, still consistent;
+        # one that came right after a periodic save finds the step saved, and still says so
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and not self._announced:
+            if self._last_global_step_saved != trainer.global_step:
+                self._save_now(trainer)
             self._announce(trainer)
 
     def _announce(self, trainer) -> None:
+        self._announced = True
         if trainer.is_global_zero:
             print(f"preempted: saved step {trainer.global_step} in {self.dirpath}; run the same command with "
                   f"{self.resume_hint} to resume", flush=True)

@@ -104,6 +104,20 @@ def test_preemption_line_names_the_flag_that_resumes_the_command(tmp_path, capsy
     assert line == f"preempted: saved step 7 in {tmp_path}; run the same command with --resume to resume"
 
 
+def test_a_notice_right_after_a_periodic_save_still_says_which_step_is_saved(tmp_path, capsys):
+    """The step was saved just before the notice: nothing to save again, the line printed once all the same."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    callback = PeriodicCheckpoint(dirpath=str(tmp_path))
+    trainer = SimpleNamespace(callbacks=[callback], is_global_zero=True, global_step=7, state=SimpleNamespace(fn="fit"))
+    callback._last_global_step_saved = 7
+    callback._save_now = lambda trainer: pytest.fail("the step is saved already")
+    callback.on_exception(trainer, None, SIGTERMException())
+    assert capsys.readouterr().out.startswith(f"preempted: saved step 7 in {tmp_path}")
+    callback.on_exception(trainer, None, SIGTERMException())  # Lightning's re-raise after a batch-end save
+    assert capsys.readouterr().out == ""
+
+
 def test_truncated_newest_checkpoint_is_passed_over(tmp_path, fmnist_root):
     first = fit(tmp_path, hook("KillAt", step=8), fmnist_root=fmnist_root)
     assert first.returncode == -9
