@@ -6,7 +6,7 @@ frame_extent ((left, right, bottom, top) of a frame in info["pos"] units: the ep
 in info, "pos", "goal", "distance", "success" and "clamped" (out-of-bound actions clamped so far).
 
 two_rooms is built in (jepa_control/two_rooms.py); point_maze, reacher and push_t adapt gymnasium environments
-(jepa_control/gym_envs.py, the optional `control` extra)."""
+(jepa_control/gym_envs.py and push_t_env.py, the optional `control` extra)."""
 from __future__ import annotations
 
 from jepa.errors import ConfigError
@@ -21,6 +21,10 @@ def make_env(name: str, eval_layouts: bool = False, **kwargs):
         from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
 
         return TwoRooms(TwoRoomsConfig(**kwargs), eval_layouts=eval_layouts)
+    if name == "push_t":
+        from jepa_control.push_t_env import PushT
+
+        return PushT(**kwargs)
     if name in ENVS:
         from jepa_control.gym_envs import GYM_ENVS
 

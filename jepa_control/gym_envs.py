@@ -1,5 +1,6 @@
-"""Gymnasium environments behind the interface of jepa_control/envs.py: PointMaze (gymnasium-robotics + MuJoCo),
-Reacher-v5 (gymnasium + MuJoCo) and Push-T (gym-pusht). Install with `pip install -e '.[control]'`.
+"""Gymnasium environments behind the interface of jepa_control/envs.py: PointMaze (gymnasium-robotics + MuJoCo) and
+Reacher-v5 (gymnasium + MuJoCo) here, Push-T (gym-pusht) in jepa_control/push_t_env.py. Install with
+`pip install -e '.[control]'`.
 
 What every adapter adds to the wrapped env:
 - observations are RGB uint8 [img_size, img_size, 3] frames, nothing else (the world model sees pixels only);
@@ -10,7 +11,7 @@ What every adapter adds to the wrapped env:
 - info["pos"] (the controlled body's position, for the gate and the plots), info["goal"], info["distance"] and
   info["success"] (the env's own rule, judged on the final state by the protocol), max_steps (the step budget);
   where the position alone leaves the dynamics open, info["proprio"] (the position, then more: Reacher's joint
-  velocities) and info["goal_proprio"] (the same for the goal).
+  velocities, Push-T's pusher velocity) and info["goal_proprio"] (the same for the goal).
 There are no layouts to hold out here: evaluation episodes differ from collection by their seeds only.
 """
 from __future__ import annotations
@@ -264,136 +265,4 @@ class Reacher(_MujocoAdapter):
         return pos, goal, distance, distance < self.success_radius
 
 
-class PushT(GymAdapter):
-    """Push-T (gym-pusht): a round pusher must push a T-shaped block onto the goal pose drawn in the frame.
-    Actions move the pusher's PD target relative to where it is (by up to `reach` pixels of the 512-pixel table
-    per axis), so the same action means the same push everywhere. Positions are in table units (pixels / 512).
-
-    success: "coverage", gym-pusht's rule: the block covers > 95 % of the goal region (distance = 1 - coverage);
-    or "pose", the rule of DINO-WM and stable-worldmodel (whose Push-T figures the offline-goal protocol compares
-    with): the pusher and the block's centre together within 20 table pixels of the goal state's (the norm of the
-    4-D difference; the block alone when the goal records no pusher, as the env's own draw does) and the block
-    turned less than 20 degrees from it (distance = that norm in table units).
-
-    An offline goal (set_goal) is kept beside the env, never drawn: every frame shows gym-pusht's own goal region
-    where the collected frames show it, so a world model meets no region it never saw, and the goal image shows the
-    goal state itself (block and pusher where they were)."""
-
-    name = "push_t"
-    frame_extent = (0.0, 1.0, 1.0, 0.0)  # the table in table units, y down as in the frame
-    SUCCESS_RULES = {"coverage": "final coverage of the goal by the block > 0.95 (Push-T's rule)",
-                     "pose": "final pusher and block within 20 table px of the goal state's, block within 20 degrees "
-                             "(DINO-WM's and stable-worldmodel's rule)"}
-    POSE_PIXELS, POSE_RADIANS = 20.0, np.pi / 9
-    CONTACT_PIXELS, CONTACT_RADIANS = 0.5, 0.005  # a block pose change above these (table pixels, radians) is a push
-
-    def __init__(self, img_size: int = 64, action_repeat: int = 1, max_steps: int = 100, reach: float = 64.0,
-                 success: str = "coverage", **_) -> None:
-        if success not in self.SUCCESS_RULES:
-            raise ConfigError(f"push_t success = {success!r}: choose one of {', '.join(self.SUCCESS_RULES)}")
-        self.success, self.success_rule = success, self.SUCCESS_RULES[success]
-        self.goal_pose, self.goal_pusher = None, None  # an offline goal's block pose and pusher; None: the env's own
-        gym = _gymnasium()
-        import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
-
-        def make():
-            return gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", observation_width=img_size,
-                            observation_height=img_size).unwrapped
-
-        self.env, self.goal_env, self.reach = make(), make(), reach
-        super().__init__(img_size, action_repeat, max_steps)
-
-    def env_action(self, action: np.ndarray) -> np.ndarray:
-        target = np.asarray(self.env.agent.position) + self.reach * action
-        return np.clip(target, 0.0, 512.0).astype(np.float32)
-
-    def step(self, action):
-        """One step, with info["contact"]: whether the block moved (the pusher touched it: the interactions a
-        world model of Push-T must see in its data)."""
-        before = self.goal_state()
-        obs, reward, terminated, truncated, info = super().step(action)
-        moved = self.goal_state() - before
-        info["contact"] = bool(np.hypot(*moved[:2]) > self.CONTACT_PIXELS or abs(moved[2]) > self.CONTACT_RADIANS)
-        return obs, reward, terminated, truncated, info
-
-    def ends_episode(self, wrapped_terminated: bool) -> bool:
-        """This env's success rule, against the offline goal where there is one: gym-pusht's own termination
-        knows only its drawn region."""
-        return bool(self.measure()[3])
-
-    def render(self) -> np.ndarray:
-        return np.ascontiguousarray(self.env._render(visualize=False))
-
-    def target(self) -> np.ndarray:
-        """The goal block pose (x, y, angle) in table pixels: the offline goal's, else the env's drawn region."""
-        return np.asarray(self.env.goal_pose if self.goal_pose is None else self.goal_pose, np.float64)
-
-    def goal_observation(self) -> np.ndarray:
-        """The frame of the goal state, rendered in a second env: the block on the goal pose and the pusher on the
-        goal's pusher (where it is now when the goal has none, as the env's own goal). The block is turned before
-        it is placed: gym-pusht's own reset_to_state places it first, and turning it then about its centre of
-        gravity leaves it off the goal (30 % coverage instead of 100 %)."""
-        goal, block, pusher = self.goal_env, self.target(), self.goal_pusher_position()
-        goal.reset(options={"reset_to_state": [*pusher, *block]})
-        goal.goal_pose = np.asarray(self.env.goal_pose, np.float64).copy()  # the drawn region, as in every frame
-        goal.block.angle = float(block[2])
-        goal.block.position = [float(v) for v in block[:2]]
-        goal.space.step(goal.dt)
-        return np.ascontiguousarray(goal._render(visualize=False))
-
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        self.goal_pose, self.goal_pusher = None, None  # the env's own goal is its drawn block pose
-        return super().reset(seed, options)
-
-    def goal_state(self) -> np.ndarray:
-        """The block's pose (x, y, angle) and the pusher's position (x, y), in table pixels: Push-T's goal region is
-        the block pose; the pose rule also compares the pusher."""
-        block, pusher = self.env.block, self.env.agent
-        return np.array([*block.position, block.angle, *pusher.position], np.float64)
-
-    def goal_pusher_position(self) -> np.ndarray:
-        """Where the goal puts the pusher (table pixels): the goal state's, or where it is now when the goal has
-        none (the env's own goal, a block pose only)."""
-        return np.asarray(self.env.agent.position if self.goal_pusher is None else self.goal_pusher, np.float64)
-
-    def info(self) -> dict:
-        """The adapter's info and "goal_proprio", where the goal puts the pusher (table units), as the goal image
-        shows it."""
-        return {**super().info(), "goal_proprio": self.goal_pusher_position() / 512}
-
-    def set_goal(self, state: np.ndarray) -> dict:
-        """The block pose becomes the goal that coverage and the pose rule judge, and the pusher's position, where
-        the state has one, what the pose rule compares the pusher with. Neither is drawn (the class says why)."""
-        state = np.asarray(state, np.float64)
-        self.goal_pose = state[:3].copy()
-        self.goal_pusher = state[3:5].copy() if len(state) >= 5 else None
-        return self.info()
-
-    def coverage(self) -> float:
-        """The fraction of the goal region the block covers (gym-pusht's measure, on the goal block pose)."""
-        drawn = self.env.goal_pose
-        self.env.goal_pose = self.target()
-        try:
-            return float(self.env._get_coverage())
-        finally:
-            self.env.goal_pose = drawn
-
-    def measure(self):
-        target = self.target()
-        pos, goal = np.asarray(self.env.agent.position, np.float64) / 512, target[:2] / 512
-        if self.success == "coverage":
-            coverage = self.coverage()
-            return pos, goal, 1.0 - coverage, coverage > 0.95
-        now = self.goal_state()
-        offsets = [now[:2] - target[:2]] + ([now[3:5] - self.goal_pusher] if self.goal_pusher is not None else [])
-        off = float(np.linalg.norm(np.concatenate(offsets)))
-        turn = abs(now[2] - target[2]) % (2 * np.pi)
-        turn = min(turn, 2 * np.pi - turn)
-        return pos, goal, off / 512, off < self.POSE_PIXELS and turn < self.POSE_RADIANS
-
-    def close(self) -> None:
-        self.env.close()
-        self.goal_env.close()
-
-
-GYM_ENVS = {"point_maze": PointMaze, "reacher": Reacher, "push_t": PushT}
+GYM_ENVS = {"point_maze": PointMaze, "reacher": Reacher}

@@ -108,6 +108,25 @@ def test_reacher_proprioception_is_the_fingertip_then_the_joint_velocities_per_s
     env.close()
 
 
+def test_push_t_proprioception_is_the_pusher_then_its_velocity_per_step():
+    """info["proprio"]: the pusher's position (info["pos"], table units), then its velocity in table units per
+    step, which its motion over a step bears out once it moves at a steady speed; the goal's is at rest."""
+    pytest.importorskip("gym_pusht")
+    env = make_env("push_t", img_size=32)
+    _, info = env.reset(seed=0)
+    assert np.allclose(info["proprio"][2:], 0)  # it starts at rest
+    speeds = []
+    for _ in range(6):  # the PD target keeps running ahead: the pusher reaches a steady speed
+        before = info["pos"]
+        _, _, _, _, info = env.step(np.array([0.3, 0.0], np.float32))
+        assert np.array_equal(info["proprio"][:2], info["pos"])
+        speeds.append((info["pos"][0] - before[0], info["proprio"][2]))
+    moved, velocity = speeds[-1]
+    assert moved > 0.01 and np.isclose(velocity, moved, rtol=0.15), speeds
+    assert np.allclose(info["goal_proprio"][2:], 0) and np.allclose(info["goal_proprio"][:2], info["pos"])
+    env.close()
+
+
 def test_point_maze_frames_show_the_ball_where_it_is_and_no_goal_marker():
     pytest.importorskip("gymnasium_robotics")
     env = make_env("point_maze", img_size=64)
@@ -172,7 +191,7 @@ def test_push_t_offline_goal_image_is_the_goal_states_frame_and_the_drawn_region
             start, info = make_protocol("offline_goal", 25, "push").start(env, 4)
             drawn = np.array(env.env.goal_pose, np.float64)
             goal = env.goal_observation()
-            assert not info["success"] and np.allclose(info["goal_proprio"], env.goal_pusher / 512)
+            assert not info["success"] and np.allclose(info["goal_proprio"], [*env.goal_pusher / 512, 0, 0])
             for action in info["trajectory_actions"]:
                 last, _, terminated, _, info = env.step(action)
             assert info["success"] and terminated
@@ -192,7 +211,8 @@ def test_collect_and_plan_one_step(env, tmp_path):
     frames, actions, proprio = episodes[0][1]["frames"], episodes[0][1]["actions"], episodes[0][1]["proprio"]
     assert frames.shape == (4, SIZE, SIZE, 3) and frames.dtype == np.uint8
     assert actions.shape == (3, 2) and np.abs(actions).max() <= 1
-    assert proprio.shape == (4, 4 if env.name == "reacher" else 2)  # Reacher records its joint velocities too
+    # Reacher records its joint velocities, Push-T its pusher's velocity
+    assert proprio.shape == (4, 4 if env.name in ("reacher", "push_t") else 2)
     torch.manual_seed(0)
     export_encoder(VisionTransformer(SIZE, 8, 3, 32, 1, 2), tmp_path / "encoder", {"kind": "test"}, None)
     frozen = FrozenEncoder.from_checkpoint(str(tmp_path / "encoder"), pool_grid=2, mean=(0.5,) * 3, std=(0.25,) * 3)
