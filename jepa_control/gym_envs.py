@@ -27,7 +27,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
-def _gymnasium():
+def import_gymnasium():
     try:
         import gymnasium
     except ImportError as e:
@@ -162,7 +162,7 @@ class PointMaze(_MujocoAdapter):
 
     def __init__(self, maze: str = "UMaze", img_size: int = 64, action_repeat: int = 5, max_steps: int = 60,
                  camera_distance: float = 0.85, show_target: bool = False, **_) -> None:
-        gym = _gymnasium()
+        gym = import_gymnasium()
         import gymnasium_robotics
         import mujoco
 
@@ -215,7 +215,7 @@ class Reacher(_MujocoAdapter):
                  torque_scale: float = 1.0, **_) -> None:
         if not 0 < torque_scale <= 1:
             raise ConfigError(f"torque_scale must be in (0, 1], got {torque_scale}")
-        gym = _gymnasium()
+        gym = import_gymnasium()
         self.env = gym.make("Reacher-v5", render_mode="rgb_array", width=img_size, height=img_size).unwrapped
         self.success_radius, self.torque_scale = success_radius, torque_scale
         self.success_rule = f"final fingertip-target distance < {success_radius}"

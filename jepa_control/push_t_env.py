@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from jepa.errors import ConfigError
-from jepa_control.gym_envs import GymAdapter, _gymnasium
+from jepa_control.gym_envs import GymAdapter, import_gymnasium
 
 
 class PushT(GymAdapter):
@@ -38,7 +38,7 @@ class PushT(GymAdapter):
             raise ConfigError(f"push_t success = {success!r}: choose one of {', '.join(self.SUCCESS_RULES)}")
         self.success, self.success_rule = success, self.SUCCESS_RULES[success]
         self.goal_pose, self.goal_pusher = None, None  # an offline goal's block pose and pusher; None: the env's own
-        gym = _gymnasium()
+        gym = import_gymnasium()
         import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 
         def make():
