@@ -44,6 +44,7 @@ class PeriodicCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self.dirpath = str(periodic_dir(trainer))  # fixed before Lightning would derive it from a logger version
+        self._announced = False  # per fit: a callback reused for another fit says so again
         super().setup(trainer, pl_module, stage)
         if not isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()

@@ -9,9 +9,14 @@ two_rooms is built in (jepa_control/two_rooms.py); point_maze, reacher and push_
 (jepa_control/gym_envs.py and push_t_env.py, the optional `control` extra)."""
 from __future__ import annotations
 
+import importlib
+
 from jepa.errors import ConfigError
 
-ENVS = ("two_rooms", "point_maze", "reacher", "push_t")
+# the gymnasium adapters: module and class, imported only when built (they need the optional control extra)
+GYM_ADAPTERS = {"point_maze": ("jepa_control.gym_envs", "PointMaze"), "reacher": ("jepa_control.gym_envs", "Reacher"),
+                "push_t": ("jepa_control.push_t_env", "PushT")}
+ENVS = ("two_rooms", *GYM_ADAPTERS)
 
 
 def make_env(name: str, eval_layouts: bool = False, **kwargs):
@@ -21,12 +26,7 @@ def make_env(name: str, eval_layouts: bool = False, **kwargs):
         from jepa_control.two_rooms import TwoRooms, TwoRoomsConfig
 
         return TwoRooms(TwoRoomsConfig(**kwargs), eval_layouts=eval_layouts)
-    if name == "push_t":
-        from jepa_control.push_t_env import PushT
-
-        return PushT(**kwargs)
-    if name in ENVS:
-        from jepa_control.gym_envs import GYM_ENVS
-
-        return GYM_ENVS[name](**kwargs)
+    if name in GYM_ADAPTERS:
+        module, cls = GYM_ADAPTERS[name]
+        return getattr(importlib.import_module(module), cls)(**kwargs)
     raise ConfigError(f"unknown environment {name!r}: use one of {', '.join(ENVS)}")

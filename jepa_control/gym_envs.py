@@ -91,6 +91,14 @@ class GymAdapter:
     def close(self) -> None:
         self.env.close()
 
+    @staticmethod
+    def with_velocity(info: dict, velocity: np.ndarray, goal_position: np.ndarray) -> dict:
+        """info with the proprioception a world model reads where frames a model step apart leave the motion open:
+        "proprio", the agent's position then its velocity, and "goal_proprio", the goal position at rest (as the
+        goal image shows it)."""
+        return {**info, "proprio": np.concatenate([info["pos"], velocity]),
+                "goal_proprio": np.concatenate([goal_position, np.zeros(len(velocity))])}
+
     # what subclasses provide
     name = ""
 
@@ -254,9 +262,7 @@ class Reacher(_MujocoAdapter):
         the two joint velocities in radians per Reacher-v5 step (the arm's momentum, which frames 5 steps apart
         leave open); the goal's are the goal pose at rest, as the goal image shows it."""
         info = super().info()
-        velocity = self.env.data.qvel[:2] * self.env.dt
-        return {**info, "proprio": np.concatenate([info["pos"], velocity]),
-                "goal_proprio": np.concatenate([info["goal"], np.zeros(2)])}
+        return self.with_velocity(info, self.env.data.qvel[:2] * self.env.dt, info["goal"])
 
     def measure(self):
         pos = self.env.get_body_com("fingertip")[:2].copy()
@@ -264,5 +270,3 @@ class Reacher(_MujocoAdapter):
         distance = np.linalg.norm(pos - goal)
         return pos, goal, distance, distance < self.success_radius
 
-
-GYM_ENVS = {"point_maze": PointMaze, "reacher": Reacher}

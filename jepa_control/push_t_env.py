@@ -105,10 +105,8 @@ class PushT(GymAdapter):
         """The adapter's info, and the proprioception a world model reads: the pusher's position, then its velocity
         in table units per step (DINO-WM's Push-T proprio: two frames 5 steps apart leave open how fast the pusher
         moves now); the goal's is where the goal puts the pusher, at rest, as the goal image shows it."""
-        info = super().info()
         velocity = np.asarray(self.env.agent.velocity, np.float64) / (self.env.control_hz * 512)
-        return {**info, "proprio": np.concatenate([info["pos"], velocity]),
-                "goal_proprio": np.concatenate([self.goal_pusher_position() / 512, np.zeros(2)])}
+        return self.with_velocity(super().info(), velocity, self.goal_pusher_position() / 512)
 
     def set_goal(self, state: np.ndarray) -> dict:
         """The block pose becomes the goal that coverage and the pose rule judge, and the pusher's position, where
