@@ -2,12 +2,14 @@
 benchmarks/results/control/<env>.json and its .md twin.
 
     python benchmarks/control_results.py runs/two_rooms/plan_offline/results.json \
-        --random_init runs/two_rooms/plan_offline_random_init/results.json
+        --random_init runs/two_rooms/plan_offline_random_init/results.json \
+        --fits runs/two_rooms/plan_offline_s1/results.json runs/two_rooms/plan_offline_s2/results.json
 
 The headline row is the first planner on the world model; every other row of the run (random policy, trajectory
 replay, oracle, other planners) is kept beside it, measured on the same episodes. --random_init adds the same
 planner on a world model whose frozen encoder is the same architecture at random init (`jepa export
---random_init`), run on the same episodes (its protocol and seeds are checked). The references' own published
+--random_init`), run on the same episodes (its protocol and seeds are checked). --fits adds the same evaluation of world models
+fitted from other seeds, so the file says how much of the figure is the fit's luck. The references' own published
 figures stand in the .md for comparison; they were not measured here.
 """
 from __future__ import annotations
@@ -57,8 +59,8 @@ def summarise(run: dict) -> dict:
                                 if k.startswith(settings["planners"][0]) and k.endswith("(oracle simulator)")), None),
         "trajectory_replay_success": results.get("trajectory replay", {}).get("success"),
         "encoder": run.get("encoder"), "world_model": run["world_model"],
-        "planner": {k: settings[k] for k in ("planners", "planner_options", "horizon", "action_repeat", "execute",
-                                             "distance", "cost_mode")},
+        "planner": {k: settings.get(k) for k in ("planners", "planner_options", "horizon", "action_repeat", "execute",
+                                                 "distance", "cost_mode", "action_weight")},
         # imagined position error after 1..horizon model steps along held-out data, beside "nothing moves"
         "rollout_position_error_by_horizon": run.get("rollout_position_error_by_horizon"),
         "protocol_settings": run["protocol"], "rows": rows, "references": REFERENCES.get(run["env"], {}),
@@ -70,20 +72,38 @@ def summarise(run: dict) -> dict:
     }
 
 
-def add_random_init(summary: dict, run: dict) -> None:
-    """The random-init encoder's headline row beside ours: same protocol, seeds, episodes and planner required."""
+def check_same_evaluation(summary: dict, run: dict, flag: str) -> None:
+    """A run stands beside the headline only if it planned the same episodes the same way."""
     if (run["protocol"]["name"], run["protocol"]["seeds"], run["protocol"]["episodes_per_seed"]) != (
             summary["protocol"], summary["seeds"], summary["protocol_settings"]["episodes_per_seed"]):
-        raise SystemExit("--random_init: that run used another protocol, seeds or episode count")
-    other = {k: run["settings"][k] for k in summary["planner"]}
+        raise SystemExit(f"{flag}: that run used another protocol, seeds or episode count")
+    other = {k: run["settings"].get(k) for k in summary["planner"]}
     if other != summary["planner"]:
         changed = ", ".join(f"{k} {other[k]} (here {v})" for k, v in summary["planner"].items() if other[k] != v)
-        raise SystemExit(f"--random_init: that run planned with other settings: {changed}")
+        raise SystemExit(f"{flag}: that run planned with other settings: {changed}")
+
+
+def add_random_init(summary: dict, run: dict) -> None:
+    """The random-init encoder's headline row beside ours."""
+    check_same_evaluation(summary, run, "--random_init")
     r = run["results"][summary["agent"]]
     summary["random_init_success"] = r["success"]
     summary["random_init_encoder"] = run.get("encoder")
     summary["random_init_command"] = run.get("command")
     summary["rows"][summary["agent"].replace("(world model)", "(world model, random-init encoder)")] = row(r)
+
+
+def add_fits(summary: dict, runs: list[dict]) -> None:
+    """World models fitted from other seeds, planned on the same episodes: each one's success and the mean of all."""
+    fits = [{"world_model": summary["world_model"], "success": summary["success"], "per_seed": summary["per_seed"],
+             "command": summary["command"]}]
+    for run in runs:
+        check_same_evaluation(summary, run, "--fits")
+        r = run["results"][summary["agent"]]
+        fits.append({"world_model": run["world_model"], "success": r["success"], "per_seed": r["success_per_seed"],
+                     "command": run.get("command")})
+    summary["world_model_fits"] = fits
+    summary["success_mean_over_fits"] = sum(f["success"] for f in fits) / len(fits)
 
 
 def markdown(s: dict) -> str:
@@ -110,6 +130,11 @@ def markdown(s: dict) -> str:
         lines += ["", f"Imagined position error of the world model: {along} after 1, 2, ... model steps along held-out "
                   f"trajectories (nothing moves: {still}); {executed:.3f} on the actions the planner "
                   "executed."]
+    fits = s.get("world_model_fits")
+    if fits:
+        each = ", ".join(f"{f['success']:.1%} (`{f['world_model']}`)" for f in fits)
+        lines += ["", f"The same episodes planned on {len(fits)} world models fitted from different seeds: {each}; "
+                  f"mean **{s['success_mean_over_fits']:.1%}**."]
     hw = s["hardware"]
     lines += ["", f"Command: `{s['command']}`", ""]
     if "random_init_command" in s:
@@ -127,15 +152,20 @@ def main() -> int:
     p.add_argument("results", help="results.json of a jepa plan run")
     p.add_argument("--random_init", default=None,
                    help="results.json of the same evaluation on a world model over a random-init encoder")
+    p.add_argument("--fits", nargs="+", default=[],
+                   help="results.json of the same evaluation on world models fitted from other seeds")
     p.add_argument("--out", default=str(REPO / "benchmarks/results/control"), help="folder of the results files")
     args = p.parse_args()
     summary = summarise(json.loads(Path(args.results).read_text()))
     if args.random_init:
         add_random_init(summary, json.loads(Path(args.random_init).read_text()))
+    if args.fits:
+        add_fits(summary, [json.loads(Path(f).read_text()) for f in args.fits])
     out = Path(args.out)
     write_json(out / f"{summary['env']}.json", summary)
     write_text(out / f"{summary['env']}.md", markdown(summary))
-    print(f"wrote {out / summary['env']}.json and .md: {summary['agent']} {summary['success']:.1%}")
+    over_fits = f", mean over fits {summary['success_mean_over_fits']:.1%}" if args.fits else ""
+    print(f"wrote {out / summary['env']}.json and .md: {summary['agent']} {summary['success']:.1%}{over_fits}")
     return 0
 
 

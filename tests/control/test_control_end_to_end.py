@@ -297,7 +297,7 @@ def test_jepa_plan_end_to_end(tiny_control):
     # the results file other tools read: the keys, the headline row and its baselines from this run
     import copy
 
-    from benchmarks.control_results import add_random_init, markdown, summarise
+    from benchmarks.control_results import add_fits, add_random_init, markdown, summarise
 
     summary = summarise(record)
     assert {"env", "protocol", "success", "ci95", "per_seed", "episodes", "seconds_per_plan", "random_policy_success",
@@ -318,6 +318,15 @@ def test_jepa_plan_end_to_end(tiny_control):
     other["settings"]["execute"] += 1
     with pytest.raises(SystemExit, match="execute"):
         add_random_init(summary, other)
+    refit = copy.deepcopy(record)  # a world model fitted from another seed, planned on the same episodes
+    refit["results"]["cem (world model)"]["success"] = summary["success"] + 0.5
+    add_fits(summary, [refit])
+    assert [f["success"] for f in summary["world_model_fits"]] == [summary["success"], summary["success"] + 0.5]
+    assert summary["success_mean_over_fits"] == pytest.approx(summary["success"] + 0.25)
+    assert "fitted from different seeds" in markdown(summary)
+    refit["settings"]["action_weight"] = 1.0  # planned with another cost: not the same evaluation
+    with pytest.raises(SystemExit, match="--fits: .*action_weight"):
+        add_fits(summary, [refit])
     assert len(record["rollout_l1_by_horizon"]["world_model"]) == len(record["rollout_l1_by_horizon"]["no_change"]) == 4
     assert (path / "plan" / "episodes.png").stat().st_size > 0 and (path / "plan" / "rollout_error.png").is_file()
     assert (path / "plan" / "pareto.png").is_file() and (path / "plan" / "cost_landscape.png").is_file()
