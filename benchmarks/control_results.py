@@ -8,9 +8,9 @@ benchmarks/results/control/<env>.json and its .md twin.
 The headline row is the first planner on the world model; every other row of the run (random policy, trajectory
 replay, oracle, other planners) is kept beside it, measured on the same episodes. --random_init adds the same
 planner on a world model whose frozen encoder is the same architecture at random init (`jepa export
---random_init`), run on the same episodes (its protocol and seeds are checked). --fits adds the same evaluation of world models
-fitted from other seeds, so the file says how much of the figure is the fit's luck. The references' own published
-figures stand in the .md for comparison; they were not measured here.
+--random_init`), run on the same episodes (its protocol and seeds are checked). --fits adds the same evaluation of
+world models fitted from other seeds, so the file says how much of the figure is the fit's luck. The references' own
+published figures stand in the .md for comparison; they were not measured here.
 """
 from __future__ import annotations
 
@@ -99,6 +99,8 @@ def add_fits(summary: dict, runs: list[dict]) -> None:
              "command": summary["command"]}]
     for run in runs:
         check_same_evaluation(summary, run, "--fits")
+        if any(run["world_model"] == f["world_model"] for f in fits):
+            raise SystemExit(f"--fits: {run['world_model']} is already counted (one run per fitted world model)")
         r = run["results"][summary["agent"]]
         fits.append({"world_model": run["world_model"], "success": r["success"], "per_seed": r["success_per_seed"],
                      "command": run.get("command")})

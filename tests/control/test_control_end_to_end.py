@@ -320,6 +320,9 @@ def test_jepa_plan_end_to_end(tiny_control):
         add_random_init(summary, other)
     refit = copy.deepcopy(record)  # a world model fitted from another seed, planned on the same episodes
     refit["results"]["cem (world model)"]["success"] = summary["success"] + 0.5
+    with pytest.raises(SystemExit, match="already counted"):  # the headline's own world model again
+        add_fits(summary, [refit])
+    refit["world_model"] = str(path / "wm_seed1.ckpt")
     add_fits(summary, [refit])
     assert [f["success"] for f in summary["world_model_fits"]] == [summary["success"], summary["success"] + 0.5]
     assert summary["success_mean_over_fits"] == pytest.approx(summary["success"] + 0.25)
