@@ -70,11 +70,11 @@ def configured_planning_agent(args, env, options: dict):
     that config's goals; refused when the config plans in another environment than the one collected from
     (`env`, built with `options`)."""
     from jepa_control.mpc import LatentModel
-    from jepa_control.plan_cli import parser as plan_parser
+    from jepa_control.plan_cli import parse_args as plan_parse_args
     from jepa_control.plan_cli import plan_setup
     from jepa_control.world_model import WorldModel
 
-    cfg = plan_parser().parse_args(["--config", args.plan_config, "--world_model", args.world_model])
+    cfg = plan_parse_args(["--config", args.plan_config, "--world_model", args.world_model])
     if (cfg.env, dict(cfg.env_options)) != (args.env, options):
         raise ConfigError(f"--plan_config {args.plan_config} plans in {cfg.env} {dict(cfg.env_options)}, not in "
                           f"--env {args.env} {options}: collect where the plans are evaluated")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from jepa.config_files import expand_configs
 from jepa.errors import ConfigError
 from jepa.io import write_json, write_text
 from jepa.outputs import check_results_folder
@@ -41,6 +42,8 @@ def parser():
 
     p = ArgumentParser(prog="jepa plan", description=__doc__)
     p.add_argument("--config", action=ActionConfigFile, help="a plan config, e.g. configs/control/plan_two_rooms.yaml")
+    p.add_argument("--bases", type=list[str] | None, default=None,
+                   help="plan configs a config builds on, relative to it (jepa/config_files.py; applied by parse_args)")
     p.add_argument("--world_model", type=str, required=True, help="world-model checkpoint (jepa fit of jepa_control.WorldModel)")
     p.add_argument("--encoder_ckpt", type=str | None, default=None,
                    help="a world model saved before checkpoints recorded their encoder reads its architecture from "
@@ -197,11 +200,16 @@ def plan_setup(cfg, wm, env) -> tuple[PlanSetup, object]:
     return setup, graph
 
 
+def parse_args(argv: list[str]):
+    """jepa plan's settings from argv, each --config applied after the bases it names (as jepa fit's)."""
+    return parser().parse_args(expand_configs(argv))
+
+
 def main(argv: list[str]) -> int:
     """evaluate planners on an environment: success rate, seconds per step"""
     from jepa_control.world_model import WorldModel
 
-    cfg = parser().parse_args(argv)
+    cfg = parse_args(argv)
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out) if cfg.out else Path(cfg.world_model).resolve().parent.parent / "plan"
     if Path(cfg.world_model).is_file():  # (a missing one is named by the loader below)

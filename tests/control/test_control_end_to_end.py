@@ -363,12 +363,27 @@ def test_latent_windows_at_a_frameskip_and_the_statistics_the_model_measures_on_
 def test_plan_configs_parse_with_the_plan_command(name):
     from pathlib import Path
 
-    from jepa_control.plan_cli import parser
+    from jepa_control.plan_cli import parse_args
 
     config = Path(__file__).resolve().parents[2] / "configs" / "control" / f"{name}.yaml"
-    cfg = parser().parse_args(["--config", str(config), "--world_model", "wm.ckpt"])
+    cfg = parse_args(["--config", str(config), "--world_model", "wm.ckpt"])
     assert cfg.horizon >= 1 and cfg.action_repeat >= 1 and cfg.planners
     # the offline configs hold the references' protocol; the others say they keep the env's own draws
     assert cfg.protocol == ("offline_goal" if name.endswith("_offline") else "random_goal")
     if cfg.protocol == "offline_goal":
         assert (cfg.goal_offset, cfg.budget, cfg.episodes, cfg.seeds) == (25, 50, 50, [0, 1, 2])
+
+
+def test_a_plan_config_builds_on_the_bases_it_names():
+    """plan_reacher.yaml names the offline config as its base: the same env, planner and cost, its own protocol."""
+    from pathlib import Path
+
+    from jepa_control.plan_cli import parse_args
+
+    folder = Path(__file__).resolve().parents[2] / "configs" / "control"
+    random_goal, offline = (parse_args(["--config", str(folder / f"{name}.yaml"), "--world_model", "wm.ckpt"])
+                            for name in ("plan_reacher", "plan_reacher_offline"))
+    for key in ("env_options", "planner_options", "horizon", "sub_actions", "distance", "cost_mode", "action_weight"):
+        assert random_goal[key] == offline[key], key
+    assert (random_goal.protocol, offline.protocol, random_goal.episodes) == ("random_goal", "offline_goal", 20)
+    assert random_goal.bases is None  # applied, so a saved config re-runs without its base file
