@@ -13,7 +13,7 @@ from typing import Callable
 from jepa.errors import ConfigError
 from jepa_control.cost import GoalCost
 from jepa_control.evaluate import RandomAgent
-from jepa_control.mpc import LatentModel, MPCAgent, SimModel
+from jepa_control.mpc import LatentModel, MPCAgent
 from jepa_control.planners import make_planner
 from jepa_control.protocols import ReplayAgent
 
@@ -105,7 +105,11 @@ def actor_warm_start(setup: PlanSetup, actor, planner: str = "cem") -> AgentFact
 
 @register("oracle")
 def oracle(setup: PlanSetup, planner: str = "cem") -> AgentFactory:
-    """MPC with `planner` on the env's batched true simulator, Euclidean goal distance: the upper bound."""
-    if not hasattr(setup.env, "sim"):
-        raise ConfigError(f"{type(setup.env).__name__} has no batched true simulator for an oracle")
-    return lambda seed: setup.mpc(SimModel(setup.env.sim), planner, seed, GoalCost("euclid", setup.cost.mode))
+    """MPC with `planner` on the env's true simulator (env.oracle_model(): true states, true dynamics), Euclidean
+    goal distance on the true states: the upper bound."""
+    if not hasattr(setup.env, "oracle_model"):
+        raise ConfigError(f"{type(setup.env).__name__} has no true simulator for an oracle")
+    # planning a frameskip world model's sub-actions, the oracle imagines a state per model step as that model does
+    frameskip = setup.world_model.frameskip if setup.sub_actions else 1
+    return lambda seed: setup.mpc(setup.env.oracle_model(frameskip), planner, seed,
+                                  GoalCost("euclid", setup.cost.mode))

@@ -241,9 +241,9 @@ def main(argv: list[str]) -> int:
                                       f"{cfg.goal_policy!r} collection policy from the episode's start")
     if graph is not None:
         record["transition_graph"] = graph.summary()
-    if cfg.oracle and not hasattr(env, "sim"):
-        record["protocol"]["oracle"] = f"none: {cfg.env} has no batched true simulator to plan on"
-        print(f"no oracle row: {cfg.env} has no batched true simulator to plan on", file=sys.stderr)
+    if cfg.oracle and not hasattr(env, "oracle_model"):
+        record["protocol"]["oracle"] = f"none: {cfg.env} has no true simulator to plan on"
+        print(f"no oracle row: {cfg.env} has no true simulator to plan on", file=sys.stderr)
     rows = agent_rows(cfg, setup)
     results = {}
     for label, make_agent in rows:
@@ -344,7 +344,7 @@ def agent_rows(cfg, setup: PlanSetup) -> list[tuple[str, object]]:
             cost = setup.cost.with_energy(setup.energy.energy, weight)
             rows.append((f"{name}, lambda {weight:g} * E (world model)",
                          build_agent("world_model", setup, planner=name, cost=cost, world_model=setup.energy_wm)))
-        if cfg.oracle and hasattr(setup.env, "sim"):  # a batched true simulator: two_rooms only so far
+        if cfg.oracle and hasattr(setup.env, "oracle_model"):  # two-rooms' batched simulator, Push-T's physics
             rows.append((f"{name} (oracle simulator)", build_agent("oracle", setup, planner=name)))
     return rows
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from jepa.errors import ConfigError
 from jepa_control.gym_envs import GymAdapter, import_gymnasium
+from jepa_control.push_t_oracle import PushTOracle
 
 
 class PushT(GymAdapter):
@@ -41,16 +42,24 @@ class PushT(GymAdapter):
         gym = import_gymnasium()
         import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 
-        def make():
-            return gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", observation_width=img_size,
-                            observation_height=img_size).unwrapped
-
-        self.env, self.goal_env, self.reach = make(), make(), reach
+        self.gym, self.reach = gym, reach
+        self.env, self.goal_env = self.make_pusht(img_size), self.make_pusht(img_size)
         super().__init__(img_size, action_repeat, max_steps)
 
-    def env_action(self, action: np.ndarray) -> np.ndarray:
-        target = np.asarray(self.env.agent.position) + self.reach * action
+    def make_pusht(self, img_size: int | None = None):
+        """A gym-pusht env of this adapter's frame size (its physics also serve the oracle, push_t_oracle.py)."""
+        size = img_size or self.img_size
+        return self.gym.make("gym_pusht/PushT-v0", obs_type="pixels_agent_pos", observation_width=size,
+                             observation_height=size).unwrapped
+
+    def env_action(self, action: np.ndarray, pusher=None) -> np.ndarray:
+        """The pusher's PD target: `reach` table pixels per unit of action from the pusher (the env's, or `pusher`)."""
+        target = np.asarray(self.env.agent.position if pusher is None else pusher) + self.reach * action
         return np.clip(target, 0.0, 512.0).astype(np.float32)
+
+    def oracle_model(self, frameskip: int = 1):
+        """The true physics as the oracle's world model, a state every `frameskip` env steps (push_t_oracle.py)."""
+        return PushTOracle(self, frameskip)
 
     def step(self, action):
         """One step, with info["contact"]: whether the block moved (the pusher touched it: the interactions a

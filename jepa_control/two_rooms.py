@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from jepa.errors import ConfigError
+from jepa_control.mpc import SimModel
 
 EVAL_LAYOUT_BASE = 1_000_000
 FLOOR, WALL, AGENT, GLOW = (20, 20, 30), (150, 150, 150), (230, 60, 40), (90, 90, 40)
@@ -179,3 +180,9 @@ class TwoRooms:
     def goal_observation(self) -> np.ndarray:
         """What the agent would see standing on the goal: the image the planner is given as its target."""
         return self.sim.render(torch.from_numpy(self.goal), torch.tensor(self.door)).numpy()
+
+    def oracle_model(self, frameskip: int = 1):
+        """The batched simulator as the oracle's world model (true positions, true dynamics, a state per env step)."""
+        if frameskip != 1:
+            raise ConfigError(f"the two-rooms oracle imagines every env step: frameskip {frameskip} is not supported")
+        return SimModel(self.sim)

@@ -1,0 +1,83 @@
+"""The oracle's model of Push-T: the planner's candidates played on a private copy of the true physics, one after
+another (gym-pusht has no batched simulator), scored on the true pose. What it plans is the upper bound of a world
+model planned with the same planner, budget and protocol: it separates what the planner can reach from what the
+world model and its latents lose."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class PushTOracle:
+    """States are the true pose (pusher x, y, block x, y in table units, then the block's angle scaled so that the
+    pose rule's 20 degrees weigh what its 20 pixels do), so the Euclidean distance to the goal's is the pose rule's
+    two tolerances on one scale. Each rollout starts from the full physical state the env was in when last observed
+    (positions and velocities), held apart from the env, and steps the physics as gym-pusht's step does, without the
+    rendering and coverage it also computes every step (the oracle's whole cost). From rest it imagines exactly what
+    the env does; mid-push the contact impulses the physics carries from step to step stay behind (pymunk cannot
+    copy a space with gym-pusht's collision handler), a few hundredths of a pixel."""
+
+    context = 1
+
+    def __init__(self, env, frameskip: int = 1) -> None:
+        self.env = env  # the jepa_control PushT adapter
+        self.frameskip = frameskip  # env steps per imagined state: the world model's, to plan as it does
+        self.sim = env.make_pusht()
+        self.sim.reset(seed=0)
+        self.angle_scale = (env.POSE_PIXELS / 512) / env.POSE_RADIANS
+        self.snapshot = None
+
+    def pose(self, pusher, block_position, block_angle: float) -> torch.Tensor:
+        return torch.tensor([pusher[0] / 512, pusher[1] / 512, block_position[0] / 512, block_position[1] / 512,
+                             block_angle * self.angle_scale], dtype=torch.float32)
+
+    def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
+        agent, block = self.env.env.agent, self.env.env.block
+        self.snapshot = (tuple(agent.position), tuple(agent.velocity), tuple(block.position), float(block.angle),
+                         tuple(block.velocity), float(block.angular_velocity))
+        return self.pose(agent.position, block.position, block.angle)
+
+    def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
+        block, pusher = self.env.target(), self.env.goal_pusher_position()
+        return self.pose(pusher, block[:2], float(block[2]))
+
+    def position(self, states: torch.Tensor) -> torch.Tensor:
+        return states[..., :2]
+
+    def restore(self) -> None:
+        agent, block = self.sim.agent, self.sim.block
+        agent.position, agent.velocity = self.snapshot[0], self.snapshot[1]
+        block.angle, block.position = self.snapshot[3], self.snapshot[2]
+        block.velocity, block.angular_velocity = self.snapshot[4], self.snapshot[5]
+
+    def pusher_velocities(self, actions: np.ndarray) -> np.ndarray:
+        """The pusher's velocity at every physics step [S, T * repeat * substeps, 2] under env-step actions [S, T, 2]:
+        gym-pusht's PD step, batched over the candidates. The pusher is kinematic (contacts never move it), so its
+        path is the same whatever the block does and only the block needs the physics, one candidate at a time."""
+        sim, env = self.sim, self.env
+        position = np.tile(np.asarray(self.snapshot[0], np.float64), (len(actions), 1))
+        velocity = np.tile(np.asarray(self.snapshot[1], np.float64), (len(actions), 1))
+        out = []
+        for t in range(actions.shape[1]):
+            for _ in range(env.action_repeat):
+                target = env.env_action(actions[:, t], position)  # float32, as the adapter hands gym-pusht
+                for _ in range(int(1 / (sim.dt * sim.control_hz))):
+                    velocity = velocity + (sim.k_p * (target - position) + sim.k_v * (0.0 - velocity)) * sim.dt
+                    position = position + velocity * sim.dt  # the physics' own update of a kinematic body
+                    out.append(velocity)
+        return np.stack(out, 1)
+
+    def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The true poses [S, T / frameskip, 5] after env-step actions [S, T, 2] from the last observed state."""
+        actions = np.clip(actions.detach().numpy(), self.env.action_low, self.env.action_high)
+        velocities = self.pusher_velocities(actions)
+        per_step = velocities.shape[1] // actions.shape[1] * self.frameskip
+        sim, out = self.sim, torch.empty(len(actions), actions.shape[1] // self.frameskip, 5)
+        for s, sequence in enumerate(velocities.tolist()):
+            self.restore()
+            for k, velocity in enumerate(sequence, 1):
+                sim.agent.velocity = velocity
+                sim.space.step(sim.dt)
+                if k % per_step == 0:
+                    out[s, k // per_step - 1] = self.pose(sim.agent.position, sim.block.position, sim.block.angle)
+        return out
