@@ -113,3 +113,13 @@ def oracle(setup: PlanSetup, planner: str = "cem") -> AgentFactory:
     frameskip = setup.world_model.frameskip if setup.sub_actions else 1
     return lambda seed: setup.mpc(setup.env.oracle_model(frameskip), planner, seed,
                                   GoalCost("euclid", setup.cost.mode))
+
+
+@register("oracle_latent")
+def oracle_with_the_world_models_cost(setup: PlanSetup, planner: str = "cem") -> AgentFactory:
+    """MPC with `planner` on the env's true simulator, scored by the world model's own cost on the encoded frames
+    the env would show: the oracle with the world model's latents in place of the true state."""
+    if not hasattr(setup.env, "latent_oracle_model"):
+        raise ConfigError(f"{type(setup.env).__name__} has no true simulator that renders the states it imagines")
+    return lambda seed: setup.mpc(setup.env.latent_oracle_model(LatentModel(setup.world_model)), planner, seed,
+                                  setup.cost)

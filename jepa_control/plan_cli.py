@@ -109,6 +109,9 @@ def parser():
                    help="also run each planner with no actor and the plain cost (false: only the --actor and "
                         "--energy rows, e.g. the seed_mode1_refine preset)")
     p.add_argument("--oracle", type=bool, default=True, help="also run each planner on the true simulator")
+    p.add_argument("--oracle_latent", type=bool, default=False,
+                   help="also run each planner on the true simulator scored by the world model's cost on the frames "
+                        "it would show (Push-T): what the latents allow with perfect dynamics")
     p.add_argument("--random_policy", type=bool, default=True, help="also run a uniform random policy")
     p.add_argument("--rollout_data", type=str | None, default=None,
                    help="trajectory shards on which to measure latent rollout error against horizon")
@@ -346,6 +349,9 @@ def agent_rows(cfg, setup: PlanSetup) -> list[tuple[str, object]]:
                          build_agent("world_model", setup, planner=name, cost=cost, world_model=setup.energy_wm)))
         if cfg.oracle and hasattr(setup.env, "oracle_model"):  # two-rooms' batched simulator, Push-T's physics
             rows.append((f"{name} (oracle simulator)", build_agent("oracle", setup, planner=name)))
+        if cfg.oracle_latent:
+            rows.append((f"{name} (oracle simulator, world model's cost)",
+                         build_agent("oracle_latent", setup, planner=name)))
     return rows
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from jepa.errors import ConfigError
 from jepa_control.gym_envs import GymAdapter, import_gymnasium
-from jepa_control.push_t_oracle import PushTOracle
+from jepa_control.push_t_oracle import PushTLatentOracle, PushTOracle
 
 
 class PushT(GymAdapter):
@@ -44,6 +44,7 @@ class PushT(GymAdapter):
 
         self.gym, self.reach = gym, reach
         self.env, self.goal_env = self.make_pusht(img_size), self.make_pusht(img_size)
+        self.goal_env.reset(seed=0)  # its physics set up before render_state first places bodies in it
         super().__init__(img_size, action_repeat, max_steps)
 
     def make_pusht(self, img_size: int | None = None):
@@ -60,6 +61,10 @@ class PushT(GymAdapter):
     def oracle_model(self, frameskip: int = 1):
         """The true physics as the oracle's world model, a state every `frameskip` env steps (push_t_oracle.py)."""
         return PushTOracle(self, frameskip)
+
+    def latent_oracle_model(self, latent_model):
+        """The true physics scored on a world model's encoding of the frames it would show (push_t_oracle.py)."""
+        return PushTLatentOracle(self, latent_model)
 
     def step(self, action):
         """One step, with info["contact"]: whether the block moved (the pusher touched it: the interactions a
@@ -94,6 +99,20 @@ class PushT(GymAdapter):
         goal.block.position = [float(v) for v in block[:2]]
         goal.space.step(goal.dt)
         return np.ascontiguousarray(goal._render(visualize=False))
+
+    def render_state(self, block: np.ndarray, pusher: np.ndarray) -> np.ndarray:
+        """The frame this env shows with the block at pose `block` (x, y, angle) and the pusher at `pusher` (table
+        pixels), rendered in the goal image's env, gym-pusht's drawn region where every frame has it. Unlike the goal
+        image it steps no physics (which would resolve a pusher pressed into the block): the frame of the state
+        itself, as the env shows it mid-push."""
+        view = self.goal_env
+        view.goal_pose = np.asarray(self.env.goal_pose, np.float64).copy()
+        view.agent.position, view.agent.velocity = [float(v) for v in pusher[:2]], (0.0, 0.0)
+        view.block.angle = float(block[2])
+        view.block.position, view.block.velocity = [float(v) for v in block[:2]], (0.0, 0.0)
+        view.space.reindex_shapes_for_body(view.agent)
+        view.space.reindex_shapes_for_body(view.block)
+        return np.ascontiguousarray(view._render(visualize=False))
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         self.goal_pose, self.goal_pusher = None, None  # the env's own goal is its drawn block pose

@@ -67,17 +67,54 @@ class PushTOracle:
                     out.append(velocity)
         return np.stack(out, 1)
 
-    def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The true poses [S, T / frameskip, 5] after env-step actions [S, T, 2] from the last observed state."""
+    def simulate(self, actions: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The physical state after every `frameskip` of the env-step actions [S, T, 2] from the last observed state:
+        (pusher x, y, block x, y, angle) in table pixels and radians [S, T / frameskip, 5], and the pusher's velocity
+        [S, T / frameskip, 2] in table pixels per second."""
         actions = np.clip(actions.detach().numpy(), self.env.action_low, self.env.action_high)
         velocities = self.pusher_velocities(actions)
         per_step = velocities.shape[1] // actions.shape[1] * self.frameskip
-        sim, out = self.sim, torch.empty(len(actions), actions.shape[1] // self.frameskip, 5)
+        steps = actions.shape[1] // self.frameskip
+        sim, poses, pusher_velocities = self.sim, np.empty((len(actions), steps, 5)), velocities[:, per_step - 1::per_step]
         for s, sequence in enumerate(velocities.tolist()):
             self.restore()
             for k, velocity in enumerate(sequence, 1):
                 sim.agent.velocity = velocity
                 sim.space.step(sim.dt)
                 if k % per_step == 0:
-                    out[s, k // per_step - 1] = self.pose(sim.agent.position, sim.block.position, sim.block.angle)
-        return out
+                    poses[s, k // per_step - 1] = (*sim.agent.position, *sim.block.position, sim.block.angle)
+        return poses, pusher_velocities[:, :steps]
+
+    def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The true poses [S, T / frameskip, 5] after env-step actions [S, T, 2] from the last observed state."""
+        poses = torch.from_numpy(self.simulate(actions)[0])
+        return torch.cat([poses[..., :4] / 512, poses[..., 4:] * self.angle_scale], -1).float()
+
+
+class PushTLatentOracle:
+    """The true physics scored by a world model's own cost: each imagined state is the frame the env would show
+    there (with the pusher's position and velocity where the model reads them), encoded by the world model. Beside
+    PushTOracle it says how far the latents' goal distance, given perfect dynamics, takes the same planner: what the
+    world model's encoder and cost allow, apart from its predictor."""
+
+    context = 1
+
+    def __init__(self, env, latent_model) -> None:
+        self.env, self.latent = env, latent_model  # latent_model: mpc.LatentModel of the world model
+        self.physics = PushTOracle(env, latent_model.frameskip)
+        self.frameskip = latent_model.frameskip
+
+    def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
+        self.physics.observe(obs, info)
+        return self.latent.observe(obs, info)
+
+    def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
+        return self.latent.goal(goal_obs, info)
+
+    def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The world model's states [S, T / frameskip, N, D] of the frames the env shows after the actions."""
+        poses, velocities = self.physics.simulate(actions)
+        frames = np.stack([self.env.render_state(pose[2:], pose[:2]) for pose in poses.reshape(-1, 5)])
+        proprio = np.concatenate([poses[..., :2] / 512, velocities / (self.env.env.control_hz * 512)], -1)
+        frames = torch.from_numpy(frames).reshape(*poses.shape[:2], *frames.shape[1:])
+        return self.latent.wm.encode(frames, torch.from_numpy(proprio).float())

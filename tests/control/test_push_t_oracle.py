@@ -93,3 +93,33 @@ def test_the_oracle_row_plans_push_t_goals_one_push_away():
         assert oracle["closed_loop_position_error"] == pytest.approx(0.0, abs=1e-6)
     finally:
         env.close()
+
+
+def test_the_latent_oracle_imagines_the_world_models_states_of_the_frames_the_env_then_shows():
+    from jepa_control.mpc import LatentModel
+    from tests.control.test_pixel_world_model import tiny_pixel_model
+
+    wm = LatentModel(tiny_pixel_model(action_dim=10, frameskip=5, proprio_scale=5.0, proprio_dim=4))
+    env = make_env("push_t", img_size=16)
+    try:
+        actions = pushes_into_the_block(env, 4, 10)
+        obs, info = env.reset(seed=4)
+        oracle = env.latent_oracle_model(wm)
+        assert torch.equal(oracle.observe(obs, info), wm.observe(obs, info))
+        imagined = oracle.rollout(None, None, torch.from_numpy(actions)[None])[0]
+        true = []
+        for step, action in enumerate(actions, 1):
+            obs, _, _, _, info = env.step(action)
+            if step % 5 == 0:  # a state per model step of the frameskip-5 world model
+                true.append(wm.observe(obs, info))
+        assert imagined.shape == (2, *true[0].shape)
+        assert torch.allclose(imagined, torch.stack(true), atol=1e-5)
+        assert not torch.allclose(true[0], true[1], atol=1e-3)  # the pushes changed what the model sees
+        setup = PlanSetup(env, wm.wm, GoalCost("mse"), horizon=1, execute=1, action_repeat=5,
+                          planner_options={"cem": {"samples": 4, "iterations": 1, "elites": 2}}, budget=5)
+        agent = build_agent("oracle_latent", setup)(0)  # the registry's row: plans on the latent oracle
+        obs, info = OfflineGoal(goal_offset=5, policy="push").start(env, 1)
+        agent.reset(env.goal_observation(), info)
+        assert np.asarray(agent.act(obs, info)).shape == (2,) and agent.rollouts == [4]
+    finally:
+        env.close()
