@@ -16,6 +16,7 @@ from jepa_control.evaluate import RandomAgent
 from jepa_control.mpc import LatentModel, MPCAgent
 from jepa_control.planners import make_planner
 from jepa_control.protocols import ReplayAgent
+from jepa_control.push_t_oracle import FramePixels
 
 
 @dataclass
@@ -115,11 +116,23 @@ def oracle(setup: PlanSetup, planner: str = "cem") -> AgentFactory:
                                   GoalCost("euclid", setup.cost.mode))
 
 
-@register("oracle_latent")
-def oracle_with_the_world_models_cost(setup: PlanSetup, planner: str = "cem") -> AgentFactory:
-    """MPC with `planner` on the env's true simulator, scored by the world model's own cost on the encoded frames
-    the env would show: the oracle with the world model's latents in place of the true state."""
+def rendering_oracle(setup: PlanSetup, planner: str, states, cost: GoalCost) -> AgentFactory:
+    """MPC with `planner` on the env's true simulator, each imagined state the frame the env would show there as
+    `states` (a world model's LatentModel, or FramePixels) reads it, scored by `cost`."""
     if not hasattr(setup.env, "latent_oracle_model"):
         raise ConfigError(f"{type(setup.env).__name__} has no true simulator that renders the states it imagines")
-    return lambda seed: setup.mpc(setup.env.latent_oracle_model(LatentModel(setup.world_model)), planner, seed,
-                                  setup.cost)
+    return lambda seed: setup.mpc(setup.env.latent_oracle_model(states), planner, seed, cost)
+
+
+@register("oracle_latent")
+def oracle_with_the_world_models_cost(setup: PlanSetup, planner: str = "cem") -> AgentFactory:
+    """The oracle with the world model's latents of the frames the env would show in place of the true state,
+    scored by the world model's own cost."""
+    return rendering_oracle(setup, planner, LatentModel(setup.world_model), setup.cost)
+
+
+@register("oracle_pixels")
+def oracle_with_a_pixel_distance(setup: PlanSetup, planner: str = "cem") -> AgentFactory:
+    """The oracle scored by the mean squared difference between the frames the env would show and the goal image:
+    oracle_latent's raw-pixels baseline (a state per model step of the world model, as it plans)."""
+    return rendering_oracle(setup, planner, FramePixels(setup.world_model.frameskip), GoalCost("mse", setup.cost.mode))

@@ -112,6 +112,9 @@ def parser():
     p.add_argument("--oracle_latent", type=bool, default=False,
                    help="also run each planner on the true simulator scored by the world model's cost on the frames "
                         "it would show (Push-T): what the latents allow with perfect dynamics")
+    p.add_argument("--oracle_pixels", type=bool, default=False,
+                   help="also run each planner on the true simulator scored by the pixel distance of the frames it "
+                        "would show to the goal image (Push-T): oracle_latent's raw-pixels baseline")
     p.add_argument("--random_policy", type=bool, default=True, help="also run a uniform random policy")
     p.add_argument("--rollout_data", type=str | None, default=None,
                    help="trajectory shards on which to measure latent rollout error against horizon")
@@ -352,6 +355,8 @@ def agent_rows(cfg, setup: PlanSetup) -> list[tuple[str, object]]:
         if cfg.oracle_latent:
             rows.append((f"{name} (oracle simulator, world model's cost)",
                          build_agent("oracle_latent", setup, planner=name)))
+        if cfg.oracle_pixels:
+            rows.append((f"{name} (oracle simulator, pixel distance)", build_agent("oracle_pixels", setup, planner=name)))
     return rows
 
 

@@ -118,3 +118,24 @@ class PushTLatentOracle:
         proprio = np.concatenate([poses[..., :2] / 512, velocities / (self.env.env.control_hz * 512)], -1)
         frames = torch.from_numpy(frames).reshape(*poses.shape[:2], *frames.shape[1:])
         return self.latent.wm.encode(frames, torch.from_numpy(proprio).float())
+
+
+class FramePixels:
+    """Frames as their own states (the raw-pixels baseline of a latent cost): pixels in [0, 1], one token per pixel
+    [H * W, C], read by PushTLatentOracle in place of a world model's encoding."""
+
+    context = 1
+
+    def __init__(self, frameskip: int) -> None:
+        self.frameskip = frameskip
+        self.wm = self  # PushTLatentOracle encodes with latent_model.wm.encode
+
+    def encode(self, frames: torch.Tensor, proprio: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 frames [B, T, H, W, C] -> [B, T, H * W, C]."""
+        return frames.flatten(2, 3).float() / 255
+
+    def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
+        return self.encode(torch.as_tensor(obs)[None, None])[0, 0]
+
+    def goal(self, goal_obs: np.ndarray, info: dict) -> torch.Tensor:
+        return self.observe(goal_obs, info)

@@ -102,10 +102,11 @@ def test_registry_builds_every_agent(tiny_control):
     actor = GoalActor(wm.frozen_encoder.dim, wm.frozen_encoder.num_tokens, 2, hidden=16)
     options = {"actor": {"actor": actor}, "actor_warm_start": {"actor": actor}}
     assert set(AGENTS) == {"random_policy", "trajectory_replay", "world_model", "actor", "actor_warm_start", "oracle",
-                           "oracle_latent"}
-    with pytest.raises(ConfigError, match="renders the states it imagines"):  # Push-T's case: test_push_t_oracle.py
-        build_agent("oracle_latent", setup)
-    for name in set(AGENTS) - {"oracle_latent"}:
+                           "oracle_latent", "oracle_pixels"}
+    for name in ("oracle_latent", "oracle_pixels"):  # Push-T's case: test_push_t_oracle.py
+        with pytest.raises(ConfigError, match="renders the states it imagines"):
+            build_agent(name, setup)
+    for name in set(AGENTS) - {"oracle_latent", "oracle_pixels"}:
         agent = build_agent(name, setup, **options.get(name, {}))(0)
         obs, info = OfflineGoal(goal_offset=3).start(env, 1)
         agent.reset(env.goal_observation(), info)

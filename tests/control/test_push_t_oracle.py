@@ -10,6 +10,7 @@ from jepa_control.cost import GoalCost
 from jepa_control.envs import make_env
 from jepa_control.evaluate import run_episodes
 from jepa_control.protocols import OfflineGoal
+from jepa_control.push_t_oracle import FramePixels
 
 pytest.importorskip("gymnasium")
 pytest.importorskip("gym_pusht")
@@ -117,9 +118,25 @@ def test_the_latent_oracle_imagines_the_world_models_states_of_the_frames_the_en
         assert not torch.allclose(true[0], true[1], atol=1e-3)  # the pushes changed what the model sees
         setup = PlanSetup(env, wm.wm, GoalCost("mse"), horizon=1, execute=1, action_repeat=5,
                           planner_options={"cem": {"samples": 4, "iterations": 1, "elites": 2}}, budget=5)
-        agent = build_agent("oracle_latent", setup)(0)  # the registry's row: plans on the latent oracle
         obs, info = OfflineGoal(goal_offset=5, policy="push").start(env, 1)
-        agent.reset(env.goal_observation(), info)
-        assert np.asarray(agent.act(obs, info)).shape == (2,) and agent.rollouts == [4]
+        for name in ("oracle_latent", "oracle_pixels"):  # the registry's rows plan on these states
+            agent = build_agent(name, setup)(0)
+            agent.reset(env.goal_observation(), info)
+            assert np.asarray(agent.act(obs, info)).shape == (2,) and agent.rollouts == [4], name
+    finally:
+        env.close()
+
+
+def test_the_pixel_states_are_the_frames_the_env_then_shows():
+    env = make_env("push_t", img_size=16)
+    try:
+        actions = pushes_into_the_block(env, 4, 10)
+        obs, info = env.reset(seed=4)
+        oracle = env.latent_oracle_model(FramePixels(frameskip=5))
+        assert torch.equal(oracle.observe(obs, info), torch.from_numpy(obs).reshape(-1, 3) / 255)
+        imagined = oracle.rollout(None, None, torch.from_numpy(actions)[None])[0]
+        for step, action in enumerate(actions, 1):
+            obs, *_ = env.step(action)
+        assert torch.equal(imagined[-1], torch.from_numpy(obs).reshape(-1, 3) / 255)
     finally:
         env.close()
