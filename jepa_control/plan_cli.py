@@ -356,7 +356,8 @@ def agent_rows(cfg, setup: PlanSetup) -> list[tuple[str, object]]:
             rows.append((f"{name} (oracle simulator, world model's cost)",
                          build_agent("oracle_latent", setup, planner=name)))
         if cfg.oracle_pixels:
-            rows.append((f"{name} (oracle simulator, pixel distance)", build_agent("oracle_pixels", setup, planner=name)))
+            rows.append((f"{name} (oracle simulator, pixel distance)",
+                         build_agent("oracle_pixels", setup, planner=name)))
     return rows
 
 

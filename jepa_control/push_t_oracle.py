@@ -75,7 +75,7 @@ class PushTOracle:
         velocities = self.pusher_velocities(actions)
         per_step = velocities.shape[1] // actions.shape[1] * self.frameskip
         steps = actions.shape[1] // self.frameskip
-        sim, poses, pusher_velocities = self.sim, np.empty((len(actions), steps, 5)), velocities[:, per_step - 1::per_step]
+        sim, poses = self.sim, np.empty((len(actions), steps, 5))
         for s, sequence in enumerate(velocities.tolist()):
             self.restore()
             for k, velocity in enumerate(sequence, 1):
@@ -83,7 +83,7 @@ class PushTOracle:
                 sim.space.step(sim.dt)
                 if k % per_step == 0:
                     poses[s, k // per_step - 1] = (*sim.agent.position, *sim.block.position, sim.block.angle)
-        return poses, pusher_velocities[:, :steps]
+        return poses, velocities[:, per_step - 1::per_step][:, :steps]
 
     def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The true poses [S, T / frameskip, 5] after env-step actions [S, T, 2] from the last observed state."""
