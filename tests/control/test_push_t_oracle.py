@@ -26,7 +26,7 @@ def pushes_into_the_block(env, seed: int, steps: int) -> np.ndarray:
     return np.stack(actions)
 
 
-def imagined_and_true(env, actions: np.ndarray, obs, info) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def imagined_and_true(env, actions: np.ndarray, obs, info) -> tuple[torch.Tensor, torch.Tensor]:
     """The oracle's rollout of `actions` (beside three random candidates) from the env's state, checked to leave the
     env alone, then the poses the env really reaches with them."""
     oracle = env.oracle_model()
@@ -135,7 +135,7 @@ def test_the_pixel_states_are_the_frames_the_env_then_shows():
         oracle = env.latent_oracle_model(FramePixels(frameskip=5))
         assert torch.equal(oracle.observe(obs, info), torch.from_numpy(obs).reshape(-1, 3) / 255)
         imagined = oracle.rollout(None, None, torch.from_numpy(actions)[None])[0]
-        for step, action in enumerate(actions, 1):
+        for action in actions:
             obs, *_ = env.step(action)
         assert torch.equal(imagined[-1], torch.from_numpy(obs).reshape(-1, 3) / 255)
     finally:
