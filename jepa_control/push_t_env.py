@@ -89,30 +89,33 @@ class PushT(GymAdapter):
 
     def goal_observation(self) -> np.ndarray:
         """The frame of the goal state, rendered in a second env: the block on the goal pose and the pusher on the
-        goal's pusher (where it is now when the goal has none, as the env's own goal). The block is turned before
-        it is placed: gym-pusht's own reset_to_state places it first, and turning it then about its centre of
-        gravity leaves it off the goal (30 % coverage instead of 100 %)."""
+        goal's pusher (where it is now when the goal has none, as the env's own goal), one physics step taken after
+        placing them (gym-pusht's own reset_to_state places the block before turning it, which about its centre of
+        gravity leaves it off the goal: 30 % coverage instead of 100 %)."""
         goal, block, pusher = self.goal_env, self.target(), self.goal_pusher_position()
         goal.reset(options={"reset_to_state": [*pusher, *block]})
-        goal.goal_pose = np.asarray(self.env.goal_pose, np.float64).copy()  # the drawn region, as in every frame
-        goal.block.angle = float(block[2])
-        goal.block.position = [float(v) for v in block[:2]]
+        self.place(goal, block, pusher)
         goal.space.step(goal.dt)
         return np.ascontiguousarray(goal._render(visualize=False))
 
     def render_state(self, block: np.ndarray, pusher: np.ndarray) -> np.ndarray:
         """The frame this env shows with the block at pose `block` (x, y, angle) and the pusher at `pusher` (table
-        pixels), rendered in the goal image's env, gym-pusht's drawn region where every frame has it. Unlike the goal
-        image it steps no physics (which would resolve a pusher pressed into the block): the frame of the state
-        itself, as the env shows it mid-push."""
+        pixels), rendered in the goal image's env. Unlike the goal image it steps no physics (which would resolve a
+        pusher pressed into the block): the frame of the state itself, as the env shows it mid-push."""
         view = self.goal_env
-        view.goal_pose = np.asarray(self.env.goal_pose, np.float64).copy()
-        view.agent.position, view.agent.velocity = [float(v) for v in pusher[:2]], (0.0, 0.0)
-        view.block.angle = float(block[2])
-        view.block.position, view.block.velocity = [float(v) for v in block[:2]], (0.0, 0.0)
+        self.place(view, block, pusher)
         view.space.reindex_shapes_for_body(view.agent)
         view.space.reindex_shapes_for_body(view.block)
         return np.ascontiguousarray(view._render(visualize=False))
+
+    def place(self, view, block: np.ndarray, pusher: np.ndarray) -> None:
+        """Put `view`'s pusher and block at `pusher` and the pose `block`, the block turned before it is placed
+        (turned after, about its centre of gravity, it would leave the pose), under gym-pusht's drawn region where
+        every frame has it."""
+        view.goal_pose = np.asarray(self.env.goal_pose, np.float64).copy()
+        view.agent.position = [float(v) for v in pusher[:2]]
+        view.block.angle = float(block[2])
+        view.block.position = [float(v) for v in block[:2]]
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         self.goal_pose, self.goal_pusher = None, None  # the env's own goal is its drawn block pose
@@ -133,8 +136,12 @@ class PushT(GymAdapter):
         """The adapter's info, and the proprioception a world model reads: the pusher's position, then its velocity
         in table units per step (DINO-WM's Push-T proprio: two frames 5 steps apart leave open how fast the pusher
         moves now); the goal's is where the goal puts the pusher, at rest, as the goal image shows it."""
-        velocity = np.asarray(self.env.agent.velocity, np.float64) / (self.env.control_hz * 512)
-        return self.with_velocity(super().info(), velocity, self.goal_pusher_position() / 512)
+        return self.with_velocity(super().info(), self.pusher_velocity(self.env.agent.velocity),
+                                  self.goal_pusher_position() / 512)
+
+    def pusher_velocity(self, velocity) -> np.ndarray:
+        """The pusher's velocity [..., 2] in table pixels per second (the physics') -> table units per env step."""
+        return np.asarray(velocity, np.float64) / (self.env.control_hz * 512)
 
     def set_goal(self, state: np.ndarray) -> dict:
         """The block pose becomes the goal that coverage and the pose rule judge, and the pusher's position, where

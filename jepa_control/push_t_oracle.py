@@ -28,8 +28,11 @@ class PushTOracle:
         self.snapshot = None
 
     def pose(self, pusher, block_position, block_angle: float) -> torch.Tensor:
-        return torch.tensor([pusher[0] / 512, pusher[1] / 512, block_position[0] / 512, block_position[1] / 512,
-                             block_angle * self.angle_scale], dtype=torch.float32)
+        return self.scaled(np.array([*pusher, *block_position, block_angle], np.float64))
+
+    def scaled(self, poses: np.ndarray) -> torch.Tensor:
+        """Physical states [..., 5] (table pixels, radians) -> the oracle's states: table units, the angle scaled."""
+        return torch.from_numpy(np.concatenate([poses[..., :4] / 512, poses[..., 4:] * self.angle_scale], -1)).float()
 
     def observe(self, obs: np.ndarray, info: dict) -> torch.Tensor:
         agent, block = self.env.env.agent, self.env.env.block
@@ -87,8 +90,7 @@ class PushTOracle:
 
     def rollout(self, states: torch.Tensor, actions_between: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The true poses [S, T / frameskip, 5] after env-step actions [S, T, 2] from the last observed state."""
-        poses = torch.from_numpy(self.simulate(actions)[0])
-        return torch.cat([poses[..., :4] / 512, poses[..., 4:] * self.angle_scale], -1).float()
+        return self.scaled(self.simulate(actions)[0])
 
 
 class PushTLatentOracle:
@@ -115,7 +117,7 @@ class PushTLatentOracle:
         """The world model's states [S, T / frameskip, N, D] of the frames the env shows after the actions."""
         poses, velocities = self.physics.simulate(actions)
         frames = np.stack([self.env.render_state(pose[2:], pose[:2]) for pose in poses.reshape(-1, 5)])
-        proprio = np.concatenate([poses[..., :2] / 512, velocities / (self.env.env.control_hz * 512)], -1)
+        proprio = np.concatenate([poses[..., :2] / 512, self.env.pusher_velocity(velocities)], -1)
         frames = torch.from_numpy(frames).reshape(*poses.shape[:2], *frames.shape[1:])
         return self.latent.wm.encode(frames, torch.from_numpy(proprio).float())
 
