@@ -138,11 +138,13 @@ class TrajectorySource(Source):
 
 
 def trajectory_sample(key: str, frames: np.ndarray, actions: np.ndarray, proprio: np.ndarray | None = None,
-                      **_) -> dict:
-    """The shard members of one trajectory (also used by `jepa collect`)."""
+                      state: np.ndarray | None = None, **_) -> dict:
+    """The shard members of one trajectory (also used by `jepa collect`, which adds the env's true state where its
+    adapter reports one)."""
     sample = {"__key__": key, "frames.npy": _npy(frames.astype(np.uint8)), "actions.npy": _npy(actions)}
-    if proprio is not None:
-        sample["proprio.npy"] = _npy(proprio)
+    for name, values in (("proprio", proprio), ("state", state)):
+        if values is not None:
+            sample[f"{name}.npy"] = _npy(values)
     return sample
 
 

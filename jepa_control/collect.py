@@ -4,7 +4,8 @@ Each shard sample is one episode: frames.npy uint8 [T+1, H, W, 3], actions.npy f
 frame t to t+1, after clamping to the bounds) and proprio.npy float32 [T+1, P] = the agent's true position (x, y),
 then whatever else its adapter reports as info["proprio"] (Reacher: the joint velocities). The position probe (the
 gate) and the metrics read the position (`positions`); only world models with proprioception (proprio_scale) read
-the rest.
+the rest. Where the adapter reports the env's true state (info["state"], Push-T: the pusher's and the block's
+pose), state.npy float32 [T+1, S] holds it: what a world model's state read-out learns from (never its input).
 """
 from __future__ import annotations
 
@@ -149,15 +150,21 @@ def rollout(env, policy, steps: int, seed: int, goals=None) -> dict[str, np.ndar
     obs, info = env.reset(seed=seed) if goals is None else goals.start(env, seed)
     policy.reset(env, info)
     frames, actions, proprio, contacts = [obs], [], [info.get("proprio", info["pos"])], 0
+    states = [info["state"]] if "state" in info else None
     for _ in range(steps):
         action = np.clip(policy.act(obs, info), env.action_low, env.action_high)
         obs, _, _, _, info = env.step(action)
         frames.append(obs)
         actions.append(action)
         proprio.append(info.get("proprio", info["pos"]))
+        if states is not None:
+            states.append(info["state"])
         contacts += bool(info.get("contact", False))
-    return {"frames": np.stack(frames).astype(np.uint8), "actions": np.stack(actions).astype(np.float32),
-            "proprio": np.stack(proprio).astype(np.float32), "contacts": contacts}
+    out = {"frames": np.stack(frames).astype(np.uint8), "actions": np.stack(actions).astype(np.float32),
+           "proprio": np.stack(proprio).astype(np.float32), "contacts": contacts}
+    if states is not None:
+        out["state"] = np.stack(states).astype(np.float32)
+    return out
 
 
 def collect_episode(env, policy_name: str, steps: int, seed: int, i: int, agent=None, noise: float = 0.0,
@@ -207,8 +214,9 @@ def positions(proprio: torch.Tensor) -> torch.Tensor:
 
 def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
     """All episodes of a folder of trajectory shards (or one .tar) stacked in memory: frames uint8
-    [E, T+1, H, W, 3], actions [E, T, A], proprio [E, T+1, P]. Unreadable or mis-shaped episodes are skipped and
-    counted in out["skipped"] (a warning names how many)."""
+    [E, T+1, H, W, 3], actions [E, T, A], proprio [E, T+1, P], and state [E, T+1, S] where every episode recorded
+    one (else None). Unreadable or mis-shaped episodes are skipped and counted in out["skipped"] (a warning names
+    how many)."""
     import tarfile
     import warnings
 
@@ -226,7 +234,8 @@ def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
     if damaged:
         warnings.warn(f"{path}: damaged trajectory shards {', '.join(damaged)}: kept the episodes before the damage",
                       stacklevel=2)
-    out: dict[str, list] = {"frames": [], "actions": [], "proprio": []}
+    with_state = bool(episodes) and all("state.npy" in members for members in episodes.values())
+    out: dict[str, list] = {"frames": [], "actions": [], "proprio": []} | ({"state": []} if with_state else {})
     skipped = 0
     for key in sorted(episodes):
         try:
@@ -235,6 +244,8 @@ def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
                 raise ValueError("shape differs from the first episode")
             if len(arrays["actions"]) != len(arrays["frames"]) - 1:
                 raise ValueError("needs one action fewer than frames")
+            if "state" in arrays and len(arrays["state"]) != len(arrays["frames"]):
+                raise ValueError("needs a state per frame")
         except (KeyError, ValueError, OSError, EOFError):
             skipped += 1
             continue
@@ -245,5 +256,6 @@ def read_trajectories(path: str | Path) -> dict[str, torch.Tensor]:
     if not out["frames"]:
         raise ConfigError(f"{path}: no readable episodes" + (f" (damaged shards: {', '.join(damaged)})" if damaged else ""))
     result = {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
+    result.setdefault("state", None)
     result["skipped"] = skipped
     return result

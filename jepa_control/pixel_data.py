@@ -35,10 +35,11 @@ class PixelTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
             return
         parts = [read_trajectories(d) for d in self.train_dirs]
         same_length(parts)
+        states = None if any(p["state"] is None for p in parts) else torch.cat([p["state"] for p in parts])
         self.train_set = EpisodeWindows("frames", torch.cat([p["frames"] for p in parts]),
                                         torch.cat([p["actions"] for p in parts]), self.window,
-                                        torch.cat([p["proprio"] for p in parts]), self.frameskip)
+                                        torch.cat([p["proprio"] for p in parts]), self.frameskip, states)
         if self.val_dir:
             val = read_trajectories(self.val_dir)
             self.val_set = EpisodeWindows("frames", val["frames"], val["actions"], self.window, val["proprio"],
-                                          self.frameskip)
+                                          self.frameskip, val["state"])

@@ -136,8 +136,19 @@ class PushT(GymAdapter):
         """The adapter's info, and the proprioception a world model reads: the pusher's position, then its velocity
         in table units per step (DINO-WM's Push-T proprio: two frames 5 steps apart leave open how fast the pusher
         moves now); the goal's is where the goal puts the pusher, at rest, as the goal image shows it."""
-        return self.with_velocity(super().info(), self.pusher_velocity(self.env.agent.velocity),
+        info = self.with_velocity(super().info(), self.pusher_velocity(self.env.agent.velocity),
                                   self.goal_pusher_position() / 512)
+        return {**info, "state": self.pose_features(self.goal_state()[[3, 4, 0, 1, 2]])}
+
+    def pose_features(self, poses: np.ndarray) -> np.ndarray:
+        """Poses [..., 5] (pusher x, y, block x, y in table pixels, block angle in radians) -> [..., 6]: table units,
+        then the angle's cosine and sine scaled so the pose rule's 20 degrees weigh what its 20 pixels do (the chord
+        stands in for the angle, and a turn by a whole circle is no turn). Euclidean distances between them are the
+        pose rule's two tolerances on one scale: what a state read-out learns and the pose cost compares."""
+        poses = np.asarray(poses, np.float64)
+        radius = (self.POSE_PIXELS / 512) / self.POSE_RADIANS
+        return np.concatenate([poses[..., :4] / 512, radius * np.cos(poses[..., 4:5]),
+                               radius * np.sin(poses[..., 4:5])], -1).astype(np.float32)
 
     def pusher_velocity(self, velocity) -> np.ndarray:
         """The pusher's velocity [..., 2] in table pixels per second (the physics') -> table units per env step."""

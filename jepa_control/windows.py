@@ -18,10 +18,13 @@ class EpisodeWindows(Dataset):
     between two of them, concatenated in order ([W-1, f * A]): a model step covers f env steps (DINO-WM's frameskip,
     inside the model). `positions` (the agent's recorded (x, y) per frame, [E, T, 2]) is kept for models that fit a
     read-out on the whole set, and each item carries its window's as "proprio" [W, P] (what a model with
-    proprioception reads beside the frames; a pixel world model is handed the whole recorded proprio)."""
+    proprioception reads beside the frames; a pixel world model is handed the whole recorded proprio). `states`
+    (the env's recorded true state per frame, [E, T, S]) goes into each item as "state" [W, S], for a model that
+    learns a state read-out."""
 
     def __init__(self, key: str, values: torch.Tensor, actions: torch.Tensor, window: int,
-                 positions: torch.Tensor | None = None, frameskip: int = 1) -> None:
+                 positions: torch.Tensor | None = None, frameskip: int = 1,
+                 states: torch.Tensor | None = None) -> None:
         e, t = values.shape[:2]
         if frameskip < 1:
             raise ConfigError(f"data.frameskip = {frameskip}: must be >= 1")
@@ -31,7 +34,7 @@ class EpisodeWindows(Dataset):
                               f"episodes ({t} frames)")
         self.key, self.values, self.actions, self.window = key, values, actions.float(), window
         self.frameskip, self.span = frameskip, span
-        self.positions, self.per_episode = positions, t - span + 1
+        self.positions, self.states, self.per_episode = positions, states, t - span + 1
         self.length = e * self.per_episode
 
     def __len__(self) -> int:
@@ -44,6 +47,8 @@ class EpisodeWindows(Dataset):
         item = {self.key: values[0], "actions": actions[0]}
         if self.positions is not None:
             item["proprio"] = self.positions[e, s : s + self.span : self.frameskip].float()
+        if self.states is not None:
+            item["state"] = self.states[e, s : s + self.span : self.frameskip].float()
         return item
 
 
