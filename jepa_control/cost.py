@@ -9,14 +9,15 @@ import torch
 
 from jepa.errors import ConfigError
 
-DISTANCES = ("mse", "l1", "euclid", "position", "geodesic")
+DISTANCES = ("mse", "l1", "euclid", "position", "geodesic", "state")
 
 
 class GoalCost:
     """Args:
         distance: mse / l1 (mean over tokens and channels, for latents), euclid (for true positions) or position
             (euclid between `readout`(latents), a learned read-out of the agent's position: WorldModel.read_position)
-            or geodesic (`geodesic`(read-outs), the maze-aware distance of jepa_control/geodesic.py, round the walls).
+            or geodesic (`geodesic`(read-outs), the maze-aware distance of jepa_control/geodesic.py, round the walls)
+            or state (euclid between `readout`(latents), a learned read-out of the env's state: WorldModel.read_state).
         mode: sum (over the horizon, the default: beats last-state-only in eb_jepa) or last.
         action_weight: mu, the weight of the action-magnitude term.
         energy: a learned energy E (latents [S, H, N, D] -> [S, H]); energy_weight: lambda.
@@ -35,8 +36,9 @@ class GoalCost:
                  proprio_weight: float = 1.0, proprio_token: bool = False) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"unknown distance {distance!r}: use one of {', '.join(DISTANCES)}")
-        if distance in ("position", "geodesic") and readout is None:
-            raise ConfigError(f"distance {distance!r} needs a read-out of the position from the latents")
+        if distance in ("position", "geodesic", "state") and readout is None:
+            what = "state" if distance == "state" else "position"
+            raise ConfigError(f"distance {distance!r} needs a read-out of the {what} from the latents")
         if distance == "geodesic" and geodesic is None:
             raise ConfigError("distance 'geodesic' needs a transition graph (control.geodesic.TransitionGraph)")
         if rest_weight and readout is None:
@@ -64,7 +66,7 @@ class GoalCost:
 
     def distances(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """states [S, H, ...], goal [...] -> [S, H]."""
-        if self.distance == "position":
+        if self.distance in ("position", "state"):
             return (self.readout(states) - self.readout(goal)).norm(dim=-1)
         if self.distance == "geodesic":
             return self.geodesic(self.readout(states), self.readout(goal))

@@ -46,14 +46,15 @@ class PixelWorldModel(WorldModel):
                  embed_dim: int = 64, depth: int = 3, num_heads: int = 4, context: int = 2, rollout_steps: int = 3,
                  rollout_weight: float = 1.0, rollout_history: int = 1, loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 0.01, warmup_steps: int = 100, frameskip: int = 1,
-                 proprio_scale: float = 0.0, proprio_dim: int = 2) -> None:
+                 proprio_scale: float = 0.0, proprio_dim: int = 2, state_dim: int = 0,
+                 state_weight: float = 0.0) -> None:
         frames = FrozenEncoder(VisionTransformer(**encoder), mean, std, pool_grid, fold=fold, layer_norm=False,
                                source="trained with the world model")
         frames.encoder.requires_grad_(True)  # frozen only once trained
         super().__init__(frames, action_dim, embed_dim, depth, num_heads, context, rollout_steps, rollout_weight,
                          rollout_history, loss=loss, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
                          frameskip=frameskip, proprio_scale=proprio_scale, proprio_dim=proprio_dim,
-                         **FIXED_LATENT_OPTIONS)
+                         state_dim=state_dim, state_weight=state_weight, **FIXED_LATENT_OPTIONS)
         # recorded beside this constructor's arguments (under LightningCLI, save_hyperparameters() keeps only those)
         self.hparams.update(FIXED_LATENT_OPTIONS)
 
@@ -61,7 +62,8 @@ class PixelWorldModel(WorldModel):
         frames = batch["frames"]  # uint8 [B, W, H, W, C]
         self.frozen_encoder.check_frames(frames.shape)
         latents = self.frozen_encoder.embed(frames.flatten(0, 1)).unflatten(0, frames.shape[:2])  # [B, W, N, D]
-        out = super().losses({"latents": latents, "actions": batch["actions"], "proprio": batch.get("proprio")})
+        out = super().losses({"latents": latents, "actions": batch["actions"], "proprio": batch.get("proprio"),
+                              "state": batch.get("state")})
         # per time step, over the batch's windows (as LeWM): a window's frames are near copies of each other, and
         # pooled together they would read as clusters however Gaussian the episodes' spread
         out["sigreg"] = torch.stack([sigreg(latents[:, t].flatten(1), self.hparams.sigreg_slices)
@@ -70,7 +72,7 @@ class PixelWorldModel(WorldModel):
         return out
 
     def configure_optimizers(self):
-        return adamw_cosine([*self.frozen_encoder.encoder.parameters(), *self.predictor.parameters()],
+        return adamw_cosine([*self.frozen_encoder.encoder.parameters(), *self.trained_parameters()],
                             self.hparams.lr, self.hparams.weight_decay, self.trainer, self.hparams.warmup_steps)
 
     @classmethod

@@ -76,8 +76,9 @@ def parser():
     p.add_argument("--warm_start", type=bool, default=True, help="start each plan from the shifted previous one")
     p.add_argument("--distance", type=str, default="mse",
                    help="goal distance: mse or l1 between latents, position (between the agent's positions the world "
-                   "model reads: its model.position_readout or its proprioception token) or geodesic (the read-outs' "
-                   "shortest path over the steps recorded in --graph_data: round the walls)")
+                   "model reads: its model.position_readout or its proprioception token), geodesic (the read-outs' "
+                   "shortest path over the steps recorded in --graph_data: round the walls) or state (between the "
+                   "env's states its learned read-out reads: model.state_dim)")
     p.add_argument("--graph_data", type=str | None, default=None,
                    help="trajectory shards whose recorded positions make the graph of --distance geodesic")
     p.add_argument("--graph_cell", type=float, default=0.15,
@@ -185,7 +186,12 @@ def plan_setup(cfg, wm, env) -> tuple[PlanSetup, object]:
         raise ConfigError(f"{cfg.world_model} was trained for {wm.hparams.action_dim}-D actions at frameskip "
                           f"{wm.frameskip}, {cfg.env} has {len(env.action_low)}-D ones")
     readout = wm.read_position if cfg.distance in ("position", "geodesic") else None
-    if readout is not None and not wm.reads_position:
+    if cfg.distance == "state":
+        if not wm.hparams.get("state_dim"):
+            raise ConfigError(f"--distance state: {cfg.world_model} reads no state (fit it with "
+                              "--model.init_args.state_dim and state_weight on data that recorded the env's state)")
+        readout = wm.read_state
+    elif readout is not None and not wm.reads_position:
         raise ConfigError(f"--distance {cfg.distance}: {cfg.world_model} reads no position (fit it with "
                           "--model.init_args.position_readout true or a proprio_scale)")
     graph = None

@@ -9,6 +9,7 @@ import inspect
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from jepa.errors import ConfigError
 from jepa_control.encoding import FrozenEncoder
@@ -99,6 +100,13 @@ class WorldModel(L.LightningModule):
         proprio_dim: how many proprioception values the token carries: 2, the agent's (x, y); 4 adds what an
             adapter records after them (Reacher: the joint velocities, which two frames a model step apart do not
             show). The goal's extra values are the goal at rest.
+        state_dim: > 0 adds a learned linear read-out of the env's recorded true state (the trajectories' state,
+            S values per frame, e.g. Push-T's pusher and block pose) from a state's latents, for `jepa plan --distance
+            state`: a goal distance that weighs what the env's success rule judges where the latent one does not (a
+            turn of Push-T's block moves a few pixels). The planner still sees pixels only.
+        state_weight: the read-out's loss weight: its MSE on the true latents of every window frame and on the
+            predicted ones (teacher forcing and rollout) against the recorded states, so the predictor keeps what the
+            read-out reads (and, where the encoder trains with the model, the encoder learns to show it).
         training_latents: the training set's latents and positions (latent_data.TrainingLatents), read when fitting
             starts by motion / whiten / position_readout; handed over from the datamodule (`jepa fit` wires it), never
             saved with the checkpoint.
@@ -110,7 +118,7 @@ class WorldModel(L.LightningModule):
                  whiten: bool = False, whiten_dims: int = 0, position_readout: bool = False,
                  position_weight: float = 0.0, loss: str = "l1",
                  lr: float = 1e-3, weight_decay: float = 0.01, warmup_steps: int = 100, frameskip: int = 1,
-                 proprio_scale: float = 0.0, proprio_dim: int = 2,
+                 proprio_scale: float = 0.0, proprio_dim: int = 2, state_dim: int = 0, state_weight: float = 0.0,
                  training_latents: object | None = None) -> None:
         super().__init__()
         if loss not in LATENT_LOSSES:
@@ -123,6 +131,9 @@ class WorldModel(L.LightningModule):
         if proprio_scale < 0 or (proprio_scale and position_readout):
             raise ConfigError(f"model.proprio_scale = {proprio_scale}: must be >= 0, and is not read with "
                               "model.position_readout (the state then carries the position itself)")
+        if state_dim < 0 or (state_weight > 0) != (state_dim > 0):
+            raise ConfigError(f"model.state_dim = {state_dim}, model.state_weight = {state_weight}: a state read-out "
+                              "needs both > 0 (the recorded state's size and the weight it is learned with)")
         if position_weight and not position_readout:
             raise ConfigError("model.position_weight needs model.position_readout true (it weighs the read-out's "
                               "error)")
@@ -139,6 +150,8 @@ class WorldModel(L.LightningModule):
         self.predictor = ActionConditionedPredictor(self.frozen_encoder.dim, self.num_tokens,
                                                     action_dim, embed_dim, depth, num_heads, max_frames=context,
                                                     motion=motion, whiten=whiten, whiten_dims=whiten_dims)
+        if state_dim:
+            self.state_readout = nn.Linear(self.num_tokens * self.frozen_encoder.dim, state_dim)
         if position_readout:
             features = self.frozen_encoder.num_tokens * self.frozen_encoder.dim
             self.register_buffer("readout_weight", torch.zeros(features, 2))
@@ -202,6 +215,34 @@ class WorldModel(L.LightningModule):
                               "model.proprio_scale > 0")
         return latents.flatten(-2) @ self.readout_weight + self.readout_bias
 
+    def read_state(self, latents: torch.Tensor) -> torch.Tensor:
+        """States [..., N, D] -> the env's state [..., S] as the learned read-out (model.state_dim) sees it."""
+        if not self.hparams.get("state_dim"):
+            raise ConfigError("this world model reads no state: fit it with model.state_dim and model.state_weight "
+                              "on trajectories that recorded the env's state")
+        return self.state_readout(latents.flatten(-2))
+
+    def state_loss(self, latents: torch.Tensor, pairs: dict, states: torch.Tensor | None) -> torch.Tensor:
+        """The read-out's MSE against the recorded states [B, W, S]: on every true state of the window, and on the
+        predictions of each (teacher forcing, rollout) pair, at the frames they predict. Each state value's error is
+        in units of its spread over the batch, so every value weighs alike whatever its scale (Push-T's angle,
+        scaled for the pose rule, spreads a tenth of the positions' and was not learned at its own scale)."""
+        if states is None:
+            raise ConfigError("model.state_weight needs the env's recorded state per frame: collect the data again "
+                              "with `jepa collect` (its adapter records info['state'])")
+        c, k, r = self.hparams.context, self.hparams.rollout_history, self.hparams.rollout_steps
+        predicted = {"teacher_forcing": slice(1, c + 1), "rollout": slice(k, k + r)}
+        spread = states.flatten(0, -2).std(0).clamp_min(1e-6)
+        terms = [F.mse_loss(self.read_state(latents) / spread, states / spread)]
+        terms += [F.mse_loss(self.read_state(preds) / spread, states[:, predicted[name]] / spread)
+                  for name, (preds, _) in pairs.items()]
+        return sum(terms) / len(terms)
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser moves: the predictor, and the state read-out where there is one."""
+        return [*self.predictor.parameters(), *(self.state_readout.parameters() if self.hparams.get("state_dim")
+                                                else [])]
+
     @property
     def num_tokens(self) -> int:
         """Tokens per state: the frame's, and the proprioception's where the model reads it."""
@@ -253,6 +294,9 @@ class WorldModel(L.LightningModule):
             out["position"] = sum(F.mse_loss(self.read_position(preds), self.read_position(targets))
                                   for preds, targets in pairs.values()) / len(pairs)
             out["loss"] = out["loss"] + self.hparams.position_weight * out["position"]
+        if self.hparams.get("state_weight"):
+            out["state"] = self.state_loss(latents, pairs, batch.get("state"))
+            out["loss"] = out["loss"] + self.hparams.state_weight * out["state"]
         return out
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -265,7 +309,7 @@ class WorldModel(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=len(batch["actions"]))
 
     def configure_optimizers(self):
-        return adamw_cosine(self.predictor.parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer,
+        return adamw_cosine(self.trained_parameters(), self.hparams.lr, self.hparams.weight_decay, self.trainer,
                             self.hparams.warmup_steps)
 
     @property
