@@ -5,6 +5,9 @@ shards) for a world-model checkpoint (frozen-encoder or pixel):
 - `action_r2`: ridge R^2 of the next change of the agent's recorded state (its proprio: Push-T's pusher position)
   read from the action and that state, no model involved (do the data's actions drive what the frames show, and are
   they aligned with them?);
+- `state_r2` (where the trajectories recorded the env's state, Push-T's pusher and block pose): the ridge R^2 of each
+  state value read from a state's latents (can a linear read-out find the block, and its angle?), and
+  `state_readout_r2`, the world model's own learned read-out's (model.state_dim), on the same frames;
 - `one_step_mse` against `no_change_mse`: the predictor's next-latent error from `context` true frames at every step
   of every episode, beside predicting that nothing moves (does it learn more than that?). A model trained at
   frameskip f steps f env steps at a time: its frames are f apart, its actions the f env actions between them.
@@ -25,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from jepa_control.collect import positions, read_trajectories  # noqa: E402
-from jepa_control.gate import held_out_r2, ridge_r2  # noqa: E402
+from jepa_control.gate import frame_rows, held_out_r2, ridge_fit, ridge_r2, ridge_select  # noqa: E402
 from jepa_control.windows import model_steps  # noqa: E402
 
 
@@ -36,6 +39,25 @@ def action_r2(train: dict, val: dict) -> float:
         return torch.cat([a, p[:, :-1]], -1).flatten(0, 1), (p[:, 1:] - p[:, :-1]).flatten(0, 1)
 
     return ridge_r2(*rows(train), *rows(val))["r2"]
+
+
+def per_value_r2(pred: torch.Tensor, y: torch.Tensor) -> list[float]:
+    y = y.double()
+    return [round(float(v), 3) for v in 1 - ((pred.double() - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)]
+
+
+@torch.no_grad()
+def state_r2(world_model, train: dict, val: dict, val_latents: torch.Tensor, episodes: int) -> dict:
+    """Per state value: the R^2 of a ridge read-out fitted on training frames' latents, and of the model's own."""
+    rows = episodes * train["frames"].shape[1]
+    train_latents = world_model.encode(train["frames"][:episodes], train["proprio"][:episodes].float())
+    fitting = frame_rows(train_latents, train["state"][:episodes], rows, torch.Generator().manual_seed(0))
+    weight, bias = ridge_fit(*fitting, ridge_select(*fitting)[0])
+    x, y = val_latents.flatten(2).flatten(0, 1).double(), val["state"][:episodes].flatten(0, 1)
+    out = {"state_r2": per_value_r2(x @ weight + bias, y)}
+    if world_model.hparams.get("state_dim"):
+        out["state_readout_r2"] = per_value_r2(world_model.read_state(val_latents).flatten(0, 1), y)
+    return out
 
 
 @torch.no_grad()
@@ -64,6 +86,8 @@ def check(world_model, train: dict, val: dict, episodes: int) -> dict:
     fit = held_out_r2(train_latents, positions(train["proprio"][:episodes]), frame_tokens,
                       positions(val["proprio"][:episodes]), *rows, torch.Generator().manual_seed(0))
     out["position_r2"] = round(fit["r2"], 3)
+    if train.get("state") is not None and val.get("state") is not None:
+        out.update(state_r2(world_model, train, val, latents, episodes))
     f = world_model.frameskip
     latents, actions = model_steps(latents, val["actions"][:episodes].float(), f)
     model, no_change = one_step_errors(world_model, latents, actions)

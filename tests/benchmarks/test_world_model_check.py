@@ -42,3 +42,19 @@ def test_the_action_read_out_finds_aligned_actions_and_not_shifted_ones():
     assert action_r2(train, val) > 0.99
     shifted = {"proprio": val["proprio"], "actions": val["actions"].roll(1, dims=1)}  # action t+1 paired with move t
     assert action_r2({"proprio": train["proprio"], "actions": train["actions"].roll(1, dims=1)}, shifted) < 0.1
+
+
+def test_the_state_read_out_finds_what_the_latents_hold_and_not_noise(tiny_control):
+    """state_r2 per value: a recorded state the latents hold linearly reads back (R^2 well above 0), noise does not."""
+    from benchmarks.world_model_check import check
+    from jepa_control.collect import read_trajectories
+
+    path, trained, _ = tiny_control
+    train, val = read_trajectories(path / "train"), read_trajectories(path / "val")
+    for data in (train, val):
+        with torch.no_grad():
+            held = trained.encode(data["frames"])[..., 0, :1]
+        data["state"] = torch.cat([held, torch.randn(held.shape, generator=torch.Generator().manual_seed(1))], -1)
+    out = check(trained.eval(), train, val, episodes=12)
+    assert out["state_r2"][0] > 0.6 and out["state_r2"][1] < 0.1  # 84 training frames for 128 features
+    assert "state_readout_r2" not in out  # this world model learned no read-out of its own
