@@ -98,8 +98,8 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
                 "data": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
         cache = FeatureCache(self.cache_dir, torch.float32)
         latents = cache.get_or_compute(spec, lambda: encoder(data["frames"]))
-        return {"latents": latents, "actions": data["actions"].float(),
-                "positions": positions(data["proprio"]).float()}
+        out = {"latents": latents, "actions": data["actions"].float(), "positions": positions(data["proprio"]).float()}
+        return out if data["state"] is None else {**out, "state": data["state"].float()}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -114,7 +114,7 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
         """Encode the data with `encoder` (a FrozenEncoder) and run the gate."""
         parts = [self.encode_dir(encoder, d) for d in self.train_dirs]
         same_length(parts)
-        train = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        train = {k: torch.cat([p[k] for p in parts]) for k in parts[0] if all(k in p for p in parts)}
         val = self.encode_dir(encoder, self.val_dir) if self.val_dir else None
         if val is not None:  # fit on training episodes, score on held-out ones
             self.gate = held_out_r2(train["latents"], train["positions"], val["latents"], val["positions"], 6000,
@@ -131,7 +131,7 @@ class LatentTrajectoryDataModule(WindowLoaders, L.LightningDataModule):
                               "encoder does not see the agent well enough to plan with (train it longer, pool less, "
                               "or set data.gate_min_r2 0 to go on anyway)")
         self.train_set = EpisodeWindows("latents", train["latents"].float(), train["actions"], self.window,
-                                        train["positions"], self.frameskip)
+                                        train["positions"], self.frameskip, train.get("state"))
         self.val_set = (EpisodeWindows("latents", val["latents"].float(), val["actions"], self.window,
-                                       val["positions"], self.frameskip)
+                                       val["positions"], self.frameskip, val.get("state"))
                         if val is not None else None)

@@ -226,7 +226,7 @@ class WorldModel(L.LightningModule):
         """The read-out's MSE against the recorded states [B, W, S]: on every true state of the window, and on the
         predictions of each (teacher forcing, rollout) pair, at the frames they predict. Each state value's error is
         in units of its spread over the batch, so every value weighs alike whatever its scale (Push-T's angle,
-        scaled for the pose rule, spreads a tenth of the positions' and was not learned at its own scale)."""
+        scaled for the pose rule, spreads a tenth of the positions': at its own scale it would hardly count)."""
         if states is None:
             raise ConfigError("model.state_weight needs the env's recorded state per frame: collect the data again "
                               "with `jepa collect` (its adapter records info['state'])")

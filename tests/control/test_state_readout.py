@@ -107,3 +107,33 @@ def test_a_world_model_learns_the_state_readout_and_plans_on_it(tiny_control):
     plain = WorldModel.from_checkpoint(str(path / "wm.ckpt"))
     with pytest.raises(ConfigError, match="reads no state"):
         plan_setup(parse_args(["--world_model", str(path / "wm.ckpt"), "--distance", "state"]), plain, env)
+
+
+def test_recorded_states_reach_a_frozen_encoder_world_model_through_its_latent_windows(tiny_control, tmp_path):
+    """Shards with a state per frame: the latent windows carry it at the frames they hold, and a frozen-encoder
+    world model with a state read-out trains on it."""
+    from data.shard_sources import trajectory_sample
+    from data.shard_writer import write_shards
+    from jepa_control import LatentTrajectoryDataModule, WorldModel
+    from tests.conftest import tiny_frozen_encoder
+
+    path = tiny_control[0]
+    for split in ("train", "val"):
+        episodes = read_trajectories(path / split)
+        samples = (trajectory_sample(f"e{i}", frames.numpy(), actions.numpy(), proprio.numpy(),
+                                     state=proprio[:, :2].numpy() * 2)
+                   for i, (frames, actions, proprio) in enumerate(zip(episodes["frames"], episodes["actions"],
+                                                                      episodes["proprio"])))
+        write_shards(samples, tmp_path / split, "test", progress=False)
+    model = WorldModel(tiny_frozen_encoder(path), embed_dim=32, depth=1, num_heads=2, context=2, rollout_steps=2,
+                       warmup_steps=1, state_dim=2, state_weight=1.0)
+    data = LatentTrajectoryDataModule(str(tmp_path / "train"), str(tmp_path / "val"), window=3, batch_size=8,
+                                      gate_min_r2=0.0, cache_dir=str(tmp_path / "cache"))
+    data.use_encoder(model.frozen_encoder)
+    data.setup()
+    recorded = read_trajectories(tmp_path / "train")
+    assert torch.equal(data.train_set[1]["state"], recorded["state"][0, 1:4])
+    assert torch.equal(recorded["state"], recorded["proprio"][..., :2] * 2)
+    trainer = tiny_trainer(tmp_path, max_steps=2)
+    trainer.fit(model, data)
+    assert trainer.logged_metrics["train/state"] > 0
