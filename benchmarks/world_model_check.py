@@ -7,7 +7,9 @@ shards) for a world-model checkpoint (frozen-encoder or pixel):
   they aligned with them?);
 - `state_r2` (where the trajectories recorded the env's state, Push-T's pusher and block pose): the ridge R^2 of each
   state value read from a state's latents (can a linear read-out find the block, and its angle?), and
-  `state_readout_r2`, the world model's own learned read-out's (model.state_dim), on the same frames;
+  `state_readout_r2`, the world model's own learned read-out's (model.state_dim), on the same frames; with
+  `--mlp_steps N`, also a two-layer MLP's, from the latents (`state_mlp_r2`) and from the raw frames averaged to
+  32 x 32 (`state_pixels_mlp_r2`): whether the frames show what the latents miss;
 - `one_step_mse` against `no_change_mse`: the predictor's next-latent error from `context` true frames at every step
   of every episode, beside predicting that nothing moves (does it learn more than that?). A model trained at
   frameskip f steps f env steps at a time: its frames are f apart, its actions the f env actions between them.
@@ -26,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 from jepa_control.collect import positions, read_trajectories  # noqa: E402
 from jepa_control.gate import frame_rows, held_out_r2, ridge_fit, ridge_r2, ridge_select  # noqa: E402
@@ -60,6 +64,44 @@ def state_r2(world_model, train: dict, val: dict, val_latents: torch.Tensor, epi
     return out
 
 
+def mlp_r2(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+           steps: int) -> list[float]:
+    """Per value R^2 on the validation rows of a two-layer MLP (512 wide, AdamW, batch 256) fitted for `steps` on
+    the training rows, inputs and targets standardised on the training rows (a read-out that need not be linear)."""
+    torch.manual_seed(0)
+    x_mean, x_std = train_x.mean(0), train_x.std(0) + 1e-6
+    y_mean, y_std = train_y.mean(0), train_y.std(0) + 1e-6
+    x, y = (train_x - x_mean) / x_std, (train_y - y_mean) / y_std
+    net = nn.Sequential(nn.Linear(x.shape[1], 512), nn.GELU(), nn.Linear(512, 512), nn.GELU(),
+                        nn.Linear(512, y.shape[1]))
+    optimizer = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-2)
+    for _ in range(steps):
+        rows = torch.randint(len(x), (256,))
+        loss = F.mse_loss(net(x[rows]), y[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return per_value_r2(net((val_x - x_mean) / x_std) * y_std + y_mean, val_y)
+
+
+def small_frames(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames [E, T, H, W, C] -> [E * T, 32 * 32 * C] in [0, 1], averaged down to 32 x 32."""
+    x = frames.flatten(0, 1).permute(0, 3, 1, 2).float().div(255)
+    return F.adaptive_avg_pool2d(x, 32).flatten(1)
+
+
+def state_mlp_r2(world_model, train: dict, val: dict, val_latents: torch.Tensor, episodes: int, steps: int) -> dict:
+    """state_r2's question for a two-layer MLP, from the latents and from the raw frames."""
+    with torch.no_grad():
+        train_latents = world_model.encode(train["frames"][:episodes], train["proprio"][:episodes].float())
+    train_y, val_y = train["state"][:episodes].flatten(0, 1).float(), val["state"][:episodes].flatten(0, 1).float()
+    return {"state_mlp_r2": mlp_r2(train_latents.flatten(2).flatten(0, 1), train_y,
+                                   val_latents.flatten(2).flatten(0, 1), val_y, steps),
+            "state_pixels_mlp_r2": mlp_r2(small_frames(train["frames"][:episodes]), train_y,
+                                          small_frames(val["frames"][:episodes]), val_y, steps)}
+
+
 @torch.no_grad()
 def one_step_errors(world_model, latents: torch.Tensor, actions: torch.Tensor) -> tuple[float, float]:
     """latents [E, T+1, N, D], actions [E, T, A] -> mean squared error of the predicted next latents from `context`
@@ -73,7 +115,7 @@ def one_step_errors(world_model, latents: torch.Tensor, actions: torch.Tensor) -
     return float(torch.stack(model).mean()), float(torch.stack(no_change).mean())
 
 
-def check(world_model, train: dict, val: dict, episodes: int) -> dict:
+def check(world_model, train: dict, val: dict, episodes: int, mlp_steps: int = 0) -> dict:
     with torch.no_grad():
         latents = world_model.encode(val["frames"][:episodes], val["proprio"][:episodes].float())
     out = {"action_r2": round(action_r2(train, val), 3)}
@@ -88,6 +130,8 @@ def check(world_model, train: dict, val: dict, episodes: int) -> dict:
     out["position_r2"] = round(fit["r2"], 3)
     if train.get("state") is not None and val.get("state") is not None:
         out.update(state_r2(world_model, train, val, latents, episodes))
+        if mlp_steps:
+            out.update(state_mlp_r2(world_model, train, val, latents, episodes, mlp_steps))
     f = world_model.frameskip
     latents, actions = model_steps(latents, val["actions"][:episodes].float(), f)
     model, no_change = one_step_errors(world_model, latents, actions)
@@ -104,9 +148,12 @@ def main() -> None:
     p.add_argument("--train", required=True, help="training trajectories (the read-outs' fitting set)")
     p.add_argument("--val", required=True, help="held-out trajectories (where every figure is measured)")
     p.add_argument("--episodes", type=int, default=200, help="episodes of each set to encode")
+    p.add_argument("--mlp_steps", type=int, default=0,
+                   help="steps of the MLP read-outs of the recorded state (0: ridge only; 3000 takes ~2 min)")
     args = p.parse_args()
     world_model = WorldModel.from_checkpoint(args.ckpt).eval()
-    result = check(world_model, read_trajectories(args.train), read_trajectories(args.val), args.episodes)
+    result = check(world_model, read_trajectories(args.train), read_trajectories(args.val), args.episodes,
+                   args.mlp_steps)
     print(json.dumps({"ckpt": args.ckpt, **result}))
 
 

@@ -55,6 +55,9 @@ def test_the_state_read_out_finds_what_the_latents_hold_and_not_noise(tiny_contr
         with torch.no_grad():
             held = trained.encode(data["frames"])[..., 0, :1]
         data["state"] = torch.cat([held, torch.randn(held.shape, generator=torch.Generator().manual_seed(1))], -1)
-    out = check(trained.eval(), train, val, episodes=12)
+    out = check(trained.eval(), train, val, episodes=12, mlp_steps=300)
     assert out["state_r2"][0] > 0.6 and out["state_r2"][1] < 0.1  # 84 training frames for 128 features
     assert "state_readout_r2" not in out  # this world model learned no read-out of its own
+    for probe in ("state_mlp_r2", "state_pixels_mlp_r2"):  # the MLP read-outs: noise stays unread
+        assert len(out[probe]) == 2 and out[probe][1] < 0.1
+    assert out["state_mlp_r2"][0] > 0.3
