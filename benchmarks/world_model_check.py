@@ -32,7 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from jepa_control.collect import positions, read_trajectories  # noqa: E402
-from jepa_control.gate import frame_rows, held_out_r2, ridge_fit, ridge_r2, ridge_select  # noqa: E402
+from jepa_control.gate import frame_rows, held_out_r2, r2_per_column, ridge_fit, ridge_r2, ridge_select  # noqa: E402
 from jepa_control.windows import model_steps  # noqa: E402
 
 
@@ -46,20 +46,19 @@ def action_r2(train: dict, val: dict) -> float:
 
 
 def per_value_r2(pred: torch.Tensor, y: torch.Tensor) -> list[float]:
-    y = y.double()
-    return [round(float(v), 3) for v in 1 - ((pred.double() - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)]
+    return [round(float(v), 3) for v in r2_per_column(pred, y)]
 
 
 @torch.no_grad()
-def state_r2(world_model, train: dict, val: dict, val_latents: torch.Tensor, episodes: int) -> dict:
+def state_r2(world_model, train: dict, val: dict, train_latents: torch.Tensor, val_latents: torch.Tensor,
+             episodes: int) -> dict:
     """Per state value: the R^2 of a ridge read-out fitted on training frames' latents, and of the model's own."""
     rows = episodes * train["frames"].shape[1]
-    train_latents = world_model.encode(train["frames"][:episodes], train["proprio"][:episodes].float())
     fitting = frame_rows(train_latents, train["state"][:episodes], rows, torch.Generator().manual_seed(0))
     weight, bias = ridge_fit(*fitting, ridge_select(*fitting)[0])
     x, y = val_latents.flatten(2).flatten(0, 1).double(), val["state"][:episodes].flatten(0, 1)
     out = {"state_r2": per_value_r2(x @ weight + bias, y)}
-    if world_model.hparams.get("state_dim"):
+    if world_model.reads_state:
         out["state_readout_r2"] = per_value_r2(world_model.read_state(val_latents).flatten(0, 1), y)
     return out
 
@@ -91,10 +90,9 @@ def small_frames(frames: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, 32).flatten(1)
 
 
-def state_mlp_r2(world_model, train: dict, val: dict, val_latents: torch.Tensor, episodes: int, steps: int) -> dict:
+def state_mlp_r2(train: dict, val: dict, train_latents: torch.Tensor, val_latents: torch.Tensor, episodes: int,
+                 steps: int) -> dict:
     """state_r2's question for a two-layer MLP, from the latents and from the raw frames."""
-    with torch.no_grad():
-        train_latents = world_model.encode(train["frames"][:episodes], train["proprio"][:episodes].float())
     train_y, val_y = train["state"][:episodes].flatten(0, 1).float(), val["state"][:episodes].flatten(0, 1).float()
     return {"state_mlp_r2": mlp_r2(train_latents.flatten(2).flatten(0, 1), train_y,
                                    val_latents.flatten(2).flatten(0, 1), val_y, steps),
@@ -122,16 +120,16 @@ def check(world_model, train: dict, val: dict, episodes: int, mlp_steps: int = 0
     # the position gate's read-out of the agent's (x, y), on every frame's own tokens (a proprioception token would
     # hand it the answer)
     with torch.no_grad():
-        train_latents = world_model.frozen_encoder(train["frames"][:episodes])
+        train_latents = world_model.encode(train["frames"][:episodes], train["proprio"][:episodes].float())
     rows = train_latents.shape[0] * train_latents.shape[1], latents.shape[0] * latents.shape[1]
-    frame_tokens = latents[:, :, : world_model.frozen_encoder.num_tokens]
-    fit = held_out_r2(train_latents, positions(train["proprio"][:episodes]), frame_tokens,
+    n = world_model.frozen_encoder.num_tokens  # the frame's own tokens come first
+    fit = held_out_r2(train_latents[:, :, :n], positions(train["proprio"][:episodes]), latents[:, :, :n],
                       positions(val["proprio"][:episodes]), *rows, torch.Generator().manual_seed(0))
     out["position_r2"] = round(fit["r2"], 3)
     if train.get("state") is not None and val.get("state") is not None:
-        out.update(state_r2(world_model, train, val, latents, episodes))
+        out.update(state_r2(world_model, train, val, train_latents, latents, episodes))
         if mlp_steps:
-            out.update(state_mlp_r2(world_model, train, val, latents, episodes, mlp_steps))
+            out.update(state_mlp_r2(train, val, train_latents, latents, episodes, mlp_steps))
     f = world_model.frameskip
     latents, actions = model_steps(latents, val["actions"][:episodes].float(), f)
     model, no_change = one_step_errors(world_model, latents, actions)

@@ -18,10 +18,15 @@ def ridge_fit(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Ten
     return w, y.mean(0) - mu @ w
 
 
+def r2_per_column(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """R^2 of each column of y [n, k] -> [k] (float64)."""
+    y = y.double()
+    return 1 - ((pred.double() - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+
+
 def r2_score(pred: torch.Tensor, y: torch.Tensor) -> float:
     """R^2 averaged over the columns of y."""
-    y = y.double()
-    return float((1 - ((pred.double() - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)).mean())
+    return float(r2_per_column(pred, y).mean())
 
 
 def ridge_select(x: torch.Tensor, y: torch.Tensor, alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> tuple[float, float]:

@@ -187,7 +187,7 @@ def plan_setup(cfg, wm, env) -> tuple[PlanSetup, object]:
                           f"{wm.frameskip}, {cfg.env} has {len(env.action_low)}-D ones")
     readout = wm.read_position if cfg.distance in ("position", "geodesic") else None
     if cfg.distance == "state":
-        if not wm.hparams.get("state_dim"):
+        if not wm.reads_state:
             raise ConfigError(f"--distance state: {cfg.world_model} reads no state (fit it with "
                               "--model.init_args.state_dim and state_weight on data that recorded the env's state)")
         readout = wm.read_state

@@ -31,6 +31,7 @@ class PushT(GymAdapter):
                      "pose": "final pusher and block within 20 table px of the goal state's, block within 20 degrees "
                              "(DINO-WM's and stable-worldmodel's rule)"}
     POSE_PIXELS, POSE_RADIANS = 20.0, np.pi / 9
+    ANGLE_SCALE = (POSE_PIXELS / 512) / POSE_RADIANS  # table units per radian: 20 degrees weigh what 20 px do
     CONTACT_PIXELS, CONTACT_RADIANS = 0.5, 0.005  # a block pose change above these (table pixels, radians) is a push
 
     def __init__(self, img_size: int = 64, action_repeat: int = 1, max_steps: int = 100, reach: float = 64.0,
@@ -146,9 +147,8 @@ class PushT(GymAdapter):
         stands in for the angle, and a turn by a whole circle is no turn). Euclidean distances between them are the
         pose rule's two tolerances on one scale: what a state read-out learns and the pose cost compares."""
         poses = np.asarray(poses, np.float64)
-        radius = (self.POSE_PIXELS / 512) / self.POSE_RADIANS
-        return np.concatenate([poses[..., :4] / 512, radius * np.cos(poses[..., 4:5]),
-                               radius * np.sin(poses[..., 4:5])], -1).astype(np.float32)
+        return np.concatenate([poses[..., :4] / 512, self.ANGLE_SCALE * np.cos(poses[..., 4:5]),
+                               self.ANGLE_SCALE * np.sin(poses[..., 4:5])], -1).astype(np.float32)
 
     def pusher_velocity(self, velocity) -> np.ndarray:
         """The pusher's velocity [..., 2] in table pixels per second (the physics') -> table units per env step."""

@@ -24,7 +24,7 @@ class PushTOracle:
         self.frameskip = frameskip  # env steps per imagined state: the world model's, to plan as it does
         self.sim = env.make_pusht()
         self.sim.reset(seed=0)
-        self.angle_scale = (env.POSE_PIXELS / 512) / env.POSE_RADIANS
+        self.angle_scale = env.ANGLE_SCALE
         self.snapshot = None
 
     def pose(self, pusher, block_position, block_angle: float) -> torch.Tensor:

@@ -215,9 +215,14 @@ class WorldModel(L.LightningModule):
                               "model.proprio_scale > 0")
         return latents.flatten(-2) @ self.readout_weight + self.readout_bias
 
+    @property
+    def reads_state(self) -> bool:
+        """Whether read_state works: the model learned a read-out of the env's state (model.state_dim)."""
+        return bool(self.hparams.get("state_dim"))
+
     def read_state(self, latents: torch.Tensor) -> torch.Tensor:
         """States [..., N, D] -> the env's state [..., S] as the learned read-out (model.state_dim) sees it."""
-        if not self.hparams.get("state_dim"):
+        if not self.reads_state:
             raise ConfigError("this world model reads no state: fit it with model.state_dim and model.state_weight "
                               "on trajectories that recorded the env's state")
         return self.state_readout(latents.flatten(-2))
@@ -240,8 +245,7 @@ class WorldModel(L.LightningModule):
 
     def trained_parameters(self) -> list[nn.Parameter]:
         """What the optimiser moves: the predictor, and the state read-out where there is one."""
-        return [*self.predictor.parameters(), *(self.state_readout.parameters() if self.hparams.get("state_dim")
-                                                else [])]
+        return [*self.predictor.parameters(), *(self.state_readout.parameters() if self.reads_state else [])]
 
     @property
     def num_tokens(self) -> int:
