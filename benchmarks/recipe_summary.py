@@ -146,6 +146,10 @@ def markdown(summary: dict) -> str:
     lines += ["", "Accuracy in % on the Fashion-MNIST test split, mean over seeds; the random-init rows are the same "
               "runs' starting weights. Time to 85 % average-pooled linear: "
               + time_to_85(t) + "."]
+    for name, other in t.items():  # other recipes' curves, written by time_to_accuracy.py --summary_as NAME
+        if isinstance(other, dict):
+            lines.append(f"{name} (`{other['config']}`): {other['ours_s_to_85']} s to 85 % "
+                         f"({other['ours_s_to_80']} s to 80 %).")
     return "\n".join(lines) + "\n"
 
 

@@ -10,8 +10,9 @@ the seconds of its first snapshot at or above it (so at most one snapshot interv
 - official: the official code (a facebookresearch/ijepa checkout given by --reference, imported as
   benchmarks/train_step.py does): its ViT and predictor, multi-block MaskCollator, optimiser groups and LR / weight
   decay schedules (src.helper.init_opt), EMA schedule and train.py step, with the paper recipe (batch 256, LR 2e-4 ->
-  1e-3 -> 1e-6, weight decay 0.04 -> 0.4, EMA 0.996 -> 1, 4 targets of scale 0.15-0.2) at our quickstart's ViT
-  (128 x 4, patch 4, predictor 64 x 3) and augmentation, for --official_epochs epochs.
+  1e-3 -> 1e-6, weight decay 0.04 -> 0.4, EMA 0.996 -> 1, 4 targets of scale 0.15-0.2) at CONFIG's encoder and
+  predictor sizes (the full recipe's: ViT 128 x 4, patch 4, predictor 64 x 3) and our augmentation, for
+  --official_epochs epochs.
 
 Arms and probes are resumable steps: an arm whose snapshots are complete is not trained again, the official arm
 continues from its saved state after a stop (SIGTERM / SIGINT save it; its seconds count training sittings only), a
@@ -44,13 +45,29 @@ import torch.nn.functional as F  # noqa: E402
 from benchmarks.recipe_summary import RESULTS, markdown  # noqa: E402
 from data.resumable import KeyedDataset, ResumableSampler  # noqa: E402
 from jepa.checkpoint import load_strict  # noqa: E402
+from jepa.config_files import config_chain, read_config  # noqa: E402
 from jepa.io import atomic_write, write_json, write_text  # noqa: E402
 from jepa.provenance import cpu_model  # noqa: E402
 from jepa.vit import VisionTransformer, encoder_args  # noqa: E402
 
 THRESHOLDS = (0.80, 0.85)
-# the official arm's model: our quickstart's ViT, so the two arms differ in code and recipe only
-OFFICIAL_ARCH = {"img_size": 28, "patch_size": 4, "in_chans": 1, "embed_dim": 128, "depth": 4, "num_heads": 4}
+DEFAULT_CONFIG = "configs/ijepa/fmnist_full.yaml"
+MIN_KEEP = 4  # the official collator's, as our recipes' mask samplers
+# what the official arm takes from our recipe's model, so the two arms differ in code and recipe only
+ARCH_KEYS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num_heads")
+PREDICTOR_KEYS = ("predictor_embed_dim", "predictor_depth")
+
+
+def recipe_architecture(config: str) -> tuple[dict, dict]:
+    """(encoder, predictor) sizes of a `jepa fit` config's model, its bases merged in order, for the official arm."""
+    merged: dict = {}
+    for path in config_chain(config):
+        merged.update((read_config(path).get("model") or {}).get("init_args") or {})
+    missing = [k for k in (*ARCH_KEYS, *PREDICTOR_KEYS) if k not in merged]
+    if missing:
+        raise SystemExit(f"--config {config}: model.init_args names no {', '.join(missing)} (the official arm copies "
+                         "the recipe's architecture)")
+    return {k: merged[k] for k in ARCH_KEYS}, {k: merged[k] for k in PREDICTOR_KEYS}
 
 
 def save_snapshot(folder: Path, step: int, seconds: float, arch: dict, state: dict) -> Path:
@@ -96,20 +113,36 @@ def train_ours(config: str, folder: Path, every: int, seed: int, limit_train: in
     subprocess.run(argv, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def official_models(reference: str, seed: int):
-    """The official code's encoder, predictor and target encoder at our quickstart's sizes, initialised as its
-    train.py does under `seed`."""
+def smallest_target_block(arch: dict, scale: tuple[float, float] = (0.15, 0.2),
+                          aspect: tuple[float, float] = (0.75, 1.5)) -> int:
+    """Tokens of the smallest target block the official MaskCollator's size rule (multiblock.py's _sample_block_size)
+    can draw on the recipe's grid. It redraws every target block of min_keep tokens or fewer, forever when none can be
+    larger, and cannot hold a 1-token block at all, so the official arm refuses a grid with blocks that small."""
+    side = arch["img_size"] // arch["patch_size"]
+    smallest = side * side
+    for s in (scale[0] + k * (scale[1] - scale[0]) / 50 for k in range(51)):
+        for ar in (aspect[0] + k * (aspect[1] - aspect[0]) / 50 for k in range(51)):
+            keep = int(side * side * s)
+            h, w = min(round(math.sqrt(keep * ar)), side - 1), min(round(math.sqrt(keep / ar)), side - 1)
+            smallest = min(smallest, h * w)
+    return smallest
+
+
+def official_models(reference: str, seed: int, arch: dict, predictor_arch: dict):
+    """The official code's encoder, predictor and target encoder at our recipe's sizes, initialised as its train.py
+    does under `seed`."""
     sys.path.insert(0, str(Path(reference).resolve()))
     from src.models.vision_transformer import VisionTransformer as OfficialViT  # noqa: PLC0415 - the official code
     from src.models.vision_transformer import VisionTransformerPredictor
 
     torch.manual_seed(seed)
-    a = OFFICIAL_ARCH
+    a = arch
     encoder = OfficialViT(img_size=[a["img_size"]], patch_size=a["patch_size"], in_chans=a["in_chans"],
                           embed_dim=a["embed_dim"], depth=a["depth"], num_heads=a["num_heads"], mlp_ratio=4,
                           qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
     predictor = VisionTransformerPredictor(num_patches=encoder.patch_embed.num_patches, embed_dim=a["embed_dim"],
-                                           predictor_embed_dim=64, depth=3, num_heads=a["num_heads"])
+                                           predictor_embed_dim=predictor_arch["predictor_embed_dim"],
+                                           depth=predictor_arch["predictor_depth"], num_heads=a["num_heads"])
     return encoder, predictor, copy.deepcopy(encoder).requires_grad_(False)
 
 
@@ -131,13 +164,19 @@ def ignore_stop_signals(_worker_id: int) -> None:
 
 
 def train_official(reference: str, folder: Path, epochs: int, every: int, seed: int, limit_train: int = 0,
-                   batch_size: int = 256) -> bool:
+                   batch_size: int = 256, config: str = DEFAULT_CONFIG) -> bool:
     """The official train.py loop at the paper recipe (see the module docstring), single process, fp32. Resumable:
     every snapshot also saves the arm's state (`state.pt`: weights, optimizer, step, seconds trained), SIGTERM / SIGINT
     save it after the current step and stop, and a later call continues from it (schedules advanced to the saved step,
     the epoch's data order continued, seconds counted on from the saved ones). True once the arm is complete."""
     start = time.time()
-    encoder, predictor, target = official_models(reference, seed)
+    a, predictor_arch = recipe_architecture(config)
+    if smallest_target_block(a) <= MIN_KEEP:
+        side = a["img_size"] // a["patch_size"]
+        raise SystemExit(f"--config {config}: its {side} x {side} token grid gives target blocks of "
+                         f"{smallest_target_block(a)} token(s), which the official MaskCollator (min_keep {MIN_KEEP}) "
+                         "redraws forever: the official arm needs a finer grid")
+    encoder, predictor, target = official_models(reference, seed, a, predictor_arch)
     from src.helper import init_opt  # noqa: PLC0415 - the official code, on path since official_models
     from src.masks.multiblock import MaskCollator
     from src.utils.tensors import apply_masks, repeat_interleave_batch
@@ -145,7 +184,6 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
     from data.fashion_mnist import MEAN, STD, TensorImageDataset, find_root, load_split
     from data.transforms import train_transform
 
-    a = OFFICIAL_ARCH
     images, labels = load_split(find_root(None), "train")
     if limit_train:
         images, labels = images[:limit_train], labels[:limit_train]
@@ -153,7 +191,7 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
     dataset = KeyedDataset(TensorImageDataset(images, labels), transform, seed)  # crops keyed: a resume redraws them
     collator = MaskCollator(input_size=(a["img_size"], a["img_size"]), patch_size=a["patch_size"],
                             enc_mask_scale=(0.85, 1.0), pred_mask_scale=(0.15, 0.2), aspect_ratio=(0.75, 1.5),
-                            nenc=1, npred=4, min_keep=4, allow_overlap=False)
+                            nenc=1, npred=4, min_keep=MIN_KEEP, allow_overlap=False)
     ipe = len(dataset) // batch_size
     total = ipe * epochs
     optimizer, _, lr_schedule, wd_schedule = init_opt(encoder, predictor, ipe, start_lr=2e-4, ref_lr=1e-3,
@@ -171,7 +209,7 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
         step, trained = state["step"], state["seconds"]
         print(f"official arm: resuming at step {step} of {total} ({trained:.0f} s trained)", flush=True)
     else:
-        save_snapshot(folder, 0, time.time() - start, OFFICIAL_ARCH, target.state_dict())  # the arm's random init
+        save_snapshot(folder, 0, time.time() - start, a, target.state_dict())  # the arm's random init
     for _ in range(step):
         lr_schedule.step()
         wd_schedule.step()
@@ -180,7 +218,7 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
     def save(snapshot: bool) -> None:
         seconds = trained + time.time() - start
         if snapshot:
-            save_snapshot(folder, step, seconds, OFFICIAL_ARCH, target.state_dict())
+            save_snapshot(folder, step, seconds, a, target.state_dict())
         state = {"step": step, "total": total, "seconds": seconds,
                  **{name: module.state_dict() for name, module in modules.items()}}
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))
@@ -262,7 +300,8 @@ def summarise(probes: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arms", default="ours,official", help="comma-separated: ours, official")
-    p.add_argument("--config", default="configs/ijepa/fmnist_full.yaml", help="our recipe (a `jepa fit` config)")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="our recipe (a `jepa fit` config); the official arm trains its architecture")
     p.add_argument("--every_ours", type=int, default=940, help="our optimizer steps between snapshots (1 epoch)")
     p.add_argument("--reference", default=None, help="checkout of facebookresearch/ijepa (the official arm)")
     p.add_argument("--official_epochs", type=int, default=20)
@@ -273,6 +312,9 @@ def main() -> None:
     p.add_argument("--out", default="runs/time_to_accuracy")
     p.add_argument("--summary", action="store_true",
                    help="also write time_to_accuracy into benchmarks/results/recipe/summary.json")
+    p.add_argument("--summary_as", default=None,
+                   help="with --summary and --arms ours: write our arm under time_to_accuracy.<this name> instead "
+                        "(another recipe's curve beside the headline comparison, which it leaves as it is)")
     args = p.parse_args()
     out = Path(args.out)
     arms = [a for a in args.arms.split(",") if a]
@@ -291,7 +333,7 @@ def main() -> None:
         if arm == "ours":
             train_ours(args.config, folder, args.every_ours, args.seed, args.limit_train)
         elif not train_official(args.reference, folder, args.official_epochs, args.every_official, args.seed,
-                                args.limit_train):
+                                args.limit_train, config=args.config):
             return  # stopped with its state saved
         (folder / "done").write_text("")
     cache = out / "probes.json"
@@ -312,9 +354,18 @@ def main() -> None:
     if args.summary:
         summary_path = RESULTS / "summary.json"
         summary = json.loads(summary_path.read_text())
-        summary["time_to_accuracy"] = {k: result[k] for k in ("ours_s_to_85", "official_s_to_85", "ratio",
-                                                               "official_trained_s", "ratio_at_least", "command",
-                                                               "hardware", "date") if k in result}
+        if args.summary_as:
+            ours = result["arms"].get("ours")
+            if ours is None or len(result["arms"]) != 1:
+                raise SystemExit("--summary_as: give --arms ours alone (one recipe's curve)")
+            summary["time_to_accuracy"][args.summary_as] = {
+                "config": args.config, "ours_s_to_80": ours["s_to_80"], "ours_s_to_85": ours["s_to_85"],
+                "points": [{k: p[k] for k in ("step", "seconds", "avg")} for p in ours["points"]],
+                **{k: result[k] for k in ("command", "hardware", "date")}}
+        else:
+            summary["time_to_accuracy"] = {k: result[k] for k in ("ours_s_to_85", "official_s_to_85", "ratio",
+                                                                   "official_trained_s", "ratio_at_least", "command",
+                                                                   "hardware", "date") if k in result}
         write_json(summary_path, summary)
         write_text(RESULTS / "summary.md", markdown(summary))
     bound = f" (at least {result['ratio_at_least']})" if "ratio_at_least" in result else ""

@@ -107,7 +107,7 @@ def test_only_the_official_arm_with_a_saved_state_resumes(monkeypatch, tmp_path)
     folder.mkdir(parents=True)
     (folder / "step000000000.pt").write_bytes(b"")
     calls = []
-    monkeypatch.setattr(time_to_accuracy, "train_official", lambda *args: calls.append(args) or False)
+    monkeypatch.setattr(time_to_accuracy, "train_official", lambda *args, **_: calls.append(args) or False)
     monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--arms", "official", "--reference", "x",
                                       "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="unfinished arm"):  # snapshots without a state: times not comparable
@@ -115,3 +115,61 @@ def test_only_the_official_arm_with_a_saved_state_resumes(monkeypatch, tmp_path)
     (folder / "state.pt").write_bytes(b"")
     time_to_accuracy.main()  # resumed; stopped again before the end
     assert len(calls) == 1 and not (folder / "done").exists()
+
+
+def test_the_official_arm_takes_the_recipes_encoder_and_predictor_sizes(tmp_path):
+    from benchmarks.time_to_accuracy import recipe_architecture
+
+    full, full_predictor = recipe_architecture("configs/ijepa/fmnist_full.yaml")  # through two bases
+    assert full == {"img_size": 28, "patch_size": 4, "in_chans": 1, "embed_dim": 128, "depth": 4, "num_heads": 4}
+    assert full_predictor == {"predictor_embed_dim": 64, "predictor_depth": 3}
+    fast, _ = recipe_architecture("configs/ijepa/fmnist_fast.yaml")  # its own sizes override its bases'
+    assert (fast["patch_size"], fast["embed_dim"], fast["depth"]) == (7, 192, 4)
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("model: {init_args: {img_size: 28}}\n")
+    with pytest.raises(SystemExit, match="names no patch_size"):
+        recipe_architecture(str(bare))
+
+
+def test_the_official_arm_refuses_a_grid_whose_target_blocks_its_collator_cannot_draw(monkeypatch, tmp_path):
+    import sys
+
+    from benchmarks import time_to_accuracy
+
+    assert time_to_accuracy.smallest_target_block({"img_size": 28, "patch_size": 4}) == 6  # 7 x 7: 6-9 tokens
+    assert time_to_accuracy.smallest_target_block({"img_size": 28, "patch_size": 7}) == 1  # 4 x 4: 1-4 tokens
+    monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--arms", "official", "--reference", "x", "--config",
+                                      "configs/ijepa/fmnist_fast.yaml", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="4 x 4 token grid"):
+        time_to_accuracy.main()
+
+
+def test_summary_as_writes_another_recipes_curve_beside_the_headline_comparison(monkeypatch, tmp_path):
+    import json
+    import sys
+
+    from benchmarks import time_to_accuracy
+
+    results = tmp_path / "results"
+    results.mkdir()
+    headline = {"ours_s_to_85": 2848.7, "official_s_to_85": 4609.4, "ratio": 1.62}
+    blank = {"avg": None, "flat": None, "knn": None, "random_init_avg": None, "random_init_knn": None,
+             "train_seconds": None, "seeds": []}
+    (results / "summary.json").write_text(json.dumps({"quickstart": blank, "full": blank,
+                                                      "time_to_accuracy": headline}))
+    monkeypatch.setattr(time_to_accuracy, "RESULTS", results)
+    out = tmp_path / "tta"
+    (out / "snapshots" / "ours").mkdir(parents=True)
+    (out / "snapshots" / "ours" / "done").write_text("")  # trained and probed already: nothing runs
+    points = [{"file": "a", "step": 0, "seconds": 6.0, "avg": 0.81}, {"file": "b", "step": 9, "seconds": 700.0,
+                                                                      "avg": 0.852}]
+    (out / "probes.json").write_text(json.dumps({"ours": points}))
+    monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--arms", "ours", "--config",
+                                      "configs/ijepa/fmnist_fast.yaml", "--out", str(out), "--summary",
+                                      "--summary_as", "fast_encoder"])
+    time_to_accuracy.main()
+    t = json.loads((results / "summary.json").read_text())["time_to_accuracy"]
+    assert {k: t[k] for k in headline} == headline  # the headline comparison is left as it was
+    assert t["fast_encoder"]["ours_s_to_85"] == 700.0 and t["fast_encoder"]["ours_s_to_80"] == 6.0
+    assert t["fast_encoder"]["config"] == "configs/ijepa/fmnist_fast.yaml" and len(t["fast_encoder"]["points"]) == 2
+    assert "fast_encoder (`configs/ijepa/fmnist_fast.yaml`): 700.0 s to 85 %" in (results / "summary.md").read_text()
