@@ -82,7 +82,7 @@ def export_config(encoder: VisionTransformer, source: dict, licence: str | None,
     ours = {"format": FORMAT,
             "args": encoder.architecture,
             "pooling": pooling, "normalisation": normalisation, "source": source, "licence": licence}
-    if encoder.is_video:
+    if encoder.is_video or encoder.stem != "patch":  # no timm ViT has these layers
         return {"architecture": None, "jepa": ours}
     pretrained_cfg = {"input_size": [encoder.in_chans, encoder.img_size, encoder.img_size], "num_classes": 0,
                       "interpolation": "bicubic", "crop_pct": 1.0, "fixed_input_size": True,

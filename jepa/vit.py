@@ -35,9 +35,13 @@ ENCODER_ARGS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "num
 VIDEO_ARGS = ("num_frames", "tubelet_size", "uniform_power")  # absent from image checkpoints
 
 
+STEM_ARG = "stem"  # absent where the stem is the plain patch projection
+
+
 def encoder_args(hparams: dict) -> dict:
-    """The VisionTransformer arguments held in a checkpoint's hyperparameters (video ones only when present)."""
-    return {k: hparams[k] for k in ENCODER_ARGS + VIDEO_ARGS if k in hparams}
+    """The VisionTransformer arguments held in a checkpoint's hyperparameters (video and stem ones only when
+    present)."""
+    return {k: hparams[k] for k in ENCODER_ARGS + VIDEO_ARGS + (STEM_ARG,) if k in hparams}
 
 
 def _blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float, drop_path_rate: float) -> nn.ModuleList:
@@ -95,6 +99,28 @@ class TubeletEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+class ConvStem(nn.Module):
+    """Image [B, C, H, W] -> tokens [B, H/p * W/p, D] through early convolutions instead of one patch projection
+    (Xiao et al. 2021, "Early convolutions help transformers see better"): 3 x 3 stride-2 convolutions halve the image
+    until a position covers a patch, then a 1 x 1 convolution to the width. Trained briefly, a ViT's patch projection
+    missed what a few pixels' orientation shows (Push-T's block angle, docs/push_t.md) where small convolutions
+    learned it."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        halvings = patch_size.bit_length() - 1
+        if patch_size < 2 or 1 << halvings != patch_size:
+            raise ConfigError(f"stem 'conv' needs a patch_size that is a power of two, got {patch_size}")
+        widths = [in_chans] + [min(embed_dim, 32 << i) for i in range(halvings)]
+        layers: list[nn.Module] = []
+        for a, b in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.GELU()]
+        self.proj = nn.Sequential(*layers, nn.Conv2d(widths[-1], embed_dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
 class VisionTransformer(nn.Module):
     """ViT encoder without CLS token: Conv2d patches + fixed 2-D sin-cos position embedding for images, or (with
     num_frames > 1) Conv3d tubelets + fixed 3-D sin-cos embedding for videos [B, C, T, H, W]. I-JEPA and V-JEPA
@@ -117,8 +143,13 @@ class VisionTransformer(nn.Module):
         num_frames: int = 1,
         tubelet_size: int = 2,
         uniform_power: bool = False,
+        stem: str = "patch",
     ) -> None:
         super().__init__()
+        if stem not in ("patch", "conv") or (stem == "conv" and num_frames > 1):
+            raise ConfigError(f"stem must be 'patch' or (for an image encoder) 'conv', got {stem!r}"
+                              + (f" with num_frames {num_frames}" if stem == "conv" else ""))
+        self.stem = stem
         self.grid = grid_size(img_size, patch_size)
         self.img_size, self.patch_size, self.in_chans = img_size, patch_size, in_chans
         self.embed_dim, self.num_heads = embed_dim, num_heads
@@ -132,13 +163,18 @@ class VisionTransformer(nn.Module):
         else:
             self.grid_t = 1
             # other image sizes are accepted (local views); their position embedding is resampled in forward
-            self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False)
+            self.patch_embed = (ConvStem(patch_size, in_chans, embed_dim) if stem == "conv" else
+                                PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=False))
             pos = sincos_2d(embed_dim, self.grid, self.grid)
         self.register_buffer("pos_embed", pos[None])
         self.blocks = _blocks(embed_dim, depth, num_heads, mlp_ratio, drop_path_rate)
         self.norm = LayerNorm(embed_dim)
         self.grad_checkpointing = False  # set_grad_checkpointing(True): activation checkpointing per block
         _init_weights(self, self.blocks)
+        # stacked convolutions start from PyTorch's fan-in init: at the blocks' std 0.02 each would shrink the signal
+        for m in self.patch_embed.modules() if stem == "conv" else ():
+            if isinstance(m, nn.Conv2d):
+                m.reset_parameters()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
@@ -146,7 +182,8 @@ class VisionTransformer(nn.Module):
     @property
     def architecture(self) -> dict:
         """The constructor arguments that fix this encoder's shape: enough to rebuild it before loading weights."""
-        return {**{k: getattr(self, k) for k in ENCODER_ARGS + VIDEO_ARGS if k != "depth"}, "depth": len(self.blocks)}
+        return {**{k: getattr(self, k) for k in ENCODER_ARGS + VIDEO_ARGS if k != "depth"}, "depth": len(self.blocks),
+                **({STEM_ARG: self.stem} if self.stem != "patch" else {})}
 
     @property
     def is_video(self) -> bool:

@@ -27,7 +27,8 @@ class PixelWorldModel(WorldModel):
 
     Args:
         encoder: the ViT's architecture (jepa.vit.VisionTransformer arguments: img_size, patch_size, in_chans,
-            embed_dim, depth, num_heads), trained from random init.
+            embed_dim, depth, num_heads, and stem: conv for early convolutions in place of the patch projection),
+            trained from random init.
         mean, std: per-channel normalisation of the frames (the data's).
         pool_grid, fold: how the patch tokens become the predictor's latents (FrozenEncoder: average-pooled to a
             pool_grid x pool_grid grid, fold x fold blocks concatenated); not layer-normed: SIGReg keeps their scale.

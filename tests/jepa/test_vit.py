@@ -175,3 +175,28 @@ def test_padding_lets_compiled_networks_reuse_their_graphs():
                     context_and_predictions(enc, pred, x, ctx, targets, pad_multiple=0)
     finally:
         torch._dynamo.reset()
+
+
+def test_a_conv_stem_gives_the_patch_grid_rebuilds_from_its_architecture_and_sees_one_pixel():
+    from jepa.export import export_config
+    from jepa.vit import encoder_args
+
+    conv = VisionTransformer(img_size=32, patch_size=8, in_chans=3, embed_dim=64, depth=1, num_heads=4, stem="conv")
+    plain = VisionTransformer(img_size=32, patch_size=8, in_chans=3, embed_dim=64, depth=1, num_heads=4)
+    x = torch.randn(2, 3, 32, 32)
+    assert conv(x).shape == plain(x).shape == (2, 16, 64)
+    assert "stem" not in plain.architecture and conv.architecture["stem"] == "conv"  # older checkpoints unchanged
+    again = VisionTransformer(**encoder_args(conv.architecture))
+    again.load_state_dict(conv.state_dict())  # strict: the same layers
+    torch.testing.assert_close(again(x), conv(x))
+    # stride-2 3 x 3 convolutions: one pixel changes its patch's token and, through overlapping windows, at most
+    # the neighbours right and below it, nothing farther
+    y = x.clone()
+    y[0, :, 3, 3] += 5.0
+    changed = (conv.patch_embed(y) - conv.patch_embed(x)).abs().amax(-1)[0]
+    assert changed[0] > 0 and all(changed[i] == 0 for i in range(16) if i not in (0, 1, 4, 5))
+    assert export_config(conv, {}, None, None)["architecture"] is None  # no timm ViT has these layers
+    with pytest.raises(ConfigError, match="power of two"):
+        VisionTransformer(img_size=28, patch_size=7, in_chans=1, embed_dim=64, depth=1, num_heads=4, stem="conv")
+    with pytest.raises(ConfigError, match="num_frames 8"):
+        VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=1, num_heads=4, num_frames=8, stem="conv")
