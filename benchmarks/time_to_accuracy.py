@@ -362,10 +362,12 @@ def main() -> None:
                 "config": args.config, "ours_s_to_80": ours["s_to_80"], "ours_s_to_85": ours["s_to_85"],
                 "points": [{k: p[k] for k in ("step", "seconds", "avg")} for p in ours["points"]],
                 **{k: result[k] for k in ("command", "hardware", "date")}}
-        else:
-            summary["time_to_accuracy"] = {k: result[k] for k in ("ours_s_to_85", "official_s_to_85", "ratio",
-                                                                   "official_trained_s", "ratio_at_least", "command",
-                                                                   "hardware", "date") if k in result}
+        else:  # the headline replaced, the other recipes' curves (--summary_as) kept
+            others = {k: v for k, v in summary.get("time_to_accuracy", {}).items() if isinstance(v, dict)}
+            summary["time_to_accuracy"] = {**{k: result[k] for k in ("ours_s_to_85", "official_s_to_85", "ratio",
+                                                                      "official_trained_s", "ratio_at_least",
+                                                                      "command", "hardware", "date") if k in result},
+                                           **others}
         write_json(summary_path, summary)
         write_text(RESULTS / "summary.md", markdown(summary))
     bound = f" (at least {result['ratio_at_least']})" if "ratio_at_least" in result else ""

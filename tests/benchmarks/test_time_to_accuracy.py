@@ -173,3 +173,8 @@ def test_summary_as_writes_another_recipes_curve_beside_the_headline_comparison(
     assert t["fast_encoder"]["ours_s_to_85"] == 700.0 and t["fast_encoder"]["ours_s_to_80"] == 6.0
     assert t["fast_encoder"]["config"] == "configs/ijepa/fmnist_fast.yaml" and len(t["fast_encoder"]["points"]) == 2
     assert "fast_encoder (`configs/ijepa/fmnist_fast.yaml`): 700.0 s to 85 %" in (results / "summary.md").read_text()
+    # a later headline measurement replaces the headline and keeps the other curve
+    monkeypatch.setattr(sys, "argv", ["time_to_accuracy.py", "--arms", "ours", "--out", str(out), "--summary"])
+    time_to_accuracy.main()
+    t = json.loads((results / "summary.json").read_text())["time_to_accuracy"]
+    assert t["ours_s_to_85"] == 700.0 and t["ratio"] is None and t["fast_encoder"]["ours_s_to_85"] == 700.0
