@@ -171,11 +171,12 @@ def train_official(reference: str, folder: Path, epochs: int, every: int, seed: 
     the epoch's data order continued, seconds counted on from the saved ones). True once the arm is complete."""
     start = time.time()
     a, predictor_arch = recipe_architecture(config)
-    if smallest_target_block(a) <= MIN_KEEP:
+    smallest = smallest_target_block(a)
+    if smallest <= MIN_KEEP:
         side = a["img_size"] // a["patch_size"]
-        raise SystemExit(f"--config {config}: its {side} x {side} token grid gives target blocks of "
-                         f"{smallest_target_block(a)} token(s), which the official MaskCollator (min_keep {MIN_KEEP}) "
-                         "redraws forever: the official arm needs a finer grid")
+        raise SystemExit(f"--config {config}: its {side} x {side} token grid gives target blocks of {smallest} "
+                         f"token(s), which the official MaskCollator (min_keep {MIN_KEEP}) redraws forever: the "
+                         "official arm needs a finer grid")
     encoder, predictor, target = official_models(reference, seed, a, predictor_arch)
     from src.helper import init_opt  # noqa: PLC0415 - the official code, on path since official_models
     from src.masks.multiblock import MaskCollator

@@ -117,6 +117,12 @@ class ConvStem(nn.Module):
             layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.GELU()]
         self.proj = nn.Sequential(*layers, nn.Conv2d(widths[-1], embed_dim, 1))
 
+    def reset_parameters(self) -> None:
+        """PyTorch's fan-in init for every convolution: at the blocks' std 0.02 each would shrink the signal."""
+        for m in self.proj:
+            if isinstance(m, nn.Conv2d):
+                m.reset_parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).flatten(2).transpose(1, 2)
 
@@ -171,10 +177,8 @@ class VisionTransformer(nn.Module):
         self.norm = LayerNorm(embed_dim)
         self.grad_checkpointing = False  # set_grad_checkpointing(True): activation checkpointing per block
         _init_weights(self, self.blocks)
-        # stacked convolutions start from PyTorch's fan-in init: at the blocks' std 0.02 each would shrink the signal
-        for m in self.patch_embed.modules() if stem == "conv" else ():
-            if isinstance(m, nn.Conv2d):
-                m.reset_parameters()
+        if isinstance(self.patch_embed, ConvStem):
+            self.patch_embed.reset_parameters()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
