@@ -17,6 +17,15 @@ def apply_masks(x: torch.Tensor, masks: list[torch.Tensor] | torch.Tensor) -> to
     return torch.cat(out, dim=0)
 
 
+def slot_means(x: torch.Tensor, index: torch.Tensor, tokens_per_slot: int, slots: int) -> torch.Tensor:
+    """The average of the gathered tokens x [B, K, D] within each time slot of a clip (token index // tokens_per_slot,
+    `index` [B, K] as gathered) -> [B', D]: one row per (clip, slot) holding at least one token, clip-major."""
+    onehot = torch.nn.functional.one_hot(index // tokens_per_slot, slots).to(x.dtype)   # [B, K, S]
+    counts = onehot.sum(1)                                                                # [B, S]
+    means = onehot.transpose(1, 2) @ x / counts.clamp(min=1).unsqueeze(-1)                # [B, S, D]
+    return means[counts > 0]
+
+
 def repeat_batch(x: torch.Tensor, repeats: int) -> torch.Tensor:
     """[B, ...] -> [repeats * B, ...] in the same mask-major order as apply_masks with a list."""
     return x.repeat(repeats, *([1] * (x.dim() - 1)))

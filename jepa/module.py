@@ -25,7 +25,7 @@ from jepa.attention import avoid_cudnn_attention
 from jepa.compile import compile_networks
 from jepa.ema import ema_update
 from jepa.errors import ConfigError
-from jepa.masking import apply_masks
+from jepa.masking import apply_masks, slot_means
 from jepa.metrics import feature_std, rankme
 from jepa.nonfinite import NonFiniteGuard, NonFiniteTrainingError
 from jepa.optim import decay_groups
@@ -83,6 +83,10 @@ class JEPA(L.LightningModule):
             loss, averaged over mask configurations (0: off, the papers' recipes). Directions keyed by
             (mask_seed, step), the same on every rank.
         sigreg_slices: random directions of SIGReg.
+        sigreg_pool: what SIGReg treats as one sample: `input` (a clip's or image's context tokens averaged) or `time`
+            (a clip's context tokens averaged within each time slot, so a clip gives one sample per slot; the same as
+            `input` for images). Per time slot, the samples of a clip differ where the clip changes (where a moving
+            object is), as the frame-wise I-JEPA baseline's frames do, instead of averaging that motion away.
         pooled_weight: add this times the objective between each context's average-pooled embedding and the target
             encoder's average-pooled embedding of the whole input, both layer-normed (0: off, the papers' recipes):
             the pooled features, which the standard probe reads, learn to agree across masked views.
@@ -114,6 +118,7 @@ class JEPA(L.LightningModule):
         max_nonfinite_steps: int = 5,
         sigreg_weight: float = 0.0,
         sigreg_slices: int = 256,
+        sigreg_pool: str = "input",
         pooled_weight: float = 0.0,
         pad_tokens: int = 0,
         torch_compile: bool = False,
@@ -133,6 +138,8 @@ class JEPA(L.LightningModule):
         if sigreg_weight < 0 or sigreg_slices < 1:
             raise ConfigError(f"model.sigreg_weight must be >= 0 and model.sigreg_slices >= 1, got {sigreg_weight} and "
                               f"{sigreg_slices}")
+        if sigreg_pool not in ("input", "time"):
+            raise ConfigError(f"model.sigreg_pool must be 'input' or 'time', got {sigreg_pool!r}")
         self.encoder = encoder
         self.predictor = predictor
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
@@ -144,6 +151,7 @@ class JEPA(L.LightningModule):
         if pooled_weight < 0:
             raise ConfigError(f"model.pooled_weight must be >= 0 (0: off), got {pooled_weight}")
         self.sigreg_weight, self.sigreg_slices, self.pooled_weight = sigreg_weight, sigreg_slices, pooled_weight
+        self.sigreg_pool = sigreg_pool
         self.pad_tokens, self.torch_compile = pad_tokens, torch_compile
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)
 
@@ -154,7 +162,7 @@ class JEPA(L.LightningModule):
         with torch.no_grad():  # targets: the EMA encoder's layer-normed tokens of the whole input
             full = self.target_encoder(x)
             h = F.layer_norm(full, (full.size(-1),))
-        losses, contexts = [], []
+        losses, contexts, context_indices = [], [], []
         for i, config in enumerate(masks if isinstance(masks, (list, tuple)) else [masks]):
             targets = list(config.targets)
             # the context encoder sees only the context tokens; the predictor fills in each target block
@@ -162,9 +170,10 @@ class JEPA(L.LightningModule):
                                               self.pad_tokens, i)
             losses.append(self.objective(pred.float(), apply_masks(h, targets).float()))
             contexts.append(z)
+            context_indices.append(config.context)
         loss = torch.stack(losses).mean()
         if self.sigreg_weight > 0:  # against collapse: the pooled context embeddings pushed towards isotropy
-            loss = loss + self.sigreg_weight * self.sigreg_term(contexts)
+            loss = loss + self.sigreg_weight * self.sigreg_term(contexts, context_indices)
         if self.pooled_weight > 0:  # each masked view's pooled embedding predicts the whole input's
             loss = loss + self.pooled_weight * self.pooled_term(contexts, h)
         return loss, full
@@ -219,13 +228,19 @@ class JEPA(L.LightningModule):
         accumulate = self.trainer.accumulate_grad_batches
         return self.trainer.global_step * accumulate + batch_idx % accumulate
 
-    def sigreg_term(self, contexts: list[torch.Tensor]) -> torch.Tensor:
-        """SIGReg of the average-pooled context embeddings, averaged over mask configurations; the directions are
-        keyed by (mask_seed, step), the same for every configuration and rank."""
+    def sigreg_term(self, contexts: list[torch.Tensor], indices: list[torch.Tensor]) -> torch.Tensor:
+        """SIGReg of the average-pooled context embeddings (per input or per time slot: sigreg_pool), averaged over
+        mask configurations; the directions are keyed by (mask_seed, step), the same for every configuration and
+        rank."""
         step = self.trainer.global_step if self._trainer is not None else 0
         key, reg = key_seed(self.mask_seed, step, 0x5167), 0.0
-        for z in contexts:
-            reg = reg + sigreg(z.mean(1), self.sigreg_slices, torch.Generator().manual_seed(key))
+        grid = self.encoder.token_grid
+        for z, index in zip(contexts, indices):
+            if self.sigreg_pool == "time" and len(grid) == 3:
+                samples = slot_means(z, index, grid[1] * grid[2], grid[0])
+            else:
+                samples = z.mean(1)
+            reg = reg + sigreg(samples, self.sigreg_slices, torch.Generator().manual_seed(key))
         reg = reg / len(contexts)
         if self._trainer is not None and self.training:
             self.log("train/sigreg", reg)

@@ -59,7 +59,38 @@ def test_vjepa_adds_sigreg_only_when_asked():
     assert with_reg > base + 0.1
 
 
+def test_slot_means_average_the_gathered_tokens_of_each_time_slot():
+    from jepa.masking import slot_means
+
+    x = torch.arange(12.0).reshape(1, 6, 2)
+    index = torch.tensor([[0, 1, 4, 5, 9, 3]])          # slots of 4 tokens: 0, 0, 1, 1, 2, 0
+    means = slot_means(x, index, tokens_per_slot=4, slots=4)   # slot 3 holds no token and gives no row
+    assert torch.equal(means, torch.tensor([[(0 + 2 + 10) / 3, (1 + 3 + 11) / 3], [5.0, 6.0], [8.0, 9.0]]))
+
+
+def test_vjepa_sigreg_per_time_slot_takes_each_slots_context_average_as_a_sample():
+    from vjepa import VJEPA, MultiBlock3DMaskSampler
+
+    args = dict(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, in_chans=1, embed_dim=32, depth=1, num_heads=2,
+                predictor_embed_dim=16, predictor_depth=1, mask_sampler=MultiBlock3DMaskSampler(),
+                sigreg_weight=1.0, sigreg_slices=32)
+    torch.manual_seed(0)
+    per_clip, per_slot = VJEPA(**args), VJEPA(**args, sigreg_pool="time")
+    per_slot.load_state_dict(per_clip.state_dict())
+    x = torch.rand(8, 4, 1, 16, 16)
+    config = per_clip.sample_masks(x, torch.Generator().manual_seed(0))[0]
+    z = per_clip.encoder(x.transpose(1, 2), config.context)          # [8, K, 32]
+    slot = config.context // 16                                         # 4 x 4 tokens per tubelet slot, 2 slots
+    by_hand = torch.cat([torch.stack([z[b][slot[b] == t].mean(0) for t in range(2) if (slot[b] == t).any()])
+                         for b in range(8)])
+    # the per-clip term of one-token "clips" holding the slot averages: the same directions, the by-hand samples
+    expected = per_clip.sigreg_term([by_hand.unsqueeze(1)], [torch.zeros(len(by_hand), 1, dtype=torch.long)])
+    assert torch.allclose(per_slot.sigreg_term([z], [config.context]), expected)
+    assert not torch.allclose(per_clip.sigreg_term([z], [config.context]), expected)
+
+
 @pytest.mark.parametrize("bad, match", [({"sigreg_weight": -0.1}, "model.sigreg_weight must be >= 0"),
+                                        ({"sigreg_pool": "frame"}, "model.sigreg_pool must be 'input' or 'time'"),
                                         ({"sigreg_slices": 0}, "model.sigreg_slices >= 1"),
                                         ({"predictor_embed_dim": 15}, "model.predictor_embed_dim 15 must be divisible")])
 def test_both_modules_name_the_bad_model_key(bad, match):
