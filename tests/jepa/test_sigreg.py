@@ -4,6 +4,10 @@ import torch
 from jepa.sigreg import epps_pulley, sigreg
 from tests.conftest import tiny_model
 
+# a tiny V-JEPA: 4-frame 16 x 16 clips, 2 time slots of 4 x 4 tubelet tokens
+TINY_VIDEO = dict(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, in_chans=1, embed_dim=32, depth=1,
+                  num_heads=2, predictor_embed_dim=16, predictor_depth=1)
+
 
 def test_epps_pulley_is_small_for_gaussians_and_large_otherwise():
     g = torch.Generator().manual_seed(0)
@@ -46,8 +50,7 @@ def test_ijepa_adds_sigreg_only_when_asked():
 def test_vjepa_adds_sigreg_only_when_asked():
     from vjepa import VJEPA, MultiBlock3DMaskSampler
 
-    args = dict(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, in_chans=1, embed_dim=32, depth=1, num_heads=2,
-                predictor_embed_dim=16, predictor_depth=1, mask_sampler=MultiBlock3DMaskSampler())
+    args = dict(TINY_VIDEO, mask_sampler=MultiBlock3DMaskSampler())
     torch.manual_seed(0)
     plain = VJEPA(**args)
     reg = VJEPA(**args, sigreg_weight=0.5, sigreg_slices=32)
@@ -71,9 +74,7 @@ def test_slot_means_average_the_gathered_tokens_of_each_time_slot():
 def test_vjepa_sigreg_per_time_slot_takes_each_slots_context_average_as_a_sample():
     from vjepa import VJEPA, MultiBlock3DMaskSampler
 
-    args = dict(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, in_chans=1, embed_dim=32, depth=1, num_heads=2,
-                predictor_embed_dim=16, predictor_depth=1, mask_sampler=MultiBlock3DMaskSampler(),
-                sigreg_weight=1.0, sigreg_slices=32)
+    args = dict(TINY_VIDEO, mask_sampler=MultiBlock3DMaskSampler(), sigreg_weight=1.0, sigreg_slices=32)
     torch.manual_seed(0)
     per_clip, per_slot = VJEPA(**args), VJEPA(**args, sigreg_pool="time")
     per_slot.load_state_dict(per_clip.state_dict())
@@ -97,9 +98,7 @@ def test_both_modules_name_the_bad_model_key(bad, match):
     from jepa.errors import ConfigError
     from vjepa import VJEPA
 
-    video = dict(img_size=16, patch_size=4, num_frames=4, tubelet_size=2, in_chans=1, embed_dim=32, depth=1,
-                 num_heads=2, predictor_embed_dim=16, predictor_depth=1)
     with pytest.raises(ConfigError, match=match):
         tiny_model(**bad)
     with pytest.raises(ConfigError, match=match):
-        VJEPA(**{**video, **bad})
+        VJEPA(**{**TINY_VIDEO, **bad})
